@@ -1,0 +1,154 @@
+"""Reading documents: jsonl / json / parquet / plain text files or a `datasets` folder -> a Dataset.
+
+Every source becomes a `datasets.Dataset` with a ``text`` column (str), an ``id`` column (str,
+unique within the source) and the source's other columns untouched, so scorers can read fields
+such as a precomputed quality score. Arrow-backed and memory-mapped: nothing is held in RAM.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+from pydantic import Field
+
+from curriculum.errors import UserError
+from curriculum.registry import StrictModel
+
+_JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst")
+_PARQUET_SUFFIXES = (".parquet",)
+_TEXT_SUFFIXES = (".txt", ".txt.gz", ".md", ".rst", ".py", ".text")
+
+Format = Literal["auto", "json", "parquet", "text", "arrow"]
+
+
+class SourceConfig(StrictModel):
+    """One source of documents for a domain."""
+
+    path: str = Field(description="A file, a folder (all data files inside, recursively, or a `datasets` "
+                      "save_to_disk folder), or a glob such as `data/*.jsonl.gz`.")
+    format: Format = Field("auto", description="File format; `auto` guesses from the suffix "
+                           "(.jsonl/.json[.gz] -> json, .parquet, .txt/.md/.rst/.py -> text, a saved dataset -> arrow).")
+    text_field: str | list[str] = Field("text", description="Column holding the text; a list joins several "
+                                        "columns with a blank line (e.g. [question, answer]).")
+    id_field: str | None = Field(None, description="Column with a document id; default: the `id` column if "
+                                 "there is one, else `<domain>/<source index>:<row>`.")
+    text_split: Literal["document", "paragraph", "line"] = Field(
+        "document", description="Plain text only: one document per file, per blank-line paragraph, or per line.")
+    where: dict[str, Any] | None = Field(None, description="Keep only rows whose fields equal these values "
+                                         "(a list means any of), e.g. {label: ham}.")
+    max_documents: int | None = Field(None, ge=1, description="Keep only the first N documents (after `where`).")
+
+
+def _has_suffix(path: str, suffixes: tuple[str, ...]) -> bool:
+    return path.lower().endswith(suffixes)
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and ((path / "dataset_info.json").exists() or (path / "state.json").exists())
+
+
+def resolve_files(source: SourceConfig) -> tuple[str, list[str]]:
+    """Return (format, files) for a source, raising a UserError naming the path if nothing is found."""
+    path = Path(os.path.expanduser(source.path))
+    if source.format == "arrow" or (source.format == "auto" and _is_saved_dataset(path)):
+        if not _is_saved_dataset(path):
+            raise UserError(f"data source {source.path!r}: expected a `datasets` save_to_disk folder "
+                            "(with dataset_info.json or state.json)")
+        return "arrow", [str(path)]
+    if any(ch in source.path for ch in "*?["):
+        files = sorted(glob.glob(os.path.expanduser(source.path), recursive=True))
+    elif path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if p.is_file())
+        if source.format == "auto":
+            files = [f for f in files if _has_suffix(f, _JSON_SUFFIXES + _PARQUET_SUFFIXES + _TEXT_SUFFIXES)]
+    elif path.is_file():
+        files = [str(path)]
+    else:
+        raise UserError(f"data source {source.path!r} does not exist")
+    if not files:
+        raise UserError(f"data source {source.path!r} matches no data files")
+    fmt = source.format
+    if fmt == "auto":
+        kinds = set()
+        for f in files:
+            if _has_suffix(f, _JSON_SUFFIXES):
+                kinds.add("json")
+            elif _has_suffix(f, _PARQUET_SUFFIXES):
+                kinds.add("parquet")
+            elif _has_suffix(f, _TEXT_SUFFIXES):
+                kinds.add("text")
+            else:
+                raise UserError(f"data source {source.path!r}: cannot tell the format of {f!r}; set `format`")
+        if len(kinds) > 1:
+            raise UserError(f"data source {source.path!r} mixes formats {sorted(kinds)}; split it into several sources")
+        fmt = kinds.pop()
+    return fmt, files
+
+
+def _load_raw(fmt: str, files: list[str], source: SourceConfig, cache_dir: str | None) -> datasets.Dataset:
+    if fmt == "arrow":
+        loaded = datasets.load_from_disk(files[0])
+        if isinstance(loaded, datasets.DatasetDict):
+            if "train" not in loaded:
+                raise UserError(f"data source {source.path!r} is a DatasetDict without a `train` split")
+            loaded = loaded["train"]
+        return loaded
+    kwargs: dict[str, Any] = {}
+    if fmt == "text":
+        kwargs = {"sample_by": source.text_split, "encoding_errors": "replace", "keep_linebreaks": True}
+    try:
+        return datasets.load_dataset(fmt, data_files=files, split="train", cache_dir=cache_dir, **kwargs)
+    except Exception as exc:  # datasets wraps parser errors in several types; all mean "bad file"
+        raise UserError(f"data source {source.path!r}: could not read {fmt} files: {exc}") from exc
+
+
+def load_documents(source: SourceConfig, *, source_name: str = "source", cache_dir: str | None = None,
+                   num_proc: int | None = None) -> datasets.Dataset:
+    """Load one source as a Dataset with ``text`` and ``id`` columns (other columns are kept)."""
+    fmt, files = resolve_files(source)
+    ds = _load_raw(fmt, files, source, cache_dir)
+    fields = [source.text_field] if isinstance(source.text_field, str) else list(source.text_field)
+    missing = [f for f in fields + ([source.id_field] if source.id_field else []) if f not in ds.column_names]
+    if missing:
+        raise UserError(f"data source {source.path!r}: no column {missing} (columns: {ds.column_names})")
+    if source.where:
+        bad = [k for k in source.where if k not in ds.column_names]
+        if bad:
+            raise UserError(f"data source {source.path!r}: `where` names unknown columns {bad} "
+                            f"(columns: {ds.column_names})")
+        wanted = {k: (set(v) if isinstance(v, list) else {v}) for k, v in source.where.items()}
+        ds = ds.filter(lambda row: all(row[k] in vals for k, vals in wanted.items()), num_proc=num_proc,
+                       desc=f"filter {source_name}")
+    if source.max_documents is not None and len(ds) > source.max_documents:
+        ds = ds.select(range(source.max_documents))
+
+    # Without an explicit id field, an existing `id` column is kept as the id.
+    id_field = source.id_field or ("id" if "id" in ds.column_names else None)
+
+    def to_text_and_id(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        if len(fields) == 1:
+            texts = [t if isinstance(t, str) else ("" if t is None else str(t)) for t in batch[fields[0]]]
+        else:
+            texts = ["\n\n".join("" if batch[f][i] is None else str(batch[f][i]) for f in fields)
+                     for i in range(len(indices))]
+        ids = ([str(x) for x in batch[id_field]] if id_field else [f"{source_name}:{i}" for i in indices])
+        return {"text": texts, "id": ids}
+
+    ds = ds.map(to_text_and_id, batched=True, with_indices=True, num_proc=num_proc, desc=f"read {source_name}")
+    return ds
+
+
+def load_domain(sources: list[SourceConfig], *, domain: str, cache_dir: str | None = None,
+                num_proc: int | None = None) -> datasets.Dataset:
+    """Concatenate a domain's sources into one Dataset (columns common to all sources are kept)."""
+    parts = [load_documents(s, source_name=f"{domain}/{i}", cache_dir=cache_dir, num_proc=num_proc)
+             for i, s in enumerate(sources)]
+    if len(parts) == 1:
+        return parts[0]
+    common = set(parts[0].column_names).intersection(*(p.column_names for p in parts[1:]))
+    parts = [p.select_columns([c for c in p.column_names if c in common]) for p in parts]
+    return datasets.concatenate_datasets(parts)

@@ -1,0 +1,77 @@
+"""Name -> implementation registries with typed configs (scorers, mixers, orderings, LR schedules).
+
+Each entry is a class plus a pydantic config model whose ``name`` field is a ``Literal`` of the
+registered name. `Registry.config_union()` turns the registry into a discriminated union, so a
+recipe names an implementation by ``name:`` and pydantic validates its parameters, reporting
+unknown names with the list of choices and every bad field with its key path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Callable, Generic, TypeVar, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from curriculum.errors import UserError
+
+T = TypeVar("T")
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class Registry(Generic[T]):
+    """A registry of implementations of one kind, each with its own config model."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, tuple[Callable[..., T], type[BaseModel]]] = {}
+
+    def register(self, name: str, config: type[BaseModel]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Class decorator: ``@REGISTRY.register("name", NameConfig)``."""
+        field = config.model_fields.get("name")
+        if field is None or getattr(field.annotation, "__args__", None) != (name,):
+            raise TypeError(f"{config.__name__} must declare `name: Literal[{name!r}]`")
+
+        def decorator(impl: Callable[..., T]) -> Callable[..., T]:
+            if name in self._entries:
+                raise TypeError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = (impl, config)
+            return impl
+
+        return decorator
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def config_class(self, name: str) -> type[BaseModel]:
+        return self._lookup(name)[1]
+
+    def _lookup(self, name: str) -> tuple[Callable[..., T], type[BaseModel]]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UserError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}") from None
+
+    def build(self, config: BaseModel, *args: Any, **kwargs: Any) -> T:
+        """Instantiate the implementation named by ``config.name`` with ``config`` and extra args."""
+        impl, _ = self._lookup(config.name)  # type: ignore[attr-defined]
+        return impl(config, *args, **kwargs)
+
+    def parse(self, data: dict[str, Any] | BaseModel) -> BaseModel:
+        """Validate a plain dict (``{"name": ..., ...}``) into the registered config model."""
+        if isinstance(data, BaseModel):
+            return data
+        if not isinstance(data, dict) or "name" not in data:
+            raise UserError(f"a {self.kind} is a mapping with a `name` key; choose one of: {', '.join(self.names())}")
+        return self.config_class(data["name"]).model_validate(data)
+
+    def config_union(self) -> Any:
+        """A pydantic discriminated union over every registered config (tagged by ``name``)."""
+        configs = tuple(config for _, config in self._entries.values())
+        if len(configs) == 1:
+            return configs[0]
+        return Annotated[Union[configs], Field(discriminator="name")]  # type: ignore[valid-type]
