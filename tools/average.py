@@ -1,0 +1,383 @@
+"""Checkpoint averaging: a weighted average of K checkpoints, streamed tensor by tensor.
+
+`average_checkpoints` reads each input tensor once, as a view of the memory-mapped file, and
+accumulates the weighted sum chunk by chunk in float32 (or float64) so the running sum stays in
+cache; each finished chunk is rounded to the output dtype and appended to a safetensors shard
+whose header was written up front (`tools.average_writer`). Private memory is therefore a few
+chunks, independent of K and of the model's size; the inputs cost only page cache.
+
+The output is a ``save_pretrained``-style folder (config, generation config, tokenizer files,
+``model.safetensors`` or shards + index) that loads with ``AutoModelForCausalLM``; the sources,
+steps and weights are recorded in each shard's metadata and in ``currimix.json``. It appears
+atomically: until it is complete it exists only as a hidden ``.<name>.tmp-*`` folder.
+
+`average_command` is the ``currimix average`` command. Weight presets live in
+`tools.average_weights`, run-folder selection in `tools.average_select`, input formats in
+`tools.average_inputs`.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Sequence
+
+import torch
+import typer
+from pydantic import Field
+
+from curriculum.errors import UserError
+from curriculum.registry import StrictModel
+from tools.average_inputs import MARKER_FILE, CheckpointSource, check_compatible, open_checkpoint
+from tools.average_select import select_run_checkpoints
+from tools.average_weights import (
+    EMAWeights,
+    ExplicitWeights,
+    SMAWeights,
+    WeightSpec,
+    WMAWeights,
+    parse_weight_spec,
+    resolve_weights,
+)
+from tools.average_writer import (
+    OutputTensor,
+    StreamingShardWriter,
+    atomic_output_dir,
+    parse_size,
+    plan_shards,
+    shard_names,
+    write_index,
+    write_json,
+)
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Elements per accumulation chunk: 256K fp32 values (1 MiB) keep the running sum of each chunk in
+# L2 while the K inputs stream past it, so memory traffic is K reads + 1 write instead of 3K.
+CPU_CHUNK_ELEMS = 1 << 18
+GPU_CHUNK_ELEMS = 1 << 26
+# Files copied beside the weights: everything `from_pretrained` and tokenizers look for.
+COPIED_FILES = (
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+    "*.model",
+    "*.tiktoken",
+    "chat_template*",
+    "preprocessor_config.json",
+)
+
+__all__ = [
+    "AverageReport",
+    "average_checkpoints",
+    "average_command",
+    "select_run_checkpoints",
+    "WeightSpec",
+    "SMAWeights",
+    "EMAWeights",
+    "WMAWeights",
+    "ExplicitWeights",
+    "resolve_weights",
+]
+
+
+class AverageReport(StrictModel):
+    """What an averaging run did; also stored as the output's ``currimix.json``."""
+
+    output: str = Field(description="The averaged model folder.")
+    sources: list[str] = Field(description="Input checkpoint folders, oldest first.")
+    steps: list[Optional[int]] = Field(description="Training step of each source (None when unknown).")
+    weights: list[float] = Field(description="Weight of each source; they sum to 1 unless explicit and unnormalized.")
+    weighting: dict[str, Any] = Field(description="The weight preset and its parameters.")
+    accumulate_dtype: str
+    output_dtype: str = Field(description="Dtype of the floating-point output tensors.")
+    num_tensors: int
+    total_bytes: int = Field(description="Bytes of tensor data written.")
+    shards: list[str]
+    seconds: float
+    notes: list[str] = Field(default_factory=list)
+
+
+def average_checkpoints(
+    inputs: Sequence[Path],
+    output: Path,
+    weights: WeightSpec | Sequence[float] | str = "sma",
+    *,
+    accumulate_dtype: Literal["float32", "float64"] = "float32",
+    output_dtype: Literal["float32", "float64", "bfloat16", "float16"] | None = None,
+    shard_size: str | int = "5GB",
+    device: str = "cpu",
+    config_from: Path | None = None,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    progress: bool = False,
+) -> AverageReport:
+    """Write the weighted average of ``inputs`` (oldest first) to the model folder ``output``.
+
+    ``weights`` is a preset (`SMAWeights`, `EMAWeights`, ... or a name such as ``"sma"``) or one
+    number per input. Floating tensors are averaged in ``accumulate_dtype`` and written in
+    ``output_dtype`` (default: their input dtype); other tensors are copied from the newest input.
+    ``device="cuda"`` accumulates on the GPU. ``dry_run`` validates everything and writes nothing.
+    Raises `UserError` for mismatched inputs, an output that would overwrite an input, etc.
+    """
+    start = time.perf_counter()
+    inputs = [Path(p) for p in inputs]
+    spec = parse_weight_spec(weights)
+    weight_values = resolve_weights(spec, len(inputs))
+    if accumulate_dtype not in ("float32", "float64"):
+        raise UserError(f"accumulate_dtype must be float32 or float64, got {accumulate_dtype!r}")
+    if output_dtype is not None and output_dtype not in DTYPES:
+        raise UserError(f"output_dtype must be one of {', '.join(DTYPES)}, got {output_dtype!r}")
+    acc_dtype = DTYPES[accumulate_dtype]
+    device = _check_device(device)
+    max_shard_bytes = parse_size(shard_size)
+    if len(set(p.resolve() for p in inputs)) != len(inputs):
+        raise UserError(f"the same checkpoint is given twice in {[str(p) for p in inputs]}")
+
+    sources = [open_checkpoint(p, config_from) for p in inputs]
+    try:
+        _refuse_overlap(Path(output), sources)
+        check_compatible(sources)
+        notes = [n for s in sources for n in s.notes]
+        _check_step_order(sources, spec, notes)
+        copied = _files_to_copy(sources)
+        plan = _output_plan(sources[0], output_dtype)
+        if any(not t.dtype.is_floating_point for t in plan):
+            notes.append(f"{sum(not t.dtype.is_floating_point for t in plan)} non-floating tensors copied from the newest checkpoint")
+        shards = plan_shards(plan, max_shard_bytes)
+        float_dtypes = {str(t.dtype).removeprefix("torch.") for t in plan if t.dtype.is_floating_point}
+        report = AverageReport(
+            output=str(Path(output).absolute()),
+            sources=[s.label for s in sources],
+            steps=[s.step for s in sources],
+            weights=weight_values,
+            weighting=spec.model_dump(),
+            accumulate_dtype=accumulate_dtype,
+            output_dtype="/".join(sorted(float_dtypes)) or "none",
+            num_tensors=len(plan),
+            total_bytes=sum(t.nbytes for t in plan),
+            shards=shard_names(len(shards)),
+            seconds=0.0,
+            notes=notes,
+        )
+        if dry_run:
+            report.seconds = round(time.perf_counter() - start, 3)
+            return report
+
+        record = report.model_dump(exclude={"seconds", "output"})
+        with atomic_output_dir(Path(output), overwrite) as tmp:
+            writer = StreamingShardWriter(tmp, shards, {"format": "pt", "currimix_average": json.dumps(record)})
+            try:
+                _stream_average(sources, plan, weight_values, acc_dtype, device, writer, progress)
+                writer.close()
+            finally:
+                writer.abort()
+            write_index(tmp, shards, {"currimix_average": record})
+            _write_config(tmp, sources[-1], float_dtypes)
+            for name, path in copied.items():
+                shutil.copy2(path, tmp / name)
+            report.seconds = round(time.perf_counter() - start, 3)
+            write_json(tmp / MARKER_FILE, {"format": 1, "kind": "average", **report.model_dump(exclude={"output"})})
+        return report
+    finally:
+        for s in sources:
+            s.close()
+
+
+def _stream_average(
+    sources: list[CheckpointSource],
+    plan: list[OutputTensor],
+    weights: list[float],
+    acc_dtype: torch.dtype,
+    device: torch.device,
+    writer: StreamingShardWriter,
+    progress: bool,
+) -> None:
+    """Average every planned tensor chunk by chunk and hand the chunks to ``writer`` in order."""
+    from tqdm import tqdm
+
+    chunk = CPU_CHUNK_ELEMS if device.type == "cpu" else GPU_CHUNK_ELEMS
+    active = [(s, w) for s, w in zip(sources, weights) if w != 0.0]  # zero weights need no reading
+    acc = torch.empty(chunk, dtype=acc_dtype, device=device)
+    out_bufs: dict[torch.dtype, torch.Tensor] = {}
+    bar = tqdm(total=sum(t.nbytes for t in plan), unit="B", unit_scale=True, disable=not progress, desc="averaging")
+    for i, t in enumerate(plan):
+        if i + 1 < len(plan):  # start the disk reads of the next tensor while this one is summed
+            for s, _ in active:
+                s.prefetch(plan[i + 1].key)
+        writer.begin(t.key)
+        if not t.dtype.is_floating_point:
+            writer.write(sources[-1].tensor(t.key).contiguous())
+            bar.update(t.nbytes)
+            continue
+        views = [(s.tensor(t.key).reshape(-1), w) for s, w in active]
+        n = views[0][0].numel() if views else sources[-1].tensor(t.key).numel()
+        if t.dtype != acc_dtype and t.dtype not in out_bufs:
+            out_bufs[t.dtype] = torch.empty(chunk, dtype=t.dtype, device=device)
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            a = acc[: hi - lo]
+            if not views:
+                a.zero_()
+            for j, (v, w) in enumerate(views):
+                piece = v[lo:hi] if device.type == "cpu" else v[lo:hi].to(device)
+                if j == 0:
+                    a.copy_(piece)  # exact widening; multiplying in the input dtype would round
+                    a.mul_(w)
+                else:
+                    a.add_(piece, alpha=w)  # computed in acc dtype: type promotion of tensor operands
+            out = a if t.dtype == acc_dtype else out_bufs[t.dtype][: hi - lo].copy_(a)
+            writer.write(out if device.type == "cpu" else out.cpu())
+        bar.update(t.nbytes)
+    bar.close()
+
+
+def _output_plan(first: CheckpointSource, output_dtype: str | None) -> list[OutputTensor]:
+    """Output tensors in the first input's file order (sequential reads when the disk is cold)."""
+    plan = []
+    for key, ref in first.tensors.items():
+        dtype = DTYPES[output_dtype] if output_dtype and ref.dtype.is_floating_point else ref.dtype
+        plan.append(OutputTensor(key, dtype, ref.shape))
+    return plan
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but torch sees no CUDA device")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
+    return dev
+
+
+def _refuse_overlap(output: Path, sources: list[CheckpointSource]) -> None:
+    """Never write over, inside or around an input (or the config folder it reads)."""
+    out = output.resolve()
+    for s in sources:
+        for p in {s.folder.resolve(), s.config_dir.resolve()}:
+            if out == p or out in p.parents or p in out.parents:
+                raise UserError(
+                    f"output {output} would overwrite or sit inside the input {p}; choose an output folder outside the inputs"
+                )
+
+
+def _check_step_order(sources: list[CheckpointSource], spec: WeightSpec, notes: list[str]) -> None:
+    """Order-dependent presets weigh the last input most; make sure the last is the newest."""
+    steps = [s.step for s in sources]
+    if spec.name in ("ema", "wma") and None not in steps and steps != sorted(steps):
+        raise UserError(
+            f"{spec.name} weights give the last input the most weight, but the inputs are not in step order "
+            f"(steps {steps}); list them oldest first"
+        )
+    if spec.name in ("ema", "wma") and None in steps:
+        notes.append("some inputs have no known step; their given order is taken as oldest to newest")
+
+
+def _files_to_copy(sources: list[CheckpointSource]) -> dict[str, Path]:
+    """Config-side files of the newest input, after checking the inputs agree on them."""
+    newest = sources[-1].config_dir
+    names = sorted({p.name for pattern in COPIED_FILES for p in newest.glob(pattern) if p.is_file()})
+    if sources[-1].config.get("auto_map"):  # trust_remote_code models need their code files
+        names += sorted(p.name for p in newest.glob("*.py"))
+    for s in sources[:-1]:
+        for name in names:
+            other = s.config_dir / name
+            if other.is_file() and not filecmp.cmp(other, newest / name, shallow=False):
+                raise UserError(f"{other} differs from {newest / name}; the checkpoints do not share a tokenizer/config")
+    return {name: newest / name for name in names}
+
+
+def _write_config(folder: Path, newest: CheckpointSource, float_dtypes: set[str]) -> None:
+    config = dict(newest.config)
+    if len(float_dtypes) == 1:
+        for key in ("dtype", "torch_dtype"):  # transformers 5 writes "dtype", 4.x "torch_dtype"
+            if key in config:
+                config[key] = next(iter(float_dtypes))
+    write_json(folder / "config.json", config)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def average_command(
+    inputs: Annotated[
+        Optional[list[Path]],
+        typer.Argument(
+            help="Checkpoint folders to average, oldest first: snapshots, save_pretrained folders "
+            "(safetensors, sharded or pytorch_model.bin) or Accelerate save_state folders. Leave out when using --run.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the averaged model to (appears only when complete).")] = ...,  # type: ignore[assignment]
+    run: Annotated[Optional[Path], typer.Option("--run", help="Run folder of `currimix train` to pick checkpoints from (with --last/--every).")] = None,
+    last: Annotated[Optional[int], typer.Option("--last", min=1, help="With --run: average the K newest checkpoints.")] = None,
+    every: Annotated[Optional[int], typer.Option("--every", min=1, help="With --run: only checkpoints whose step is a multiple of S.")] = None,
+    source: Annotated[str, typer.Option("--from", help="With --run: pick from 'snapshots' (weights only) or 'checkpoints' (save_state).")] = "snapshots",
+    weights: Annotated[str, typer.Option("--weights", "-w", help="'sma' (uniform), 'ema' (needs --alpha), 'wma' (linear), or one comma-separated weight per checkpoint, oldest first.")] = "sma",
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="EMA alpha in (0, 1]: w_i ~ (1-alpha)^(K-i), newest heaviest.")] = None,
+    ema_form: Annotated[str, typer.Option("--ema-form", help="'normalized' (w_i ~ (1-alpha)^(K-i), summing to 1) or 'recursive' (the EMA recursion seeded from the oldest checkpoint).")] = "normalized",
+    normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="Scale explicit weights to sum to 1.")] = True,
+    accumulate_dtype: Annotated[str, typer.Option("--accumulate-dtype", help="Dtype of the running sum: float32 or float64.")] = "float32",
+    output_dtype: Annotated[Optional[str], typer.Option("--output-dtype", help="Dtype to write floating tensors in (float32, bfloat16, float16, float64); default: the inputs' dtype.")] = None,
+    shard_size: Annotated[str, typer.Option("--shard-size", help="Largest output shard, e.g. 5GB (10^9 bytes) or 2GiB.")] = "5GB",
+    device: Annotated[str, typer.Option("--device", help="Where to accumulate: cpu or cuda.")] = "cpu",
+    config_from: Annotated[Optional[Path], typer.Option("--config-from", help="Folder with config.json and tokenizer for inputs that lack them (save_state folders outside a run).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder (never an input).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the inputs and print the weights without writing anything.")] = False,
+) -> None:
+    """Average checkpoints (uniform, EMA, linear or explicit weights) into a model folder that loads with transformers."""
+    if run is not None:
+        if inputs:
+            raise UserError("give either checkpoint folders or --run, not both")
+        inputs = select_run_checkpoints(run, last=last, every=every, source=source)  # type: ignore[arg-type]
+    elif last is not None or every is not None:
+        raise UserError("--last and --every pick from a run folder; add --run RUN_DIR")
+    if not inputs:
+        raise UserError("no checkpoints given; pass folders or --run RUN_DIR --last K")
+    spec: Any
+    if weights == "ema":
+        if alpha is None:
+            raise UserError("--weights ema needs --alpha (e.g. --alpha 0.2)")
+        spec = {"name": "ema", "alpha": alpha, "form": ema_form}
+    elif alpha is not None:
+        raise UserError(f"--alpha only applies to --weights ema, not {weights!r}")
+    elif weights in ("sma", "wma"):
+        spec = weights
+    else:
+        try:
+            values = [float(v) for v in weights.split(",")]
+        except ValueError:
+            raise UserError(f"--weights {weights!r} is neither sma, ema, wma nor a comma-separated list of numbers") from None
+        spec = {"name": "explicit", "values": values, "normalize": normalize}
+
+    report = average_checkpoints(
+        inputs,
+        output,
+        spec,
+        accumulate_dtype=accumulate_dtype,  # type: ignore[arg-type]
+        output_dtype=output_dtype,  # type: ignore[arg-type]
+        shard_size=shard_size,
+        device=device,
+        config_from=config_from,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        progress=sys.stderr.isatty(),
+    )
+    for src, step, w in zip(report.sources, report.steps, report.weights):
+        typer.echo(f"  {w:8.5f}  step {step if step is not None else '?':>8}  {src}")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    verb = "would write" if dry_run else "wrote"
+    typer.echo(
+        f"{verb} {report.output}: {report.num_tensors} tensors, {report.total_bytes / 1e9:.2f} GB "
+        f"in {len(report.shards)} shard(s), {report.output_dtype}, in {report.seconds:.1f} s"
+    )

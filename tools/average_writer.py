@@ -1,0 +1,208 @@
+"""Output side of checkpoint averaging: streaming sharded safetensors and an atomic output folder.
+
+`safetensors.torch.save_file` needs every tensor of a shard in memory at once. Averaging knows
+every output tensor's name, dtype and shape before it computes any of them, so the header (and
+each tensor's offset) can be written first and the data appended chunk by chunk as it is
+produced: memory stays at one chunk, whatever the shard size. The files are plain safetensors
+(8-byte little-endian header length, JSON header padded with spaces to 8 bytes, raw data) and
+are re-opened with `safe_open` after writing as a check.
+
+`atomic_output_dir` builds the whole folder under a hidden temporary name next to the target and
+renames it into place only when everything is written and synced, so an interrupted run never
+leaves a folder that looks like a finished model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import tempfile
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import torch
+from safetensors import safe_open
+
+from curriculum.errors import UserError
+from tools.average_inputs import SAFETENSORS_DTYPES
+
+DTYPE_CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
+SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_size(size: str | int) -> int:
+    """Bytes in ``size``: an int or a string like "2GB" (10^9, as transformers) or "512MiB"."""
+    if isinstance(size, int):
+        value = size
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", size, flags=re.IGNORECASE)
+        if not match:
+            raise UserError(f"shard size {size!r} is not a size like '2GB', '500MB' or '1GiB'")
+        value = int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "").upper()])
+    if value <= 0:
+        raise UserError(f"shard size must be positive, got {size!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class OutputTensor:
+    key: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n * torch.empty((), dtype=self.dtype).element_size()
+
+
+def plan_shards(tensors: list[OutputTensor], max_shard_bytes: int) -> list[list[OutputTensor]]:
+    """Split tensors, in order, into shards of at most ``max_shard_bytes`` (a bigger tensor gets its own)."""
+    shards: list[list[OutputTensor]] = [[]]
+    size = 0
+    for t in tensors:
+        if shards[-1] and size + t.nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += t.nbytes
+    return shards
+
+
+def shard_names(count: int) -> list[str]:
+    """File names as ``save_pretrained`` gives them."""
+    if count == 1:
+        return ["model.safetensors"]
+    return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+
+
+def safetensors_header(tensors: list[OutputTensor], metadata: dict[str, str]) -> bytes:
+    """Length prefix + JSON header for ``tensors`` laid out back to back in this order."""
+    header: dict[str, object] = {"__metadata__": metadata}
+    offset = 0
+    for t in tensors:
+        header[t.key] = {"dtype": DTYPE_CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    return struct.pack("<Q", len(blob)) + blob
+
+
+class StreamingShardWriter:
+    """Writes the planned shards in order; tensors arrive as sequences of 1-D chunks."""
+
+    def __init__(self, folder: Path, shards: list[list[OutputTensor]], metadata: dict[str, str]):
+        self.folder = folder
+        self.shards = shards
+        self.names = shard_names(len(shards))
+        self.metadata = metadata
+        self._order = [(i, t) for i, shard in enumerate(shards) for t in shard]
+        self._next = 0  # index into _order of the tensor being written
+        self._left = 0  # bytes still owed to it
+        self._shard = -1
+        self._file: BinaryIO | None = None
+
+    def begin(self, key: str) -> None:
+        assert self._left == 0, "previous tensor incomplete"
+        shard, t = self._order[self._next]
+        assert t.key == key, (t.key, key)
+        if shard != self._shard:
+            self._finish_shard()
+            self._shard = shard
+            self._file = open(self.folder / self.names[shard], "wb")
+            self._file.write(safetensors_header(self.shards[shard], self.metadata))
+        self._left = t.nbytes
+        self._next += 1
+
+    def write(self, chunk: torch.Tensor) -> None:
+        assert chunk.device.type == "cpu" and chunk.is_contiguous()
+        data = chunk.reshape(-1).view(torch.uint8).numpy()
+        assert data.nbytes <= self._left, "more bytes than the header promised"
+        self._file.write(memoryview(data))  # type: ignore[union-attr]
+        self._left -= data.nbytes
+
+    def close(self) -> None:
+        """Finish the last shard, then check every shard reads back with the planned tensors."""
+        assert self._next == len(self._order) and self._left == 0, "not every tensor was written"
+        self._finish_shard()
+        for name, shard in zip(self.names, self.shards):
+            with safe_open(str(self.folder / name), framework="pt") as f:
+                assert set(f.keys()) == {t.key for t in shard}, name
+
+    def _finish_shard(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def write_index(folder: Path, shards: list[list[OutputTensor]], metadata: dict[str, object]) -> None:
+    """``model.safetensors.index.json`` as ``save_pretrained`` writes it (only for several shards)."""
+    names = shard_names(len(shards))
+    if len(names) == 1:
+        return
+    index = {
+        "metadata": {"total_size": sum(t.nbytes for s in shards for t in s), **metadata},
+        "weight_map": {t.key: name for name, shard in zip(names, shards) for t in shard},
+    }
+    write_json(folder / "model.safetensors.index.json", index)
+
+
+def write_json(path: Path, data: object) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_output_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``output``; rename it to ``output`` on success.
+
+    On any error or interrupt the temporary folder is removed. With ``overwrite`` an existing
+    ``output`` is replaced only after the new one is complete.
+    """
+    output = Path(output).absolute()
+    if output.exists() and not overwrite:
+        raise UserError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output} exists and is not a folder")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+        if output.exists():
+            old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(output, old)
+            os.rename(tmp, output)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, output)
+        _fsync_dir(output.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
