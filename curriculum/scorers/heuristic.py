@@ -1,0 +1,345 @@
+"""`heuristic` scorer: the Gopher / C4 / FineWeb document-quality rules as one continuous score.
+
+Each rule measures one property of a document (`RULES` lists them with their source and the
+published threshold). Instead of a pass/fail cut, every rule contributes a *soft penalty*
+
+    penalty = softplus((lo - value) / scale) + softplus((value - hi) / scale)   (capped)
+
+which is ~0 well inside the published range, ln 2 at the threshold and grows linearly past it, so
+documents are ordered by *how far* they are from failing rather than split into two piles.
+Count rules (word count) are compared in log space. The score is minus the weighted sum of
+penalties (higher = better); `rule_values(texts)` returns every rule's raw value for inspection.
+
+Speed: the line/word rules are a handful of C-level string operations per document, and the
+n-gram repetition rules run vectorised over the whole batch at once (one sort per n over
+composite ``doc | hash | position`` keys) instead of a Python loop per n-gram. No spaCy.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from curriculum.registry import StrictModel
+from curriculum.scorers.base import Scorer, clean_texts
+from curriculum.scorers.registry import SCORERS
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One quality rule: the accepted range [lo, hi] of its value and the softness of the penalty."""
+
+    name: str
+    source: str
+    description: str
+    lo: float | None = None
+    hi: float | None = None
+    scale: float = 0.1
+    log: bool = False  # compare log(1 + value) with log(1 + threshold)
+
+
+_TOP_NGRAM_MAX = {2: 0.20, 3: 0.18, 4: 0.16}
+_DUP_NGRAM_MAX = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+
+RULES: tuple[Rule, ...] = (
+    Rule("word_count", "Gopher", "whitespace-separated words", lo=50, hi=100_000, scale=1.0, log=True),
+    Rule("mean_word_length", "Gopher", "mean characters per word", lo=3, hi=10, scale=0.5),
+    Rule("symbol_word_ratio", "Gopher", "('#' + '...' + '…') per word", hi=0.1, scale=0.03),
+    Rule("bullet_line_ratio", "Gopher", "lines starting with a bullet", hi=0.9, scale=0.05),
+    Rule("ellipsis_line_ratio", "Gopher", "lines ending with an ellipsis", hi=0.3, scale=0.05),
+    Rule("alpha_word_ratio", "Gopher", "words with at least one letter", lo=0.8, scale=0.05),
+    Rule("stop_word_count", "Gopher", "occurrences of the, be, to, of, and, that, have, with", lo=2, scale=0.5),
+    Rule("dup_line_ratio", "Gopher", "lines repeating an earlier line", hi=0.3, scale=0.05),
+    Rule("dup_line_char_ratio", "Gopher", "characters in lines repeating an earlier line", hi=0.2, scale=0.05),
+    Rule("dup_paragraph_ratio", "Gopher", "paragraphs repeating an earlier paragraph", hi=0.3, scale=0.05),
+    Rule("dup_paragraph_char_ratio", "Gopher", "characters in repeated paragraphs", hi=0.2, scale=0.05),
+    *(Rule(f"top_{n}gram_char_ratio", "Gopher", f"characters covered by the most repeated word {n}-gram",
+           hi=t, scale=0.04) for n, t in _TOP_NGRAM_MAX.items()),
+    *(Rule(f"dup_{n}gram_char_ratio", "Gopher", f"characters covered by repeated word {n}-grams",
+           hi=t, scale=0.04) for n, t in _DUP_NGRAM_MAX.items()),
+    Rule("terminal_punct_line_ratio", "C4/FineWeb", "lines ending in . ! ? or a quote", lo=0.12, scale=0.05),
+    Rule("short_line_ratio", "FineWeb", "lines shorter than 30 characters", hi=0.67, scale=0.05),
+    Rule("newline_word_ratio", "FineWeb", "line breaks per word", hi=0.3, scale=0.05),
+    Rule("boilerplate_line_ratio", "C4", "lines naming javascript, cookies, privacy/terms, lorem ipsum",
+         hi=0.05, scale=0.03),
+    Rule("curly_bracket_ratio", "C4", "'{' and '}' per character", hi=0.005, scale=0.003),
+    Rule("all_caps_word_ratio", "RedPajama-v2", "words written in capitals (str.isupper)", hi=0.1, scale=0.03),
+    Rule("url_word_ratio", "RedPajama-v2", "URLs (http://, https://, www.) per word", hi=0.02, scale=0.01),
+    Rule("html_tag_ratio", "RedPajama-v2", "HTML tags per word", hi=0.01, scale=0.01),
+    Rule("digit_char_ratio", "RedPajama-v2", "digits per character", hi=0.1, scale=0.03),
+    Rule("replacement_char_ratio", "encoding", "U+FFFD replacement characters per character", hi=0.001,
+         scale=0.001),
+)
+RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
+
+_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+_BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "·", "➢", "►", "✓", "‣", "⁃", "◦", "∙")
+_ELLIPSES = ("...", "…")
+_TERMINAL = (".", "!", "?", '"', "'", "”", "’")
+_LETTER = re.compile(r"[^\W\d_]")
+_HTML_TAG = re.compile(r"<[a-zA-Z/!][^<>\n]{0,200}>")
+_BOILERPLATE = re.compile(r"javascript|cookie|privacy policy|terms of (?:use|service)|lorem ipsum|"
+                          r"all rights reserved")
+_BOILERPLATE_TRIGGERS = ("javascript", "cookie", "privacy", "terms of", "lorem", "rights reserved")
+_DIGITS = b"0123456789"
+
+# Composite sort keys for the vectorised n-gram rules: doc (11 bits) | hash (33) | position (20).
+_POS_BITS, _HASH_BITS, _DOC_BITS = 20, 33, 11
+_MAX_WORDS_PER_CHUNK = (1 << _POS_BITS) - 16
+_MAX_DOCS_PER_CHUNK = 1 << _DOC_BITS
+
+
+class HeuristicConfig(StrictModel):
+    name: Literal["heuristic"] = "heuristic"
+    weights: dict[str, float] = Field(default_factory=dict, description="Per-rule weight overrides "
+                                      "(default 1 each; 0 switches a rule off). Keys: rule names, see "
+                                      "`currimix score list`.")
+    softness: float = Field(1.0, gt=0, le=100, description="Multiplies every rule's penalty scale: larger "
+                            "= smoother ordering inside the accepted ranges, smaller = closer to pass/fail.")
+    max_penalty: float = Field(4.0, gt=0, le=100, description="Cap on one rule's penalty, so one badly "
+                               "failed rule cannot outweigh all the others.")
+    max_chars: int = Field(500_000, ge=1000, description="Rules look at the first N characters of a "
+                           "document (bounds time and memory on huge documents).")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_rules(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(RULE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown rules {unknown}; choose from {list(RULE_NAMES)}")
+        bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v >= 0)}
+        if bad:
+            raise ValueError(f"rule weights must be finite and >= 0, got {bad}")
+        return weights
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else 0.0
+
+
+def _dup_stats(items: list[str]) -> tuple[float, float]:
+    """(fraction of items repeating an earlier one, fraction of characters in such items)."""
+    seen: set[str] = set()
+    dup = dup_chars = total_chars = 0
+    for item in items:
+        total_chars += len(item)
+        if item in seen:
+            dup += 1
+            dup_chars += len(item)
+        else:
+            seen.add(item)
+    return _ratio(dup, len(items)), _ratio(dup_chars, total_chars)
+
+
+def _doc_values(text: str, hashes: list[int], lowered: list[str], word_lengths: list[int]) -> list[float]:
+    """Line- and word-level rule values of one document; appends its word hashes and lengths.
+
+    Word-type properties (has a letter, is a stop word) and the n-gram rules are filled in later,
+    vectorised over the chunk. Python's salted ``hash`` is safe here: it only identifies equal
+    words inside one call, and word ids are then assigned in first-occurrence order.
+    """
+    words = text.split()
+    low = text.lower()
+    low_words = low.split()
+    n_words = len(words)
+    n_chars = len(text)
+    lengths = list(map(len, words))
+    word_lengths.extend(lengths)
+    hashes.extend(map(hash, low_words))
+    lowered.extend(low_words)
+
+    raw = text.encode("utf-8", "replace")
+    n_digits = len(raw) - len(raw.translate(None, _DIGITS))
+    lines = [s for s in (line.strip() for line in text.split("\n")) if s]
+    n_lines = len(lines)
+    paragraphs = [s for s in (p.strip() for p in text.split("\n\n")) if s] if "\n\n" in text else lines[:1]
+    dup_lines, dup_line_chars = _dup_stats(lines)
+    dup_paras, dup_para_chars = _dup_stats(paragraphs)
+    symbols = text.count("#") + text.count("...") + text.count("…")
+    # The boilerplate regex is slow-ish; most documents contain none of its trigger words.
+    boilerplate = (len(_BOILERPLATE.findall(low)) if any(w in low for w in _BOILERPLATE_TRIGGERS) else 0)
+    tags = len(_HTML_TAG.findall(text)) if "<" in text else 0
+    return [
+        float(n_words),
+        _ratio(sum(lengths), n_words),
+        _ratio(symbols, n_words),
+        _ratio(sum(1 for s in lines if s.startswith(_BULLETS)), n_lines),
+        _ratio(sum(1 for s in lines if s.endswith(_ELLIPSES)), n_lines),
+        0.0,  # alpha_word_ratio: filled in per word type
+        0.0,  # stop_word_count: filled in from the word hashes
+        dup_lines, dup_line_chars, dup_paras, dup_para_chars,
+        *([0.0] * (len(_TOP_NGRAM_MAX) + len(_DUP_NGRAM_MAX))),  # filled in by _ngram_values
+        _ratio(sum(1 for s in lines if s.endswith(_TERMINAL)), n_lines),
+        _ratio(sum(1 for s in lines if len(s) < 30), n_lines),
+        _ratio(text.count("\n"), n_words),
+        _ratio(boilerplate, n_lines),
+        _ratio(text.count("{") + text.count("}"), n_chars),
+        _ratio(sum(map(str.isupper, words)), n_words),
+        _ratio(low.count("http://") + low.count("https://") + low.count("www."), n_words),
+        _ratio(tags, n_words),
+        _ratio(n_digits, n_chars),
+        _ratio(text.count("\ufffd"), n_chars),
+    ]
+
+
+def _has_letter(words: list[str]) -> np.ndarray:
+    """Which (lowercased) words contain a letter, for a list of distinct words."""
+    # Fast path: a lowercased word with a cased letter changes when upper-cased (one C call
+    # for all words); only words without cased letters (digits, CJK, ...) need the regex.
+    uppers = "\x00".join(words).upper().split("\x00")
+    out = np.fromiter(map(str.__ne__, words, uppers), dtype=bool, count=len(words))
+    for i in np.flatnonzero(~out):
+        out[i] = _LETTER.search(words[i]) is not None
+    return out
+
+
+def _ngram_values(ids: np.ndarray, lengths: np.ndarray, doc_of: np.ndarray, n_docs: int) -> dict[str, np.ndarray]:
+    """Gopher's n-gram repetition rules for every document of a chunk at once.
+
+    ``top_{n}gram``: the largest share of a document's word characters covered by one repeated
+    n-gram (count x its length). ``dup_{n}gram``: the share of word characters covered by
+    occurrences of an n-gram that already occurred earlier in the same document.
+    """
+    out: dict[str, np.ndarray] = {}
+    zeros = np.zeros(n_docs)
+    total = np.bincount(doc_of, weights=lengths, minlength=n_docs)
+    cum_len = np.r_[0, np.cumsum(lengths)]
+    n_words = len(ids)
+    idx = np.arange(n_words)
+    doc_key = doc_of.astype(np.uint64) << np.uint64(_HASH_BITS + _POS_BITS)
+    key_base = doc_key | idx.astype(np.uint64)
+    h = ids.astype(np.uint64)
+    pos_mask = np.uint64((1 << _POS_BITS) - 1)
+    for n in range(1, max(_DUP_NGRAM_MAX) + 1):
+        if n > 1:
+            with np.errstate(over="ignore"):
+                h = (h[:-1] * np.uint64(0x100000001B3)) ^ (h_word[n - 1:] * np.uint64(0x9E3779B97F4A7C15))
+        else:
+            h_word = h
+        if n not in _TOP_NGRAM_MAX and n not in _DUP_NGRAM_MAX:
+            continue
+        valid = np.flatnonzero(doc_of[: len(h)] == doc_of[n - 1:])  # n-grams inside one document
+        name = f"top_{n}gram_char_ratio" if n in _TOP_NGRAM_MAX else f"dup_{n}gram_char_ratio"
+        if len(valid) == 0:
+            out[name] = zeros
+            continue
+        with np.errstate(over="ignore"):
+            mixed = (h[valid] * np.uint64(0xD6E8FEB86659FD93)) >> np.uint64(64 - _HASH_BITS)
+        keys = key_base[valid] | (mixed << np.uint64(_POS_BITS))
+        keys.sort()
+        group = keys >> np.uint64(_POS_BITS)
+        repeat = group[1:] == group[:-1]
+        if n in _TOP_NGRAM_MAX:
+            # Each repeated occurrence adds one n-gram's characters to its run's total; the
+            # run total (count x length) is a cumulative sum restarted at every run start.
+            start_pos = (keys & pos_mask).astype(np.int64)
+            first = np.r_[True, ~repeat]
+            run_id = np.cumsum(first) - 1
+            run_first_pos = start_pos[first]
+            run_chars = cum_len[run_first_pos + n] - cum_len[run_first_pos]
+            run_count = np.bincount(run_id)
+            covered = np.where(run_count > 1, run_count * run_chars, 0.0)
+            run_doc = doc_of[run_first_pos]
+            # runs are sorted by document: the best run per document is a segmented max
+            order = np.lexsort((covered, run_doc))
+            last = np.r_[run_doc[order][1:] != run_doc[order][:-1], True]
+            best = zeros.copy()
+            best[run_doc[order][last]] = covered[order][last]
+            out[name] = np.minimum(np.divide(best, total, out=zeros.copy(), where=total > 0), 1.0)
+        else:
+            rep_pos = (keys[1:][repeat] & pos_mask).astype(np.int64)
+            started = np.zeros(n_words + 1, dtype=np.int64)
+            started[rep_pos + 1] = 1
+            np.cumsum(started, out=started)  # started[j + 1] = repeated n-grams starting at <= j
+            window = started[1:] - started[np.maximum(idx + 1 - n, 0)]
+            dup_chars = np.bincount(doc_of, weights=lengths * (window > 0), minlength=n_docs)
+            out[name] = np.divide(dup_chars, total, out=zeros.copy(), where=total > 0)
+    return out
+
+
+def rule_values(texts: list[str], *, max_chars: int = 500_000) -> dict[str, np.ndarray]:
+    """Every rule's value for every text: ``{rule name: float64 array of len(texts)}``."""
+    texts = [t[:max_chars] for t in clean_texts(texts)]
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in RULE_NAMES}
+    start = 0
+    while start < len(texts):
+        hashes: list[int] = []
+        lowered: list[str] = []
+        lengths: list[int] = []
+        counts: list[int] = []
+        rows: list[list[float]] = []
+        # One chunk: as many documents as fit the composite-key bit budget.
+        while start < len(texts) and len(rows) < _MAX_DOCS_PER_CHUNK:
+            text = texts[start]
+            if rows and len(hashes) + len(text) // 2 + 1 > _MAX_WORDS_PER_CHUNK:
+                break
+            before = len(hashes)
+            rows.append(_doc_values(text, hashes, lowered, lengths))
+            counts.append(len(hashes) - before)
+            start += 1
+        table = np.asarray(rows, dtype=np.float64)
+        n_docs = len(rows)
+        doc_of = np.repeat(np.arange(n_docs), counts)
+        word_hash = np.asarray(hashes, dtype=np.int64)
+        # Word ids in first-occurrence order (deterministic whatever the hash seed).
+        uniq, first, inverse = np.unique(word_hash, return_index=True, return_inverse=True)
+        rank = np.empty(len(uniq), dtype=np.int64)
+        rank[np.argsort(first)] = np.arange(len(uniq))
+        ids = rank[inverse]
+        has_letter = _has_letter([lowered[i] for i in first])[inverse]
+        n_words = np.bincount(doc_of, minlength=n_docs)
+        table[:, RULE_NAMES.index("alpha_word_ratio")] = np.divide(
+            np.bincount(doc_of, weights=has_letter, minlength=n_docs), n_words,
+            out=np.zeros(n_docs), where=n_words > 0)
+        is_stop = np.isin(word_hash, [hash(w) for w in _STOP_WORDS])
+        table[:, RULE_NAMES.index("stop_word_count")] = np.bincount(doc_of[is_stop], minlength=n_docs)
+        for name, values in _ngram_values(ids, np.asarray(lengths, dtype=np.float64), doc_of, n_docs).items():
+            table[:, RULE_NAMES.index(name)] = values
+        for j, name in enumerate(RULE_NAMES):
+            columns[name].append(table[:, j])
+    return {name: (np.concatenate(parts) if parts else np.zeros(0)) for name, parts in columns.items()}
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def rule_penalties(values: dict[str, np.ndarray], *, softness: float = 1.0,
+                   max_penalty: float = 4.0) -> dict[str, np.ndarray]:
+    """Each rule's soft penalty (>= 0, ~0 well inside its range, ln 2 at a threshold)."""
+    out = {}
+    for rule in RULES:
+        value = np.asarray(values[rule.name], dtype=np.float64)
+        if rule.log:
+            value = np.log1p(value)
+        penalty = np.zeros_like(value)
+        scale = rule.scale * softness
+        for bound, sign in ((rule.lo, -1.0), (rule.hi, 1.0)):
+            if bound is not None:
+                limit = math.log1p(bound) if rule.log else bound
+                penalty += _softplus(sign * (value - limit) / scale)
+        out[rule.name] = np.minimum(penalty, max_penalty)
+    return out
+
+
+@SCORERS.register("heuristic", HeuristicConfig)
+class HeuristicScorer(Scorer):
+    """Minus the weighted sum of soft rule penalties (see the module docstring)."""
+
+    summary = "Gopher/C4/FineWeb rules as a continuous score (no model)"
+
+    def rule_values(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return rule_values(texts, max_chars=self.config.max_chars)
+
+    def score_batch(self, batch: dict[str, list[Any]]) -> np.ndarray:
+        penalties = rule_penalties(self.rule_values(batch["text"]), softness=self.config.softness,
+                                   max_penalty=self.config.max_penalty)
+        total = np.zeros(len(batch["text"]))
+        for name, penalty in penalties.items():
+            total += self.config.weights.get(name, 1.0) * penalty
+        return -total
