@@ -1,0 +1,101 @@
+"""Curriculum orderings: for each epoch, a permutation of one domain's packed sequences.
+
+An ordering answers "which sequence sits at position p of epoch e" (`lookup`) as a pure function
+of (scores, key, epoch, p), so the sampler can serve any step without replaying earlier ones.
+Random-access orderings (random, buckets) never materialise a permutation; sorted ones compute
+their argsort once. Orderings are registered in `ORDERINGS` and named in a recipe's `curriculum`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from curriculum.permutation import derive_key, permute
+from curriculum.registry import Registry, StrictModel
+
+
+class Ordering(ABC):
+    """Base class: built as ``Ordering(config, scores, key)`` for one domain.
+
+    ``scores`` are the per-sequence quality scores of the domain (higher = better), ``key`` a 64-bit
+    seed unique to (recipe seed, domain). `epoch_dependent` says whether later epochs differ.
+    """
+
+    epoch_dependent: bool = False
+
+    def __init__(self, config: BaseModel, scores: np.ndarray, key: int):
+        self.config = config
+        self.scores = np.asarray(scores, dtype=np.float64)
+        self.n = len(self.scores)
+        self.key = key
+
+    @abstractmethod
+    def lookup(self, epoch: int, positions: np.ndarray) -> np.ndarray:
+        """Local sequence indices at ``positions`` (each in [0, n)) of ``epoch``."""
+
+    def permutation(self, epoch: int = 0) -> np.ndarray:
+        """The whole order of ``epoch`` (for plotting and tests)."""
+        return self.lookup(epoch, np.arange(self.n))
+
+
+ORDERINGS: Registry[Ordering] = Registry("ordering")
+
+
+class RandomOrderConfig(StrictModel):
+    name: Literal["random"] = "random"
+
+
+@ORDERINGS.register("random", RandomOrderConfig)
+class RandomOrder(Ordering):
+    """A seeded shuffle, different in every epoch."""
+
+    epoch_dependent = True
+
+    def lookup(self, epoch: int, positions: np.ndarray) -> np.ndarray:
+        return permute(positions, self.n, derive_key(self.key, "random", epoch))
+
+
+def stable_rank_order(scores: np.ndarray, descending: bool, key: int) -> np.ndarray:
+    """Indices sorted by score; ties are broken by a keyed shuffle, not by position in the store."""
+    tiebreak = permute(np.arange(len(scores)), len(scores), derive_key(key, "ties"))
+    primary = -scores if descending else scores
+    return np.lexsort((tiebreak, primary))
+
+
+class _SortedOrder(Ordering):
+    descending = False
+
+    def __init__(self, config: BaseModel, scores: np.ndarray, key: int):
+        super().__init__(config, scores, key)
+        self._order = stable_rank_order(self.scores, self.descending, key)
+
+    def lookup(self, epoch: int, positions: np.ndarray) -> np.ndarray:
+        return self._order[positions]
+
+
+class AscendingConfig(StrictModel):
+    name: Literal["ascending"] = "ascending"
+
+
+class DescendingConfig(StrictModel):
+    name: Literal["descending"] = "descending"
+
+
+@ORDERINGS.register("ascending", AscendingConfig)
+class AscendingOrder(_SortedOrder):
+    """Lowest quality first, best data last (the curriculum of the research this rests on)."""
+
+
+@ORDERINGS.register("descending", DescendingConfig)
+class DescendingOrder(_SortedOrder):
+    """Best data first."""
+
+    descending = True
+
+
+def build_ordering(config: BaseModel | dict[str, Any], scores: np.ndarray, key: int) -> Ordering:
+    return ORDERINGS.build(ORDERINGS.parse(config), scores, key)

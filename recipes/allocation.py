@@ -1,0 +1,145 @@
+"""Integer per-domain counts for every global batch, never more than one sample off target.
+
+The problem: given cumulative targets T_d(t) = sum over steps s <= t of B * w_d(s), choose integer
+counts c_d(t) >= 0 with sum_d c_d(t) = B such that every cumulative count C_d(t) stays strictly
+within one sample of T_d(t). Rounding each step (or the cumulative target) fails: the error drifts,
+or a count goes negative when weights change. Seen as scheduling, domain d's j-th sample is a unit
+job released once T_d > j - 1 and due once T_d >= j, and each step has B slots; earliest-deadline-first
+meets every deadline whenever any schedule can, and one always can (Tijdeman's chairman-assignment
+theorem), so EDF with the known future targets keeps |C_d - T_d| < 1 for any weight schedule.
+
+Two levels keep it fast for any run length:
+
+* **Windows** of at most ``resolution`` steps (never straddling a phase boundary) get integer
+  per-domain totals by EDF over the windows' exact cumulative targets, so at every window edge the
+  counts are within one sample of the mixer's exact integral.
+* **Within a window** the plan's target rate is constant (the window total spread evenly), the
+  window's start and end targets are integers, and EDF in exact integer arithmetic spreads the total
+  over the steps. Any step's counts cost at most one window of work, whatever the step number.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+# Targets within this distance of an integer are that integer (float sums of weights are inexact).
+SNAP = 1e-9
+
+
+def snap_integers(values: np.ndarray) -> np.ndarray:
+    nearest = np.round(values)
+    return np.where(np.abs(values - nearest) < SNAP, nearest, values)
+
+
+def edf_window_counts(cum_targets: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Per-interval integer counts [E, D] from cumulative targets at the E+1 edges.
+
+    ``cum_targets[0]`` is zero, rows are non-decreasing and row e sums to ``slots[:e].sum()``.
+    Realised cumulative counts stay strictly within one of ``cum_targets`` at every edge.
+    """
+    targets = snap_integers(np.asarray(cum_targets, dtype=np.float64))
+    n_edges, n_domains = targets.shape
+    counts = np.zeros((n_edges - 1, n_domains), dtype=np.int64)
+    realised = np.zeros(n_domains, dtype=np.int64)
+    lower_all = np.floor(targets).astype(np.int64)
+    upper_all = np.ceil(targets).astype(np.int64)
+    for e in range(1, n_edges):
+        lower, upper = lower_all[e], upper_all[e]
+        must = np.maximum(0, lower - realised)  # samples whose deadline is this interval
+        free = int(slots[e - 1] - must.sum())
+        candidates = np.flatnonzero(realised + must < upper)  # may take one sample early
+        assert 0 <= free <= len(candidates), "EDF found no feasible allocation (targets inconsistent)"
+        step_counts = must
+        if free:
+            chosen = candidates
+            if free < len(candidates):
+                # Deadline of each candidate's next sample: first edge where its target reaches `upper`.
+                deadlines = np.array([np.searchsorted(targets[:, d], upper[d] - SNAP) for d in candidates])
+                closeness = targets[e, candidates] - lower[candidates]
+                chosen = candidates[np.lexsort((candidates, -closeness, deadlines))[:free]]
+            step_counts = must.copy()
+            step_counts[chosen] += 1
+        counts[e - 1] = step_counts
+        realised += step_counts
+    return counts
+
+
+def spread_window(window_counts: tuple[int, ...], steps: int, batch_size: int) -> np.ndarray:
+    """Cumulative counts [steps + 1, D] spreading integer window totals evenly over its steps.
+
+    The per-step target of domain d is window_counts[d] / steps (exact integer arithmetic), so the
+    cumulative count after step i is within one sample of window_counts[d] * (i + 1) / steps.
+    """
+    k = np.asarray(window_counts, dtype=np.int64)
+    n_domains = len(k)
+    cumulative = np.zeros((steps + 1, n_domains), dtype=np.int64)
+    realised = np.zeros(n_domains, dtype=np.int64)
+    for i in range(steps):
+        scaled = k * (i + 1)  # target x steps, exact
+        lower = scaled // steps
+        upper = -((-scaled) // steps)
+        must = np.maximum(0, lower - realised)
+        free = batch_size - int(must.sum())
+        candidates = np.flatnonzero(realised + must < upper)
+        assert 0 <= free <= len(candidates), "window spreading found no feasible allocation"
+        step_counts = must
+        if free:
+            chosen = candidates
+            if free < len(candidates):
+                # Step at which each candidate's target reaches `upper` (its deadline), exactly.
+                need = upper[candidates] * steps
+                deadlines = -((-need) // k[candidates]) - 1
+                closeness = scaled[candidates] % steps
+                chosen = candidates[np.lexsort((candidates, -closeness, deadlines))[:free]]
+            step_counts = must.copy()
+            step_counts[chosen] += 1
+        realised = realised + step_counts
+        cumulative[i + 1] = realised
+    return cumulative
+
+
+class Allocation:
+    """Realised per-domain counts of every step of a plan, computed from window totals on demand."""
+
+    def __init__(self, edges: np.ndarray, window_counts: np.ndarray, batch_size: int):
+        self.edges = np.asarray(edges, dtype=np.int64)
+        self.window_counts = np.asarray(window_counts, dtype=np.int64)
+        self.batch_size = batch_size
+        self.window_start = np.vstack([np.zeros((1, window_counts.shape[1]), dtype=np.int64),
+                                       np.cumsum(self.window_counts, axis=0)])
+        self._spread = lru_cache(maxsize=8)(self._spread_uncached)
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.edges[-1])
+
+    def _spread_uncached(self, window: int) -> np.ndarray:
+        steps = int(self.edges[window + 1] - self.edges[window])
+        return spread_window(tuple(int(x) for x in self.window_counts[window]), steps, self.batch_size)
+
+    def consumed_before(self, step: int) -> np.ndarray:
+        """Samples taken from each domain in steps [0, step) (step may equal total_steps)."""
+        if step >= self.total_steps:
+            return self.window_start[-1].copy()
+        window = int(np.searchsorted(self.edges, step, side="right") - 1)
+        return self.window_start[window] + self._spread(window)[step - self.edges[window]]
+
+    def counts(self, step: int) -> np.ndarray:
+        """Samples per domain in global batch ``step``."""
+        return self.consumed_before(step + 1) - self.consumed_before(step)
+
+    def target_before(self, step: int) -> np.ndarray:
+        """The plan's cumulative target (fractional samples per domain) over steps [0, step)."""
+        if step >= self.total_steps:
+            return self.window_start[-1].astype(np.float64)
+        window = int(np.searchsorted(self.edges, step, side="right") - 1)
+        steps = self.edges[window + 1] - self.edges[window]
+        return self.window_start[window] + self.window_counts[window] * (step - self.edges[window]) / steps
+
+    def target_weights(self, step: int) -> np.ndarray:
+        """The plan's per-step target fractions (the window's total spread evenly)."""
+        window = int(np.searchsorted(self.edges, step, side="right") - 1)
+        steps = self.edges[window + 1] - self.edges[window]
+        return self.window_counts[window] / (steps * self.batch_size)

@@ -1,0 +1,112 @@
+"""Run-folder artifacts: resumable checkpoints and weights-only averaging snapshots, written atomically.
+
+Layout under the run folder::
+
+    checkpoints/step_00000100/   Accelerate `save_state` + currimix.json (step, plan fingerprint)
+    snapshots/step_00000100/     `save_pretrained` folder (weights, config, tokenizer) + currimix.json
+    model_config/                config.json and tokenizer of the run's model
+
+Everything is written to a dot-prefixed temp folder and renamed into place once complete, and
+`currimix.json` (the marker of completeness) is written last. The step lives in that file: folders
+are never parsed for it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from curriculum.errors import UserError
+
+FORMAT = 1
+MARKER = "currimix.json"
+
+
+def step_folder(parent: Path, step: int) -> Path:
+    return parent / f"step_{step:08d}"
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def complete_folders(parent: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every complete checkpoint or snapshot under ``parent``, oldest first."""
+    found = []
+    for folder in parent.glob("step_*") if parent.is_dir() else []:
+        marker = read_marker(folder)
+        if marker and marker.get("format") == FORMAT and isinstance(marker.get("step"), int):
+            found.append((marker["step"], folder))
+    return sorted(found)
+
+
+def _finish(accelerator: Accelerator, tmp: Path, final: Path, marker: dict[str, Any]) -> None:
+    """Rank 0 writes the marker and renames the temp folder into place."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / MARKER).write_text(json.dumps({"format": FORMAT, "time": time.time(), **marker}, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, plan_fingerprint: str, keep_last: int) -> Path:
+    """A resumable checkpoint after ``step`` completed steps; keeps the newest ``keep_last``."""
+    parent = run_dir / "checkpoints"
+    final = step_folder(parent, step)
+    tmp = parent / f".{final.name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    _finish(accelerator, tmp, final, {"kind": "checkpoint", "step": step, "plan_fingerprint": plan_fingerprint})
+    if accelerator.is_main_process:
+        for _, old in complete_folders(parent)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_snapshot(accelerator: Accelerator, model: Any, tokenizer: PreTrainedTokenizerBase, run_dir: Path,
+                  step: int, extra: dict[str, Any]) -> Path:
+    """A weights-only `save_pretrained` folder after ``step`` completed steps (for averaging)."""
+    final = step_folder(run_dir / "snapshots", step)
+    tmp = final.parent / f".{final.name}.tmp"
+    state = accelerator.get_state_dict(model)  # gathers sharded (FSDP) weights; all ranks take part
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        unwrapped: PreTrainedModel = accelerator.unwrap_model(model)
+        unwrapped.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+    _finish(accelerator, tmp, final, {"kind": "snapshot", "step": step, **extra})
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
+    found = complete_folders(run_dir / "checkpoints")
+    return found[-1] if found else None
+
+
+def resume_point(run_dir: Path, plan_fingerprint: str, ignore_mismatch: bool) -> tuple[int, Path] | None:
+    """The newest complete checkpoint, refusing one written under a different plan."""
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        return None
+    step, folder = found
+    saved = read_marker(folder).get("plan_fingerprint")
+    if saved != plan_fingerprint and not ignore_mismatch:
+        raise UserError(f"checkpoint {str(folder)!r} was written under plan {saved}, this recipe gives plan "
+                        f"{plan_fingerprint}: the data order or LR would change mid-run. Restore the original "
+                        "recipe, or pass --ignore-plan-mismatch to continue anyway (the data seen from here on "
+                        "will differ from the original plan)")
+    return step, folder

@@ -1,0 +1,239 @@
+"""THE timeline of a run: step -> LR, per-domain counts, curriculum cursors, averaging snapshots.
+
+`build_plan(recipe, store)` turns a recipe and a token store into a `Plan` that answers, for any
+step and without running anything before it: the learning rate, the global batch (which sequences,
+from which domains, with which loss weights), how far each domain's curriculum has advanced, and
+whether an averaging snapshot is due. The training loop reads everything time-dependent from here,
+and `currimix plan` prints and plots the same object before any GPU is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from curriculum.errors import UserError
+from curriculum.order import Ordering, build_ordering
+from curriculum.permutation import derive_key
+from curriculum.store import TokenStore
+from mixers import DomainInfo, Mixer, Phase, build_mixer
+from mixers.base import boundary_step
+from mixers.static import StaticConfig, StaticMixer
+from recipes.allocation import Allocation, edf_window_counts
+from recipes.config import AveragingConfig, Recipe
+from recipes.sampler import GlobalBatch, Sampler
+from recipes.schedules import Schedule, build_schedule
+
+WEIGHT_TOLERANCE = 1e-6
+CHUNK_STEPS = 1 << 16
+
+
+@dataclass(frozen=True)
+class AveragingWindow:
+    """Where the averaging snapshots are taken (after that many optimizer steps) and their weights."""
+
+    steps: tuple[int, ...]
+    weights: tuple[float, ...]
+    method: str
+
+
+def window_edges(total_steps: int, resolution: int, breakpoints: list[int]) -> np.ndarray:
+    """Step edges of the plan's windows: every ``resolution`` steps plus every phase boundary."""
+    edges = set(range(0, total_steps, resolution)) | {total_steps}
+    edges |= {b for b in breakpoints if 0 < b < total_steps}
+    return np.array(sorted(edges), dtype=np.int64)
+
+
+def check_weight_rows(weights: np.ndarray, steps: np.ndarray, who: str) -> None:
+    bad = (weights < -WEIGHT_TOLERANCE).any(axis=1) | (np.abs(weights.sum(axis=1) - 1) > WEIGHT_TOLERANCE)
+    bad |= ~np.isfinite(weights).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(f"{who} gives weights {np.round(weights[i], 6).tolist()} at step {int(steps[i])}, which "
+                        "are not a distribution over domains (non-negative, summing to 1)")
+
+
+def cumulative_targets(mixer: Mixer, total_steps: int, batch_size: int, edges: np.ndarray,
+                       who: str = "mixture.mixer") -> np.ndarray:
+    """Exact cumulative targets sum_{s < e} B * w(s / T) at each edge e, evaluated in bounded chunks."""
+    n_domains = len(mixer.domains.names)
+    out = np.zeros((len(edges), n_domains), dtype=np.float64)
+    running = np.zeros(n_domains, dtype=np.float64)
+    for start in range(0, total_steps, CHUNK_STEPS):
+        stop = min(total_steps, start + CHUNK_STEPS)
+        steps = np.arange(start, stop)
+        weights = np.asarray(mixer.weights(steps / total_steps), dtype=np.float64)
+        assert weights.shape == (len(steps), n_domains), f"{who} returned weights of shape {weights.shape}"
+        check_weight_rows(weights, steps, who)
+        weights = np.clip(weights, 0, None)
+        weights /= weights.sum(axis=1, keepdims=True)  # remove float dust so totals stay integral
+        cumulative = running + np.cumsum(weights * batch_size, axis=0)
+        inside = (edges > start) & (edges <= stop)
+        out[inside] = cumulative[edges[inside] - start - 1]
+        running = cumulative[-1]
+    return out
+
+
+def averaging_window(config: AveragingConfig, total_steps: int, phases: dict[str, tuple[int, int]]) -> AveragingWindow | None:
+    """Snapshot steps and weights from the recipe's averaging section (None when averaging is off)."""
+    if config.snapshots is None:
+        return None
+    k = config.snapshots
+
+    def phase_range(name: str, key: str) -> tuple[int, int]:
+        if name not in phases:
+            raise UserError(f"averaging.{key} names phase {name!r}; phases of this plan: {sorted(phases) or 'none'}")
+        return phases[name]
+
+    if config.end_at == "end":
+        end = total_steps
+    else:
+        name, _, edge = config.end_at.rpartition(".")
+        if edge not in {"start", "end"} or not name:
+            raise UserError(f"averaging.end_at={config.end_at!r}: use `end`, `<phase>.start` or `<phase>.end`")
+        first, stop = phase_range(name, "end_at")
+        end = first if edge == "start" else stop
+    if config.over_phase is not None:
+        first, stop = phase_range(config.over_phase, "over_phase")
+        steps = np.round(np.linspace(first + (stop - first) / k, stop, k)).astype(int).tolist()
+    else:
+        spacing = config.every_steps or 0
+        steps = [end - (k - 1 - i) * spacing for i in range(k)]
+    if steps[0] < 1 or len(set(steps)) != k:
+        raise UserError(f"averaging window of {k} snapshots (steps {steps[0]}..{steps[-1]}) does not fit in a "
+                        f"run of {total_steps} steps; use fewer snapshots or a smaller spacing")
+    weights = averaging_weights(config, k)
+    return AveragingWindow(tuple(int(s) for s in steps), tuple(float(w) for w in weights), config.method)
+
+
+def averaging_weights(config: AveragingConfig, k: int) -> np.ndarray:
+    """Normalised weights, oldest first. EMA: w_i proportional to (1 - alpha)^(K - i), newest heaviest."""
+    i = np.arange(1, k + 1, dtype=np.float64)
+    if config.method == "sma":
+        raw = np.ones(k)
+    elif config.method == "wma":
+        raw = i
+    elif config.method == "ema":
+        raw = (1.0 - config.alpha) ** (k - i)
+    else:
+        raw = np.asarray(config.weights, dtype=np.float64)
+        if (raw < 0).any() or raw.sum() <= 0:
+            raise UserError(f"averaging.weights must be non-negative with a positive sum, got {config.weights}")
+    return raw / raw.sum()
+
+
+class Plan:
+    """Everything time-dependent about a run; see the module docstring."""
+
+    def __init__(self, recipe: Recipe, store: TokenStore):
+        self.recipe = recipe
+        self.store = store
+        train = store.train
+        self.total_steps = recipe.training.steps
+        self.batch_size = recipe.training.global_batch_size
+        sequences = np.diff(train.domain_offsets)
+        self.domains = DomainInfo(tuple(store.domain_names), sequences.astype(np.int64),
+                                  (sequences * store.seq_len).astype(np.int64))
+        missing = sorted(set(recipe.data.domains) ^ set(store.domain_names))
+        if missing:
+            raise UserError(f"the recipe's domains {sorted(recipe.data.domains)} differ from the store's "
+                            f"{store.domain_names} ({str(store.root)!r}); run `prepare --overwrite`")
+
+        self.mixer = build_mixer(recipe.mixture.mixer, self.domains, where="mixture.mixer")
+        self.phase_list: list[Phase] = self.mixer.phases()
+        self.phases = {p.name: p.steps(self.total_steps) for p in self.phase_list}
+        natural = StaticMixer(StaticConfig(weights="natural"), self.domains)
+        self.sampling_mixer = natural if recipe.mixture.realise == "weight" else self.mixer
+
+        breakpoints = [boundary_step(f, self.total_steps) for f in self.mixer.breakpoints()]
+        edges = window_edges(self.total_steps, recipe.mixture.resolution_steps, breakpoints)
+        self.cum_targets = cumulative_targets(self.sampling_mixer, self.total_steps, self.batch_size, edges)
+        slots = np.diff(edges) * self.batch_size
+        self.allocation = Allocation(edges, edf_window_counts(self.cum_targets, slots), self.batch_size)
+
+        self.schedule: Schedule = build_schedule(recipe.schedule, self.total_steps, self.phases)
+        self.averaging = averaging_window(recipe.averaging, self.total_steps, self.phases)
+        self.orderings = self._build_orderings()
+        self.sampler = Sampler(self.allocation, self.orderings, train.domain_offsets[:-1],
+                               reshuffle_epochs=recipe.curriculum.past_epoch == "reshuffle", seed=recipe.seed,
+                               loss_weights=self._loss_weights if recipe.mixture.realise == "weight" else None)
+        self._natural = natural.vector
+        self.check_caps()
+
+    # ------------------------------------------------------------------ construction helpers
+    def _build_orderings(self) -> list[Ordering]:
+        cur = self.recipe.curriculum
+        out = []
+        for d, name in enumerate(self.domains.names):
+            config = cur.per_domain.get(name, cur.order)
+            out.append(build_ordering(config, self.store.train.domain_scores(d), derive_key(self.recipe.seed, name)))
+        return out
+
+    def _loss_weights(self, step: int) -> np.ndarray:
+        target = self.mixer.weights(np.array([step / self.total_steps]))[0]
+        return target / self._natural
+
+    def epochs(self) -> np.ndarray:
+        """Passes over each domain's training sequences by the end of the run."""
+        return self.allocation.consumed_before(self.total_steps) / self.domains.sequences
+
+    def check_caps(self) -> None:
+        cur, mix = self.recipe.curriculum, self.recipe.mixture
+        over = []
+        for name, epochs in zip(self.domains.names, self.epochs()):
+            cap = mix.max_epochs.get(name, mix.max_epochs.get("default", np.inf))
+            if cur.past_epoch == "stop":
+                cap = min(cap, 1.0)
+            if epochs > cap + 1e-9:
+                over.append(f"domain {name!r} would be seen {epochs:.2f} times, over its cap of {cap:g} "
+                            f"({self.domains.sequences[self.domains.names.index(name)]} sequences)")
+        if over:
+            fix = "raise mixture.max_epochs, lower its weight, train fewer steps or add data"
+            if mix.on_cap == "error" or cur.past_epoch == "stop":
+                raise UserError("the plan repeats data beyond its caps; " + fix + ":", over)
+            for line in over:
+                warnings.warn(line + "; " + fix, stacklevel=2)
+
+    # ------------------------------------------------------------------ the per-step API
+    def lr(self, step: int) -> float:
+        return float(self.schedule.lr(step))
+
+    def batch(self, step: int) -> GlobalBatch:
+        """Global batch ``step`` (0-based); a pure function of (recipe, store, seed, step)."""
+        if not 0 <= step < self.total_steps:
+            raise IndexError(f"step {step} outside the plan's 0..{self.total_steps - 1}")
+        return self.sampler.batch(step)
+
+    def counts(self, step: int) -> np.ndarray:
+        return self.allocation.counts(step)
+
+    def consumed_before(self, step: int) -> np.ndarray:
+        """The curriculum cursor: samples taken from each domain before ``step``."""
+        return self.allocation.consumed_before(step)
+
+    def target_weights(self, step: int) -> np.ndarray:
+        """The mixture the loss sees at ``step`` (the mixer's weights)."""
+        return self.mixer.weights(np.array([step / self.total_steps]))[0]
+
+    def is_snapshot_step(self, completed_steps: int) -> bool:
+        return self.averaging is not None and completed_steps in self.averaging.steps
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies the data order and LR: checkpoints refuse to resume under a different plan."""
+        r = self.recipe.model_dump(mode="json")
+        key = {"store": self.store.meta.get("data_fingerprint"), "sequences": self.domains.sequences.tolist(),
+               "seq_len": self.store.seq_len, "seed": r["seed"], "mixture": r["mixture"],
+               "curriculum": r["curriculum"], "schedule": r["schedule"], "averaging": r["averaging"],
+               "steps": r["training"]["steps"], "batch": r["training"]["global_batch_size"]}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_plan(recipe: Recipe, store: TokenStore | None = None) -> Plan:
+    """The plan of ``recipe`` over its token store (opened from the recipe when not given)."""
+    return Plan(recipe, store or TokenStore(recipe.store_path))

@@ -1,0 +1,121 @@
+"""What `currimix plan` prints: per phase, tokens, repeats and quality per domain, LR range, and how
+much learning rate each quality quintile of the data receives (sum of LR x tokens)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from curriculum.store import TokenSplit
+from recipes.plan import Plan
+
+MAX_SAMPLED_STEPS = 20_000
+QUINTILES = 5
+
+
+def within_domain_quantiles(split: TokenSplit) -> np.ndarray:
+    """Each sequence's quality quantile in (0, 1) within its own domain (ties share their mean rank),
+    so quality is comparable across domains scored on different scales."""
+    out = np.empty(len(split), dtype=np.float64)
+    for d in range(len(split.domain_names)):
+        start, stop = split.domain_range(d)
+        scores = split.score[start:stop]
+        _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+        first_rank = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        mean_rank = first_rank + (counts - 1) / 2
+        out[start:stop] = (mean_rank[inverse] + 0.5) / max(stop - start, 1)
+    return out
+
+
+def timeline_segments(plan: Plan) -> list[tuple[str, int, int]]:
+    """The run cut at every phase boundary, each piece named by the phases covering it."""
+    cuts = {0, plan.total_steps} | {s for rng in plan.phases.values() for s in rng if 0 < s < plan.total_steps}
+    cuts = sorted(cuts)
+    segments = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        names = [n for n, (s, e) in plan.phases.items() if s <= a and b <= e]
+        segments.append(("+".join(names) or "main", a, b))
+    return segments
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    """The plan as plain data (what `plan` prints and writes with --json)."""
+    split = plan.store.train
+    seq_len = plan.store.seq_len
+    names = plan.domains.names
+    quantile = within_domain_quantiles(split)
+    stride = max(1, -(-plan.total_steps // MAX_SAMPLED_STEPS))
+    lr_tokens = np.zeros(QUINTILES)
+    segments = []
+    for name, a, b in timeline_segments(plan):
+        counts = plan.consumed_before(b) - plan.consumed_before(a)
+        score_sum = np.zeros(len(names))
+        quant_sum = np.zeros(len(names))
+        seen = np.zeros(len(names))
+        for step in range(a, b, stride):
+            batch = plan.batch(step)
+            lr = plan.lr(step)
+            q = quantile[batch.sequence_ids]
+            np.add.at(score_sum, batch.domains, split.score[batch.sequence_ids])
+            np.add.at(quant_sum, batch.domains, q)
+            np.add.at(seen, batch.domains, 1)
+            bins = np.minimum((q * QUINTILES).astype(int), QUINTILES - 1)
+            np.add.at(lr_tokens, bins, lr * seq_len * stride)
+        lrs = plan.schedule.lr(np.arange(a, b))
+        segments.append({
+            "phase": name, "steps": [a, b],
+            "tokens": {n: int(c * seq_len) for n, c in zip(names, counts)},
+            "share": {n: float(c / max(counts.sum(), 1)) for n, c in zip(names, counts)},
+            "epochs_at_end": {n: float(x) for n, x in zip(names, plan.consumed_before(b) / plan.domains.sequences)},
+            "mean_score": {n: (float(score_sum[i] / seen[i]) if seen[i] else None) for i, n in enumerate(names)},
+            "mean_quality_quantile": float(quant_sum.sum() / max(seen.sum(), 1)),
+            "lr_range": [float(lrs.min()), float(lrs.max())],
+        })
+    return {
+        "recipe": plan.recipe.name, "fingerprint": plan.fingerprint, "steps": plan.total_steps,
+        "global_batch_size": plan.batch_size, "seq_len": seq_len,
+        "tokens": plan.total_steps * plan.batch_size * seq_len, "realise": plan.recipe.mixture.realise,
+        "domains": {n: {"sequences": int(s), "epochs": float(e)}
+                    for n, s, e in zip(names, plan.domains.sequences, plan.epochs())},
+        "phases": {n: list(r) for n, r in plan.phases.items()},
+        "segments": segments,
+        "lr_x_tokens_by_quality_quintile": lr_tokens.tolist(),
+        "averaging": None if plan.averaging is None else {
+            "method": plan.averaging.method, "steps": list(plan.averaging.steps),
+            "weights": [round(w, 6) for w in plan.averaging.weights]},
+        "sampled_every_steps": stride,
+    }
+
+
+def _fmt_tokens(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    names = list(summary["domains"])
+    console.print(f"[bold]{summary['recipe']}[/]  plan {summary['fingerprint']}: {summary['steps']:,} steps x "
+                  f"{summary['global_batch_size']} sequences x {summary['seq_len']} tokens = "
+                  f"{_fmt_tokens(summary['tokens'])} tokens (mixture realised by {summary['realise']})")
+    table = Table("phase", "steps", *(f"{n}\ntokens (share)" for n in names), "epochs at end", "mean quality",
+                  "LR range", title="timeline")
+    for seg in summary["segments"]:
+        table.add_row(seg["phase"], f"{seg['steps'][0]:,}-{seg['steps'][1]:,}",
+                      *(f"{_fmt_tokens(seg['tokens'][n])} ({seg['share'][n]:.0%})" for n in names),
+                      " ".join(f"{seg['epochs_at_end'][n]:.2f}" for n in names),
+                      f"{seg['mean_quality_quantile']:.2f}",
+                      f"{seg['lr_range'][0]:.2e}-{seg['lr_range'][1]:.2e}")
+    console.print(table)
+    lr_tokens = np.asarray(summary["lr_x_tokens_by_quality_quintile"])
+    quint = Table(*(f"Q{i + 1}" for i in range(len(lr_tokens))),
+                  title="sum of LR x tokens per quality quintile (Q1 lowest, within each domain)")
+    quint.add_row(*(f"{v:.3g} ({v / max(lr_tokens.sum(), 1e-30):.0%})" for v in lr_tokens))
+    console.print(quint)
+    avg = summary["averaging"]
+    if avg:
+        console.print(f"averaging: {avg['method']} over snapshots at steps {avg['steps']} with weights {avg['weights']}")

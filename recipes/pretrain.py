@@ -1,0 +1,248 @@
+"""The Accelerate pretraining loop: everything time-dependent comes from the plan.
+
+One `for step in range(start, total)` loop: take the plan's global batch, keep this rank's slice,
+forward/backward over micro-batches, clip, step, then gated one-liners for logging, validation,
+checkpoints and averaging snapshots. Runs the same in one CPU process and under `accelerate
+launch` (DDP; two CPU ranks on gloo need `Accelerator(cpu=True)`, which `device: cpu` or
+`ACCELERATE_USE_CPU=true` gives).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from curriculum.errors import UserError
+from curriculum.store import TokenStore
+from curriculum.tokenizer import load_tokenizer
+from recipes.checkpoint import resume_point, save_checkpoint, save_snapshot
+from recipes.config import Recipe, dump_recipe
+from recipes.losses import sequence_losses
+from recipes.model import build_model, flops_per_token, peak_flops
+from recipes.plan import Plan, build_plan
+from recipes.sampler import GlobalBatch
+from recipes.trackers import make_trackers
+from tools.evaluate import evaluate_domains
+
+
+@dataclass
+class Run:
+    """The live objects of a run."""
+
+    recipe: Recipe
+    accelerator: Accelerator
+    plan: Plan
+    store: TokenStore
+    model: Any
+    optimizer: torch.optim.Optimizer
+    tokenizer: Any
+    accumulation: int
+    use_bf16: bool
+    flops_per_token: float
+    peak_flops: float | None
+    run_dir: Path
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+
+
+@dataclass
+class Window:
+    """Per-domain loss sums and counts since the last log line (on this rank)."""
+
+    n_domains: int
+    loss_sum: torch.Tensor = field(init=False)
+    count: torch.Tensor = field(init=False)
+    tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.loss_sum = torch.zeros(self.n_domains, dtype=torch.float64)
+        self.count = torch.zeros(self.n_domains, dtype=torch.float64)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices only (not norms, biases or embeddings' 1-D relatives)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def setup(recipe: Recipe) -> Run:
+    """Build the accelerator, plan, model and optimizer of a recipe."""
+    t = recipe.training
+    cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
+    if t.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("training.device=cuda but no CUDA device is visible")
+    run_dir = recipe.run_path
+    use_bf16 = t.precision == "bf16" or (t.precision == "auto" and not cpu)
+    accelerator = Accelerator(cpu=cpu, mixed_precision="no", project_dir=str(run_dir),
+                              log_with=make_trackers(t.trackers, run_dir) if _is_main() else None)
+    set_seed(recipe.seed)
+    store = TokenStore(recipe.store_path)
+    plan = build_plan(recipe, store)
+    world = accelerator.num_processes
+    if t.global_batch_size % (t.micro_batch_size * world):
+        raise UserError(f"training.global_batch_size={t.global_batch_size} must be a multiple of micro_batch_size "
+                        f"({t.micro_batch_size}) x processes ({world})")
+    tokenizer = load_tokenizer(store.tokenizer_path)
+    model = build_model(recipe.model, vocab_size=store.vocab_size, seq_len=store.seq_len, eos_id=store.eos_id,
+                        pad_id=tokenizer.pad_token_id, seed=recipe.seed)
+    fpt = flops_per_token(model, store.seq_len)
+    if t.compile:
+        model = torch.compile(model)
+    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=plan.lr(0), betas=t.betas, eps=t.eps,
+                                  fused=not cpu)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return Run(recipe, accelerator, plan, store, model, optimizer, tokenizer,
+               accumulation=t.global_batch_size // (t.micro_batch_size * world), use_bf16=use_bf16,
+               flops_per_token=fpt, peak_flops=peak_flops(accelerator.device, t.peak_flops), run_dir=run_dir)
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train_step(run: Run, batch: GlobalBatch, window: Window) -> float:
+    """Forward/backward over this rank's micro-batches, clip, step. Returns the gradient norm."""
+    acc, model = run.accelerator, run.model
+    # Each rank sums loss_weight x loss over its sequences / global batch; DDP's mean over ranks
+    # then multiplies by 1/world, so scale by world: the result is the global weighted mean.
+    scale = acc.num_processes / run.recipe.training.global_batch_size
+    micro_batches = batch.shard(acc.process_index, acc.num_processes).split(run.accumulation)
+    for i, micro in enumerate(micro_batches):
+        sync = i == len(micro_batches) - 1
+        tokens = torch.from_numpy(run.store.train.sequences(micro.sequence_ids)).to(acc.device)
+        with (contextlib.nullcontext() if sync else acc.no_sync(model)), run.autocast():
+            out = model(input_ids=tokens)
+            losses = sequence_losses(out.logits, tokens)
+            weights = torch.as_tensor(micro.loss_weights, dtype=losses.dtype, device=losses.device)
+            loss = (losses * weights).sum() * scale
+            aux = getattr(out, "aux_loss", None)
+            if aux is not None:
+                loss = loss + run.recipe.model.moe.aux_loss_coef * aux / len(micro_batches)
+            acc.backward(loss)
+        domains = torch.from_numpy(micro.domains)
+        window.loss_sum.index_add_(0, domains, losses.detach().double().cpu())
+        window.count.index_add_(0, domains, torch.ones(len(domains), dtype=torch.float64))
+        window.tokens += tokens.numel()
+    clip = run.recipe.training.grad_clip
+    norm = acc.clip_grad_norm_(model.parameters(), clip if clip else math.inf)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def log_train(run: Run, step: int, window: Window, grad_norm: float, lr: float, bar: tqdm,
+              realised: np.ndarray, batch: GlobalBatch) -> None:
+    """One rank-0 record: loss (overall and per domain), LR, throughput, realised vs planned mix."""
+    acc, names = run.accelerator, run.plan.domains.names
+    sums = acc.reduce(window.loss_sum.to(acc.device), reduction="sum").cpu()
+    counts = acc.reduce(window.count.to(acc.device), reduction="sum").cpu()
+    elapsed = time.perf_counter() - window.started
+    tokens_per_s = window.tokens * acc.num_processes / max(elapsed, 1e-9)
+    planned = run.plan.allocation.target_before(step + 1)
+    record: dict[str, Any] = {"loss": float(sums.sum() / counts.sum()), "lr": lr, "grad_norm": grad_norm,
+                              "tokens_per_s": tokens_per_s, "tokens": (step + 1) * run.recipe.training.global_batch_size
+                              * run.store.seq_len, "quality/batch_mean": float(run.store.train.score[batch.sequence_ids].mean())}
+    if run.peak_flops:
+        record["mfu"] = tokens_per_s * run.flops_per_token / (run.peak_flops * acc.num_processes)
+    for d, name in enumerate(names):
+        if counts[d] > 0:
+            record[f"loss/{name}"] = float(sums[d] / counts[d])
+        record[f"mix/{name}/realised"] = int(realised[d])
+        record[f"mix/{name}/planned"] = round(float(planned[d]), 3)
+    if run.recipe.training.log_batch_ids:
+        record["batch_ids"] = batch.sequence_ids.tolist()
+    acc.log(record, step=step)
+    postfix = {"loss": f"{record['loss']:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tokens_per_s:,.0f}"}
+    if "mfu" in record:
+        postfix["mfu"] = f"{record['mfu']:.1%}"
+    bar.set_postfix(postfix, refresh=False)
+
+
+def validate(run: Run, step: int) -> dict[str, float]:
+    acc = run.accelerator
+    t = run.recipe.training
+    losses = evaluate_domains(run.model, run.store.val, per_domain=t.eval_sequences_per_domain,
+                              micro_batch_size=t.micro_batch_size, device=acc.device, rank=acc.process_index,
+                              world_size=acc.num_processes, reduce=lambda x: acc.reduce(x, reduction="sum"),
+                              autocast=run.autocast)
+    if losses:
+        acc.log({f"val/{k}": v for k, v in losses.items()} | {"val/mean": float(np.mean(list(losses.values())))},
+                step=step)
+    return losses
+
+
+def train(recipe: Recipe, *, resume: bool = False, ignore_plan_mismatch: bool = False,
+          stop_after_steps: int | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the recipe's training; returns a summary with the final validation losses.
+
+    ``stop_after_steps`` ends the process early after that many steps (with a checkpoint), as a
+    crash would: it exists so resume can be tested and long runs can be split into jobs.
+    """
+    run = setup(recipe)
+    acc, plan, t = run.accelerator, run.plan, recipe.training
+    start = 0
+    found = resume_point(run.run_dir, plan.fingerprint, ignore_plan_mismatch) if resume else None
+    if found:
+        start, folder = found
+        acc.load_state(str(folder))
+    elif acc.is_main_process:
+        write_run_files(run)
+    acc.init_trackers("currimix", config={"recipe": recipe.name, "plan": plan.fingerprint,
+                                           "processes": acc.num_processes, "start_step": start})
+    stop = plan.total_steps if stop_after_steps is None else min(plan.total_steps, stop_after_steps)
+    realised = plan.consumed_before(start).copy()
+    window = Window(len(plan.domains.names))
+    bar = tqdm(range(start, stop), initial=start, total=plan.total_steps, desc=recipe.name, unit="step",
+               disable=not (show_progress and acc.is_main_process), dynamic_ncols=True)
+    val_losses: dict[str, float] = {}
+    for step in bar:
+        lr = plan.lr(step)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        batch = plan.batch(step)
+        grad_norm = train_step(run, batch, window)
+        realised += np.bincount(batch.domains, minlength=len(realised))
+        done = step + 1
+        if done % t.log_every_steps == 0 or done == plan.total_steps:
+            log_train(run, step, window, grad_norm, lr, bar, realised, batch)
+            window = Window(len(plan.domains.names))
+        if (t.eval_every_steps and done % t.eval_every_steps == 0) or done == plan.total_steps:
+            val_losses = validate(run, step)
+        if plan.is_snapshot_step(done):
+            save_snapshot(acc, run.model, run.tokenizer, run.run_dir, done, {"plan_fingerprint": plan.fingerprint})
+        every = recipe.checkpoint.every_steps
+        if (every and done % every == 0) or done in (plan.total_steps, stop):
+            save_checkpoint(acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last)
+    bar.close()
+    acc.end_training()
+    summary = {"run_dir": str(run.run_dir), "steps_done": stop, "total_steps": plan.total_steps,
+               "val_loss": val_losses, "plan_fingerprint": plan.fingerprint, "processes": acc.num_processes}
+    if acc.is_main_process and stop == plan.total_steps:
+        (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def write_run_files(run: Run) -> None:
+    """The resolved recipe and the model's config + tokenizer, for averaging and inspection."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / "recipe.yaml").write_text(dump_recipe(run.recipe))
+    config_dir = run.run_dir / "model_config"
+    run.accelerator.unwrap_model(run.model).config.save_pretrained(str(config_dir))
+    run.tokenizer.save_pretrained(str(config_dir))

@@ -1,0 +1,88 @@
+"""The stateless sampler: global batch t as a pure function of (plan, seed, t).
+
+Domain d's samples are consumed in its curriculum order: batch t takes positions
+[consumed_before(t), consumed_before(t+1)) of the domain's stream, where position p is sequence
+``ordering.lookup(epoch = p // N_d, p % N_d)``. The batch is then shuffled with a key of (seed, t),
+so every rank and micro-batch sees a mix of domains, and rank r of W takes the r-th contiguous
+slice. Resuming is "start at step t": nothing is replayed or skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from curriculum.order import Ordering
+from curriculum.permutation import derive_key, permute
+from recipes.allocation import Allocation
+
+
+@dataclass(frozen=True)
+class GlobalBatch:
+    """The sequences of one optimizer step (or one rank's slice of it)."""
+
+    step: int
+    sequence_ids: np.ndarray  # global ids into the store's train split
+    domains: np.ndarray  # domain index of each sequence
+    loss_weights: np.ndarray  # per-sequence loss weight (1 unless the mixture is realised by weighting)
+
+    def __len__(self) -> int:
+        return len(self.sequence_ids)
+
+    def shard(self, rank: int, world_size: int) -> "GlobalBatch":
+        """Rank ``rank``'s contiguous slice (the global batch size must divide evenly)."""
+        size = len(self) // world_size
+        assert size * world_size == len(self), "global batch not divisible by the number of processes"
+        part = slice(rank * size, (rank + 1) * size)
+        return GlobalBatch(self.step, self.sequence_ids[part], self.domains[part], self.loss_weights[part])
+
+    def split(self, parts: int) -> list["GlobalBatch"]:
+        """Equal consecutive micro-batches."""
+        size = len(self) // parts
+        return [GlobalBatch(self.step, self.sequence_ids[i * size:(i + 1) * size], self.domains[i * size:(i + 1) * size],
+                            self.loss_weights[i * size:(i + 1) * size]) for i in range(parts)]
+
+
+class Sampler:
+    """Maps a step to its global batch using the plan's allocation and per-domain orderings."""
+
+    def __init__(self, allocation: Allocation, orderings: list[Ordering], domain_offsets: np.ndarray,
+                 reshuffle_epochs: bool, seed: int, loss_weights: Callable[[int], np.ndarray] | None = None):
+        self.allocation = allocation
+        self.orderings = orderings
+        self.domain_offsets = np.asarray(domain_offsets, dtype=np.int64)
+        self.reshuffle_epochs = reshuffle_epochs
+        self.seed = seed
+        self.loss_weights = loss_weights
+
+    def domain_positions(self, domain: int, start: int, stop: int) -> np.ndarray:
+        """Local sequence indices at stream positions [start, stop) of one domain."""
+        ordering = self.orderings[domain]
+        positions = np.arange(start, stop, dtype=np.int64)
+        epochs, local = np.divmod(positions, ordering.n)
+        if not self.reshuffle_epochs:
+            return ordering.lookup(0, local)
+        out = np.empty_like(local)
+        for epoch in np.unique(epochs):  # a batch spans at most a couple of epochs
+            mask = epochs == epoch
+            out[mask] = ordering.lookup(int(epoch), local[mask])
+        return out
+
+    def batch(self, step: int) -> GlobalBatch:
+        start = self.allocation.consumed_before(step)
+        stop = self.allocation.consumed_before(step + 1)
+        ids, domains = [], []
+        for d in np.flatnonzero(stop > start):
+            ids.append(self.domain_offsets[d] + self.domain_positions(int(d), int(start[d]), int(stop[d])))
+            domains.append(np.full(int(stop[d] - start[d]), d, dtype=np.int64))
+        sequence_ids = np.concatenate(ids)
+        domain_ids = np.concatenate(domains)
+        mix = permute(np.arange(len(sequence_ids)), len(sequence_ids), derive_key(self.seed, "batch", step))
+        sequence_ids, domain_ids = sequence_ids[mix], domain_ids[mix]
+        if self.loss_weights is None:
+            weights = np.ones(len(sequence_ids), dtype=np.float64)
+        else:
+            weights = self.loss_weights(step)[domain_ids]
+        return GlobalBatch(step, sequence_ids, domain_ids, weights)

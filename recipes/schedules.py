@@ -1,0 +1,152 @@
+"""Learning-rate schedules: LR(step) as a pure, vectorised function of the step.
+
+Every schedule warms up linearly over ``warmup_steps`` (step t < W gets peak * (t+1)/W) and, where
+it decays, reaches exactly ``peak_lr * final_lr_ratio`` on its last decay step. A "moderate decay"
+is any decaying schedule with a final ratio around 1/3. WSD can place its decay over a named data
+phase (e.g. the upsampling tail) instead of a step count.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, model_validator
+
+from curriculum.errors import UserError
+from curriculum.registry import Registry, StrictModel
+
+
+class ScheduleBase(StrictModel):
+    peak_lr: float = Field(3e-4, gt=0, le=10, description="Learning rate after warmup (the maximum).")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup from peak/W to peak over this many steps.")
+    final_lr_ratio: float = Field(0.1, ge=0, le=1, description="LR on the last step as a fraction of peak "
+                                  "(0 = decay to zero; ~0.33 = the 'moderate decay' that keeps a curriculum's gain).")
+
+
+class Schedule(ABC):
+    """Base class: ``Schedule(config, total_steps, phases)``; ``phases`` maps names to step ranges."""
+
+    def __init__(self, config: ScheduleBase, total_steps: int, phases: dict[str, tuple[int, int]]):
+        self.config = config
+        self.total_steps = total_steps
+        self.phases = phases
+        if config.warmup_steps >= total_steps:
+            raise UserError(f"schedule.warmup_steps={config.warmup_steps} must be below training.steps={total_steps}")
+
+    def lr(self, steps: np.ndarray | int) -> np.ndarray:
+        """Absolute learning rate at ``steps`` (array or scalar)."""
+        steps = np.asarray(steps, dtype=np.int64)
+        warm = self.config.warmup_steps
+        factor = self.after_warmup(np.maximum(steps, warm))
+        if warm:
+            factor = np.where(steps < warm, (steps + 1) / warm, factor)
+        return self.config.peak_lr * factor
+
+    @abstractmethod
+    def after_warmup(self, steps: np.ndarray) -> np.ndarray:
+        """LR / peak for steps >= warmup_steps."""
+
+    def decay_progress(self, steps: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """0 before ``start``, rising to exactly 1 on step ``stop - 1``, 1 afterwards."""
+        length = max(stop - start, 1)
+        return np.clip((steps - start + 1) / length, 0.0, 1.0)
+
+
+SCHEDULES: Registry[Schedule] = Registry("LR schedule")
+
+DecayShape = Literal["linear", "cosine", "1-sqrt"]
+
+
+def decay_curve(progress: np.ndarray, shape: str, final: float) -> np.ndarray:
+    """LR / peak along a decay, from 1 at progress 0 to ``final`` at progress 1."""
+    if shape == "linear":
+        return 1.0 - (1.0 - final) * progress
+    if shape == "cosine":
+        return final + (1.0 - final) * 0.5 * (1.0 + np.cos(np.pi * progress))
+    if shape == "1-sqrt":
+        return 1.0 - (1.0 - final) * np.sqrt(progress)
+    raise AssertionError(shape)  # guarded by the Literal type
+
+
+class ConstantConfig(ScheduleBase):
+    name: Literal["constant"] = "constant"
+    final_lr_ratio: float = Field(1.0, ge=1, le=1, description="Always 1 for a constant schedule.")
+
+
+@SCHEDULES.register("constant", ConstantConfig)
+class Constant(Schedule):
+    """Warmup, then the peak LR to the end (pair with checkpoint averaging: CMA)."""
+
+    def after_warmup(self, steps: np.ndarray) -> np.ndarray:
+        return np.ones(steps.shape)
+
+
+class CosineConfig(ScheduleBase):
+    name: Literal["cosine"] = "cosine"
+
+
+@SCHEDULES.register("cosine", CosineConfig)
+class Cosine(Schedule):
+    """Cosine decay from the end of warmup to the last step."""
+
+    def after_warmup(self, steps: np.ndarray) -> np.ndarray:
+        q = self.decay_progress(steps, self.config.warmup_steps, self.total_steps)
+        return decay_curve(q, "cosine", self.config.final_lr_ratio)
+
+
+class LinearConfig(ScheduleBase):
+    name: Literal["linear"] = "linear"
+
+
+@SCHEDULES.register("linear", LinearConfig)
+class Linear(Schedule):
+    """Linear decay from the end of warmup to the last step."""
+
+    def after_warmup(self, steps: np.ndarray) -> np.ndarray:
+        q = self.decay_progress(steps, self.config.warmup_steps, self.total_steps)
+        return decay_curve(q, "linear", self.config.final_lr_ratio)
+
+
+class WSDConfig(ScheduleBase):
+    name: Literal["wsd"] = "wsd"
+    decay_fraction: float | None = Field(None, gt=0, le=1, description="Decay over the last fraction of steps "
+                                         "(e.g. 0.2). Give this or `decay_phase`.")
+    decay_phase: str | None = Field(None, description="Decay exactly over this data phase (e.g. `upsample` "
+                                    "for the upsampling tail); LR stays at the final value after it.")
+    decay_shape: DecayShape = Field("1-sqrt", description="Shape of the decay: linear, cosine or 1-sqrt.")
+
+    @model_validator(mode="after")
+    def _one_decay_spec(self) -> "WSDConfig":
+        if (self.decay_fraction is None) == (self.decay_phase is None):
+            raise ValueError("give exactly one of `decay_fraction` and `decay_phase`")
+        return self
+
+
+@SCHEDULES.register("wsd", WSDConfig)
+class WSD(Schedule):
+    """Warmup-stable-decay: peak LR until the decay window, then a short decay to the final LR."""
+
+    def __init__(self, config: WSDConfig, total_steps: int, phases: dict[str, tuple[int, int]]):
+        super().__init__(config, total_steps, phases)
+        if config.decay_phase is not None:
+            if config.decay_phase not in phases:
+                raise UserError(f"schedule.decay_phase={config.decay_phase!r} is not a phase of this plan; "
+                                f"phases: {sorted(phases) or 'none (the mixer defines no phases)'}")
+            self.start, self.stop = phases[config.decay_phase]
+        else:
+            self.stop = total_steps
+            self.start = total_steps - int(round(config.decay_fraction * total_steps))
+        if self.start < config.warmup_steps:
+            raise UserError(f"schedule: the decay starts at step {self.start}, inside the warmup "
+                            f"({config.warmup_steps} steps)")
+
+    def after_warmup(self, steps: np.ndarray) -> np.ndarray:
+        q = self.decay_progress(steps, self.start, self.stop)
+        return decay_curve(q, self.config.decay_shape, self.config.final_lr_ratio)
+
+
+def build_schedule(config: BaseModel | dict[str, Any], total_steps: int,
+                   phases: dict[str, tuple[int, int]] | None = None) -> Schedule:
+    return SCHEDULES.build(SCHEDULES.parse(config), total_steps, phases or {})
