@@ -26,6 +26,11 @@ class FieldScorerConfig(StrictModel):
 class FieldScorer(Scorer):
     """Reads ``config.field`` from each document; dotted names reach into nested records."""
 
+    summary = "a precomputed score read from a column (dotted names reach into records)"
+
+    def input_columns(self) -> list[str]:
+        return [self.config.field.split(".")[0]]
+
     def score_batch(self, batch: dict[str, list[Any]]) -> np.ndarray:
         head, *rest = self.config.field.split(".")
         if head not in batch:

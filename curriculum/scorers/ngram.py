@@ -164,10 +164,16 @@ class NgramModel:
         """log10 P(token | history) for every predicted token, and the document of each."""
         ids, targets = self._encode(docs)
         doc_of = np.repeat(np.arange(len(docs)), [len(d) + 1 for d in docs])
+        return self.log10_probs(ids, targets), doc_of
+
+    def log10_probs(self, ids: np.ndarray, targets: np.ndarray, *, unk_class: bool = True) -> np.ndarray:
+        """log10 P(ids[j] | ids[j-order+1 .. j-1]) for each position j in ``targets``.
+
+        With ``unk_class`` the <unk> probability is shared among the rare words it stands for.
+        """
         grams = _gram_hashes(ids, self.order)
         a = self.arrays
-        vocab_size = float(len(self.vocab))
-        prob = np.full(len(targets), 1.0 / vocab_size)
+        prob = np.full(len(targets), 1.0 / len(self.vocab))
         for k in range(1, self.order + 1):
             if k == 1:
                 ctx_idx = np.zeros(len(targets), dtype=np.int64)
@@ -181,8 +187,9 @@ class NgramModel:
             # An unseen context carries no evidence: keep the lower-order estimate.
             prob = np.where(ctx_found, (num + gam * prob) / np.where(ctx_found, den, 1.0), prob)
         logp = np.log10(np.maximum(prob, 1e-30))
-        logp[ids[targets] == UNK] -= np.log10(float(a["unk_types"][0]))
-        return logp, doc_of
+        if unk_class:
+            logp[ids[targets] == UNK] -= np.log10(float(a["unk_types"][0]))
+        return logp
 
     def save(self, folder: Path) -> None:
         np.savez(folder / "ngram.npz", **self.arrays)
