@@ -201,6 +201,13 @@ def test_mismatched_config_is_named(snapshots, tmp_path):
         average_checkpoints([snapshots[0], bad], tmp_path / "out", "sma")
 
 
+def test_non_floating_tensors_are_copied_from_the_newest(snapshots, tmp_path):
+    folders = [_tweaked(snapshots, tmp_path, f"c{i}", lambda s, i=i: s.__setitem__("counter", torch.tensor([i, 7]))) for i in range(3)]
+    report = average_checkpoints(folders, tmp_path / "out", "sma")
+    assert torch.equal(read_output(tmp_path / "out")["counter"], torch.tensor([2, 7]))
+    assert any("1 non-floating tensors copied from the newest" in n for n in report.notes)
+
+
 def test_interrupted_write_leaves_nothing_that_looks_complete(snapshots, tmp_path, monkeypatch):
     out = tmp_path / "avg"
     calls = []

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import filecmp
 import json
+import queue
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Sequence
+from typing import Annotated, Any, Iterator, Literal, Optional, Sequence
 
 import torch
 import typer
@@ -44,6 +46,7 @@ from tools.average_weights import (
     resolve_weights,
 )
 from tools.average_writer import (
+    BackgroundWriter,
     OutputTensor,
     StreamingShardWriter,
     atomic_output_dir,
@@ -55,10 +58,16 @@ from tools.average_writer import (
 )
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# Elements per accumulation chunk: 256K fp32 values (1 MiB) keep the running sum of each chunk in
-# L2 while the K inputs stream past it, so memory traffic is K reads + 1 write instead of 3K.
-CPU_CHUNK_ELEMS = 1 << 18
-GPU_CHUNK_ELEMS = 1 << 26
+# Elements per accumulation chunk: 1M fp32 values (4 MiB) keep the running sum of each chunk in
+# cache while the K inputs stream past it, so memory traffic is K reads + 1 write instead of 3K.
+CPU_CHUNK_ELEMS = 1 << 20
+GPU_CHUNK_ELEMS = 1 << 22  # 16 MiB per host<->GPU copy; the pinned pool is 4 of these
+# The sum is memory-bound: one core nearly saturates memory bandwidth (~12 GB/s measured), and the
+# other is left to the writer thread and page faults. With two OpenMP threads every small op waits
+# at a barrier, which costs 10-30x when anything else (a training run) holds one of two cores.
+CPU_THREADS = 1
+# Chunk buffers in flight between the summing and the writer thread.
+WRITE_BUFFERS = 4
 # Files copied beside the weights: everything `from_pretrained` and tokenizers look for.
 COPIED_FILES = (
     "generation_config.json",
@@ -199,43 +208,78 @@ def _stream_average(
     writer: StreamingShardWriter,
     progress: bool,
 ) -> None:
-    """Average every planned tensor chunk by chunk and hand the chunks to ``writer`` in order."""
+    """Average every planned tensor chunk by chunk; a second thread writes the chunks in order."""
     from tqdm import tqdm
 
     chunk = CPU_CHUNK_ELEMS if device.type == "cpu" else GPU_CHUNK_ELEMS
     active = [(s, w) for s, w in zip(sources, weights) if w != 0.0]  # zero weights need no reading
-    acc = torch.empty(chunk, dtype=acc_dtype, device=device)
-    out_bufs: dict[torch.dtype, torch.Tensor] = {}
+    # Chunks travel to the writer thread in buffers from a small pool: a pool per output dtype,
+    # plus one accumulator when the output dtype is not the accumulation dtype.
+    pools: dict[torch.dtype, queue.Queue] = {}
+
+    def take(dtype: torch.dtype) -> torch.Tensor:
+        if dtype not in pools:
+            pools[dtype] = queue.Queue()
+            for _ in range(WRITE_BUFFERS):
+                pools[dtype].put(torch.empty(chunk, dtype=dtype, pin_memory=device.type == "cuda"))
+        return pools[dtype].get()
+
+    scratch = torch.empty(chunk, dtype=acc_dtype, device=device)
+    background = BackgroundWriter(writer, depth=WRITE_BUFFERS)
     bar = tqdm(total=sum(t.nbytes for t in plan), unit="B", unit_scale=True, disable=not progress, desc="averaging")
-    for i, t in enumerate(plan):
-        if i + 1 < len(plan):  # start the disk reads of the next tensor while this one is summed
-            for s, _ in active:
-                s.prefetch(plan[i + 1].key)
-        writer.begin(t.key)
-        if not t.dtype.is_floating_point:
-            writer.write(sources[-1].tensor(t.key).contiguous())
-            bar.update(t.nbytes)
-            continue
-        views = [(s.tensor(t.key).reshape(-1), w) for s, w in active]
-        n = views[0][0].numel() if views else sources[-1].tensor(t.key).numel()
-        if t.dtype != acc_dtype and t.dtype not in out_bufs:
-            out_bufs[t.dtype] = torch.empty(chunk, dtype=t.dtype, device=device)
-        for lo in range(0, n, chunk):
-            hi = min(lo + chunk, n)
-            a = acc[: hi - lo]
-            if not views:
-                a.zero_()
-            for j, (v, w) in enumerate(views):
-                piece = v[lo:hi] if device.type == "cpu" else v[lo:hi].to(device)
-                if j == 0:
-                    a.copy_(piece)  # exact widening; multiplying in the input dtype would round
-                    a.mul_(w)
-                else:
-                    a.add_(piece, alpha=w)  # computed in acc dtype: type promotion of tensor operands
-            out = a if t.dtype == acc_dtype else out_bufs[t.dtype][: hi - lo].copy_(a)
-            writer.write(out if device.type == "cpu" else out.cpu())
-        bar.update(t.nbytes)
-    bar.close()
+    try:
+        with _cpu_threads(CPU_THREADS):
+            for i, t in enumerate(plan):
+                if i + 1 < len(plan):  # start the disk reads of the next tensor while this one is summed
+                    for s, _ in active:
+                        s.prefetch(plan[i + 1].key)
+                background.begin(t.key)
+                if not t.dtype.is_floating_point:
+                    background.write(sources[-1].tensor(t.key).contiguous())
+                    bar.update(t.nbytes)
+                    continue
+                views = [(s.tensor(t.key).reshape(-1), w) for s, w in active]
+                n = sources[-1].tensor(t.key).numel()
+                for lo in range(0, n, chunk):
+                    hi = min(lo + chunk, n)
+                    buf = take(t.dtype)
+                    direct = t.dtype == acc_dtype and device.type == "cpu"
+                    a = buf[: hi - lo] if direct else scratch[: hi - lo]
+                    _weighted_sum(a, [(v[lo:hi], w) for v, w in views], device)
+                    if not direct:
+                        buf[: hi - lo].copy_(a)  # rounds to the output dtype (and leaves the GPU)
+                    background.write(buf[: hi - lo], done=lambda b=buf, d=t.dtype: pools[d].put(b))
+                bar.update(t.nbytes)
+    except BaseException:
+        background.stop(raise_error=False)  # keep the error that is already on its way
+        raise
+    finally:
+        bar.close()
+    background.stop()
+
+
+def _weighted_sum(acc: torch.Tensor, terms: list[tuple[torch.Tensor, float]], device: torch.device) -> None:
+    """acc = sum of w * x, in acc's dtype."""
+    if not terms:
+        acc.zero_()
+    for j, (x, w) in enumerate(terms):
+        if device.type != "cpu":
+            x = x.to(device)
+        if j == 0:
+            acc.copy_(x)  # exact widening; multiplying in the input dtype would round
+            acc.mul_(w)
+        else:
+            acc.add_(x, alpha=w)  # computed in acc's dtype: type promotion of tensor operands
+
+
+@contextmanager
+def _cpu_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _output_plan(first: CheckpointSource, output_dtype: str | None) -> list[OutputTensor]:

@@ -1,0 +1,216 @@
+"""Benchmark: average K=6 fp32 checkpoints of a ~374M Llama (9 GB) with `tools.average`, side by
+side with a naive load-all-and-average script and mergekit's linear merge.
+
+Every job runs in its own process (`benchmarks/average_run.py`, or ``mergekit-yaml`` from its own
+virtual environment), timed from launch to exit, imports included. While it runs, the parent
+samples ``/proc/<pid>/status`` of the job and its children every 5 ms:
+
+- **private** memory is ``RssAnon`` (anonymous pages: what the process allocated itself), the
+  number the targets are about;
+- **total RSS** (peak ``VmRSS``, and ``ru_maxrss`` from ``wait4``) also counts file pages that
+  memory-mapping maps into the process, which the kernel can drop at will.
+
+"Cold" runs follow ``echo 3 > /proc/sys/vm/drop_caches`` (or, without permission, a
+``POSIX_FADV_DONTNEED`` of every input file); "warm" runs follow a full read of the inputs.
+
+    python -m benchmarks.average [--data /work/bench-data/average] [--mergekit-venv /work/bench-venvs/mergekit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.average_build import build_checkpoints
+
+GIB = 2**30
+
+
+def drop_caches(files: list[Path]) -> str:
+    """Evict the inputs from the page cache; returns how."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return "drop_caches"
+    except OSError:
+        for path in files:
+            fd = os.open(path, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+        return "fadvise(DONTNEED)"
+
+
+def warm(files: list[Path]) -> None:
+    buf = bytearray(16 << 20)
+    for path in files:
+        with open(path, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+
+
+def _status(pid: int) -> dict[str, int]:
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS", "RssAnon", "RssFile", "VmHWM")):
+                    name, value = line.split(":")
+                    out[name] = int(value.split()[0]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    pids, i = [pid], 0
+    while i < len(pids):
+        try:
+            for task in os.listdir(f"/proc/{pids[i]}/task"):
+                with open(f"/proc/{pids[i]}/task/{task}/children") as f:
+                    pids += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        i += 1
+    return pids
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run ``cmd``; wall time, peak private (RssAnon) and total RSS of its process tree, its JSON output."""
+    peak = {"anon": 0, "rss": 0, "file_at_peak_rss": 0}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            stats = [_status(p) for p in _tree(proc.pid)]
+            anon = sum(s.get("RssAnon", 0) for s in stats)
+            rss = sum(s.get("VmRSS", 0) for s in stats)
+            peak["anon"] = max(peak["anon"], anon)
+            peak["hwm"] = max(peak.get("hwm", 0), stats[0].get("VmHWM", 0) if stats else 0)
+            if rss > peak["rss"]:
+                peak["rss"], peak["file_at_peak_rss"] = rss, sum(s.get("RssFile", 0) for s in stats)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}):\n{err[-3000:]}")
+    try:
+        result = json.loads(out.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        result = {}
+    # VmHWM is the kernel's exact peak RSS of the main process; the tree sum catches children.
+    return {"wall_s": wall, "peak_anon": peak["anon"], "peak_rss": max(peak["rss"], peak.get("hwm", 0)), **result}
+
+
+def mergekit_cmd(venv: Path, inputs: list[Path], output: Path, workdir: Path) -> list[str]:
+    lines = ["merge_method: linear", "dtype: float32", "models:"]
+    for p in inputs:
+        lines += [f"  - model: {p}", "    parameters:", "      weight: 1.0"]
+    config = workdir / "mergekit-linear.yml"
+    config.write_text("\n".join(lines) + "\n")
+    return [str(venv / "bin" / "mergekit-yaml"), str(config), str(output)]
+
+
+def machine() -> str:
+    cpu = next((l.split(":")[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) / 2**20
+    import torch
+
+    return (
+        f"{platform.node()}: {os.cpu_count()} x {cpu}, {mem:.1f} GiB RAM, Python {platform.python_version()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads); "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("/work/bench-data/average"))
+    parser.add_argument("-k", type=int, default=6)
+    parser.add_argument("--mergekit-venv", type=Path, default=Path("/work/bench-venvs/mergekit"))
+    parser.add_argument("--skip", nargs="*", default=[], help="jobs to skip: ours_cold naive mergekit")
+    args = parser.parse_args()
+
+    inputs = build_checkpoints(args.data, args.k)
+    files = [p / "model.safetensors" for p in inputs]
+    total = sum(f.stat().st_size for f in files)
+    work = args.data / "outputs"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    py = [sys.executable, "-m", "benchmarks.average_run"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    print(machine(), flush=True)
+    print(f"inputs: {len(files)} x {files[0].stat().st_size / 1e9:.2f} GB = {total / 1e9:.2f} GB", flush=True)
+
+    rows: dict[str, dict] = {}
+
+    def run(name: str, cmd: list[str], cold: bool) -> None:
+        shutil.rmtree(work / "out", ignore_errors=True)
+        if cold:
+            how = drop_caches(files)
+        else:
+            warm(files)
+            how = "warm"
+        rows[name] = {**measure(cmd, env), "cache": how}
+        r = rows[name]
+        print(f"{name:14s} {how:12s} wall {r['wall_s']:6.2f} s  private {r['peak_anon'] / GIB:5.2f} GiB  "
+              f"RSS {r['peak_rss'] / GIB:5.2f} GiB  {json.dumps({k: v for k, v in r.items() if k.endswith('_s') and k != 'wall_s'})}",
+              flush=True)
+
+    run("cold read", [*py, "coldread", *map(str, files)], cold=True)
+    if "ours_cold" not in args.skip:
+        run("ours (cold)", [*py, "ours", str(work / "out"), *map(str, inputs)], cold=True)
+    run("ours (warm)", [*py, "ours", str(work / "out"), *map(str, inputs)], cold=False)
+    if "naive" not in args.skip:
+        run("naive (warm)", [*py, "naive", str(work / "out"), *map(str, inputs)], cold=False)
+    if "mergekit" not in args.skip:
+        if (args.mergekit_venv / "bin" / "mergekit-yaml").is_file():
+            t = time.perf_counter()
+            subprocess.run([str(args.mergekit_venv / "bin" / "mergekit-yaml"), "--help"], capture_output=True, check=True)
+            help_s = time.perf_counter() - t
+            run("mergekit (warm)", mergekit_cmd(args.mergekit_venv, inputs, work / "out", work), cold=False)
+            rows["mergekit (warm)"]["import_s"] = round(help_s, 3)  # `mergekit-yaml --help`: startup + imports
+        else:
+            print(f"mergekit skipped: no {args.mergekit_venv}/bin/mergekit-yaml")
+    shutil.rmtree(work, ignore_errors=True)
+
+    largest = _largest_tensor_bytes(files[0])
+    budget = files[0].stat().st_size + 2 * largest + 300 * 2**20
+    cold_read_s = rows["cold read"]["wall_s"]
+    print(f"\nprivate-memory target: one output shard {files[0].stat().st_size / GIB:.2f} GiB + 2 x largest tensor "
+          f"{largest / GIB:.3f} GiB + 300 MiB = {budget / GIB:.2f} GiB; wall targets: <= 1.5 x cold read "
+          f"({1.5 * cold_read_s:.1f} s)" + (f", <= 0.5 x mergekit ({0.5 * rows['mergekit (warm)']['wall_s']:.1f} s)" if "mergekit (warm)" in rows else ""))
+    print("\n| job | page cache | wall (s) | of which import (s) | x cold read | peak private (GiB) | peak total RSS (GiB) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['cache']} | {r['wall_s']:.1f} | {r.get('import_s', float('nan')):.1f} | "
+              f"{r['wall_s'] / cold_read_s:.2f} | {r['peak_anon'] / GIB:.2f} | {r['peak_rss'] / GIB:.2f} |")
+
+
+def _largest_tensor_bytes(path: Path) -> int:
+    import struct
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return max(v["data_offsets"][1] - v["data_offsets"][0] for v in header.values())
+
+
+if __name__ == "__main__":
+    main()
