@@ -269,7 +269,7 @@ def test_cli_average_from_run_folder(models, tmp_path):
     app.command("noop")(lambda: None)  # two commands, so the command name is part of the CLI as in currimix
     runner = CliRunner()
     out = tmp_path / "avg"
-    args = ["average", "--run", str(run), "--from", "checkpoints", "--last", "2", "--weights", "ema", "--alpha", "0.5", "-o", str(out)]
+    args = ["average", "--run", str(run), "--from", "checkpoints", "--last", "2", "--weights", "ema", "--alpha", "0.5", "--no-progress", "-o", str(out)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "step       20" in result.output and "step       30" in result.output and "step       10" not in result.output

@@ -22,9 +22,9 @@ import filecmp
 import json
 import queue
 import shutil
-import sys
 import time
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Optional, Sequence
 
@@ -350,6 +350,30 @@ def _write_config(folder: Path, newest: CheckpointSource, float_dtypes: set[str]
 
 
 # --------------------------------------------------------------------------- CLI
+# Enums rather than Literal so typer shows and checks the choices on every supported version.
+
+
+class SourceChoice(str, Enum):
+    snapshots = "snapshots"
+    checkpoints = "checkpoints"
+
+
+class EMAFormChoice(str, Enum):
+    normalized = "normalized"
+    recursive = "recursive"
+
+
+class AccumulateDtypeChoice(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class OutputDtypeChoice(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float64 = "float64"
+
 
 
 def average_command(
@@ -365,24 +389,25 @@ def average_command(
     run: Annotated[Optional[Path], typer.Option("--run", help="Run folder of `currimix train` to pick checkpoints from (with --last/--every).")] = None,
     last: Annotated[Optional[int], typer.Option("--last", min=1, help="With --run: average the K newest checkpoints.")] = None,
     every: Annotated[Optional[int], typer.Option("--every", min=1, help="With --run: only checkpoints whose step is a multiple of S.")] = None,
-    source: Annotated[str, typer.Option("--from", help="With --run: pick from 'snapshots' (weights only) or 'checkpoints' (save_state).")] = "snapshots",
+    source: Annotated[SourceChoice, typer.Option("--from", help="With --run: pick from snapshots (weights only) or checkpoints (save_state).")] = SourceChoice.snapshots,
     weights: Annotated[str, typer.Option("--weights", "-w", help="'sma' (uniform), 'ema' (needs --alpha), 'wma' (linear), or one comma-separated weight per checkpoint, oldest first.")] = "sma",
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="EMA alpha in (0, 1]: w_i ~ (1-alpha)^(K-i), newest heaviest.")] = None,
-    ema_form: Annotated[str, typer.Option("--ema-form", help="'normalized' (w_i ~ (1-alpha)^(K-i), summing to 1) or 'recursive' (the EMA recursion seeded from the oldest checkpoint).")] = "normalized",
+    ema_form: Annotated[EMAFormChoice, typer.Option("--ema-form", help="normalized: w_i ~ (1-alpha)^(K-i), summing to 1; recursive: the EMA recursion seeded from the oldest checkpoint.")] = EMAFormChoice.normalized,
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="Scale explicit weights to sum to 1.")] = True,
-    accumulate_dtype: Annotated[str, typer.Option("--accumulate-dtype", help="Dtype of the running sum: float32 or float64.")] = "float32",
-    output_dtype: Annotated[Optional[str], typer.Option("--output-dtype", help="Dtype to write floating tensors in (float32, bfloat16, float16, float64); default: the inputs' dtype.")] = None,
+    accumulate_dtype: Annotated[AccumulateDtypeChoice, typer.Option("--accumulate-dtype", help="Dtype of the running sum: float32 or float64.")] = AccumulateDtypeChoice.float32,
+    output_dtype: Annotated[Optional[OutputDtypeChoice], typer.Option("--output-dtype", help="Dtype to write floating tensors in; default: the inputs' dtype.")] = None,
     shard_size: Annotated[str, typer.Option("--shard-size", help="Largest output shard, e.g. 5GB (10^9 bytes) or 2GiB.")] = "5GB",
     device: Annotated[str, typer.Option("--device", help="Where to accumulate: cpu or cuda.")] = "cpu",
     config_from: Annotated[Optional[Path], typer.Option("--config-from", help="Folder with config.json and tokenizer for inputs that lack them (save_state folders outside a run).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder (never an input).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the inputs and print the weights without writing anything.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on stderr).")] = True,
 ) -> None:
     """Average checkpoints (uniform, EMA, linear or explicit weights) into a model folder that loads with transformers."""
     if run is not None:
         if inputs:
             raise UserError("give either checkpoint folders or --run, not both")
-        inputs = select_run_checkpoints(run, last=last, every=every, source=source)  # type: ignore[arg-type]
+        inputs = select_run_checkpoints(run, last=last, every=every, source=source.value)  # type: ignore[arg-type]
     elif last is not None or every is not None:
         raise UserError("--last and --every pick from a run folder; add --run RUN_DIR")
     if not inputs:
@@ -391,7 +416,7 @@ def average_command(
     if weights == "ema":
         if alpha is None:
             raise UserError("--weights ema needs --alpha (e.g. --alpha 0.2)")
-        spec = {"name": "ema", "alpha": alpha, "form": ema_form}
+        spec = {"name": "ema", "alpha": alpha, "form": ema_form.value}
     elif alpha is not None:
         raise UserError(f"--alpha only applies to --weights ema, not {weights!r}")
     elif weights in ("sma", "wma"):
@@ -407,14 +432,14 @@ def average_command(
         inputs,
         output,
         spec,
-        accumulate_dtype=accumulate_dtype,  # type: ignore[arg-type]
-        output_dtype=output_dtype,  # type: ignore[arg-type]
+        accumulate_dtype=accumulate_dtype.value,  # type: ignore[arg-type]
+        output_dtype=output_dtype.value if output_dtype else None,  # type: ignore[arg-type]
         shard_size=shard_size,
         device=device,
         config_from=config_from,
         overwrite=overwrite,
         dry_run=dry_run,
-        progress=sys.stderr.isatty(),
+        progress=progress,
     )
     for src, step, w in zip(report.sources, report.steps, report.weights):
         typer.echo(f"  {w:8.5f}  step {step if step is not None else '?':>8}  {src}")
