@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mixers import static  # noqa: F401  (registers)
+from mixers import interpolate, staged, static, temperature, upsample  # noqa: F401  (registers)
 from mixers.base import DomainInfo, Mixer, Phase
 from mixers.registry import MIXERS
 
