@@ -99,3 +99,7 @@ class DescendingOrder(_SortedOrder):
 
 def build_ordering(config: BaseModel | dict[str, Any], scores: np.ndarray, key: int) -> Ordering:
     return ORDERINGS.build(ORDERINGS.parse(config), scores, key)
+
+
+# Further orderings live one per module in curriculum/orders/ and register into ORDERINGS on import.
+from curriculum.orders import buckets, phased  # noqa: E402,F401
