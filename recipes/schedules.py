@@ -2,8 +2,8 @@
 
 Every schedule warms up linearly over ``warmup_steps`` (step t < W gets peak * (t+1)/W) and, where
 it decays, reaches exactly ``peak_lr * final_lr_ratio`` on its last decay step. A "moderate decay"
-is any decaying schedule with a final ratio around 1/3. WSD can place its decay over a named data
-phase (e.g. the upsampling tail) instead of a step count.
+is any decaying schedule with a final ratio around 1/3. WSD, power and inverse-sqrt can place their
+decay over a named data phase (e.g. the upsampling tail) instead of a step count.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ class ScheduleBase(StrictModel):
 class Schedule(ABC):
     """Base class: ``Schedule(config, total_steps, phases)``; ``phases`` maps names to step ranges."""
 
-    def __init__(self, config: ScheduleBase, total_steps: int, phases: dict[str, tuple[int, int]]):
+    def __init__(self, config: ScheduleBase, total_steps: int, phases: dict[str, tuple[int, int]],
+                 tokens_per_step: int | None = None):
         self.config = config
         self.total_steps = total_steps
         self.phases = phases
+        self.tokens_per_step = tokens_per_step  # global batch x seq_len; only token-based schedules need it
         if config.warmup_steps >= total_steps:
             raise UserError(f"schedule.warmup_steps={config.warmup_steps} must be below training.steps={total_steps}")
 
@@ -41,8 +43,12 @@ class Schedule(ABC):
         warm = self.config.warmup_steps
         factor = self.after_warmup(np.maximum(steps, warm))
         if warm:
-            factor = np.where(steps < warm, (steps + 1) / warm, factor)
+            factor = np.where(steps < warm, (steps + 1) / warm * self.warmup_target(), factor)
         return self.config.peak_lr * factor
+
+    def warmup_target(self) -> float:
+        """LR / peak reached on the last warmup step (1 unless the schedule starts below its peak)."""
+        return 1.0
 
     @abstractmethod
     def after_warmup(self, steps: np.ndarray) -> np.ndarray:
@@ -53,6 +59,22 @@ class Schedule(ABC):
         length = max(stop - start, 1)
         return np.clip((steps - start + 1) / length, 0.0, 1.0)
 
+    def decay_window(self, fraction: float | None, phase: str | None) -> tuple[int, int]:
+        """Steps [start, stop) of a decay over the last ``fraction`` of steps or over the data ``phase``."""
+        if phase is not None:
+            if phase not in self.phases:
+                raise UserError(f"schedule.decay_phase={phase!r} is not a phase of this plan; "
+                                f"phases: {sorted(self.phases) or 'none (the mixer defines no phases)'}")
+            start, stop = self.phases[phase]
+        else:
+            assert fraction is not None
+            stop = self.total_steps
+            start = self.total_steps - int(round(fraction * self.total_steps))
+        if start < self.config.warmup_steps:
+            raise UserError(f"schedule: the decay starts at step {start}, inside the warmup "
+                            f"({self.config.warmup_steps} steps)")
+        return start, stop
+
 
 SCHEDULES: Registry[Schedule] = Registry("LR schedule")
 
@@ -60,14 +82,16 @@ DecayShape = Literal["linear", "cosine", "1-sqrt"]
 
 
 def decay_curve(progress: np.ndarray, shape: str, final: float) -> np.ndarray:
-    """LR / peak along a decay, from 1 at progress 0 to ``final`` at progress 1."""
+    """LR / peak along a decay, from 1 at progress 0 to exactly ``final`` at progress 1."""
     if shape == "linear":
-        return 1.0 - (1.0 - final) * progress
-    if shape == "cosine":
-        return final + (1.0 - final) * 0.5 * (1.0 + np.cos(np.pi * progress))
-    if shape == "1-sqrt":
-        return 1.0 - (1.0 - final) * np.sqrt(progress)
-    raise AssertionError(shape)  # guarded by the Literal type
+        curve = 1.0 - (1.0 - final) * progress
+    elif shape == "cosine":
+        curve = final + (1.0 - final) * 0.5 * (1.0 + np.cos(np.pi * progress))
+    elif shape == "1-sqrt":
+        curve = 1.0 - (1.0 - final) * np.sqrt(progress)
+    else:
+        raise AssertionError(shape)  # guarded by the Literal type
+    return np.where(progress >= 1.0, final, curve)  # 1 - (1 - r) is not always r in floating point
 
 
 class ConstantConfig(ScheduleBase):
@@ -128,19 +152,9 @@ class WSDConfig(ScheduleBase):
 class WSD(Schedule):
     """Warmup-stable-decay: peak LR until the decay window, then a short decay to the final LR."""
 
-    def __init__(self, config: WSDConfig, total_steps: int, phases: dict[str, tuple[int, int]]):
-        super().__init__(config, total_steps, phases)
-        if config.decay_phase is not None:
-            if config.decay_phase not in phases:
-                raise UserError(f"schedule.decay_phase={config.decay_phase!r} is not a phase of this plan; "
-                                f"phases: {sorted(phases) or 'none (the mixer defines no phases)'}")
-            self.start, self.stop = phases[config.decay_phase]
-        else:
-            self.stop = total_steps
-            self.start = total_steps - int(round(config.decay_fraction * total_steps))
-        if self.start < config.warmup_steps:
-            raise UserError(f"schedule: the decay starts at step {self.start}, inside the warmup "
-                            f"({config.warmup_steps} steps)")
+    def __init__(self, config: WSDConfig, total_steps: int, phases: dict[str, tuple[int, int]], **kwargs: Any):
+        super().__init__(config, total_steps, phases, **kwargs)
+        self.start, self.stop = self.decay_window(config.decay_fraction, config.decay_phase)
 
     def after_warmup(self, steps: np.ndarray) -> np.ndarray:
         q = self.decay_progress(steps, self.start, self.stop)
@@ -148,5 +162,9 @@ class WSD(Schedule):
 
 
 def build_schedule(config: BaseModel | dict[str, Any], total_steps: int,
-                   phases: dict[str, tuple[int, int]] | None = None) -> Schedule:
-    return SCHEDULES.build(SCHEDULES.parse(config), total_steps, phases or {})
+                   phases: dict[str, tuple[int, int]] | None = None, tokens_per_step: int | None = None) -> Schedule:
+    """The schedule of ``config``; ``tokens_per_step`` (global batch x seq_len) feeds token-based schedules."""
+    return SCHEDULES.build(SCHEDULES.parse(config), total_steps, phases or {}, tokens_per_step=tokens_per_step)
+
+
+from recipes import schedules_power  # noqa: E402,F401  (registers power and inverse_sqrt)
