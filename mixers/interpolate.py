@@ -46,6 +46,7 @@ class InterpolateMixer(Mixer):
         super().__init__(config, domains, where)
         self.initial = Mix(config.initial, config.normalize, domains, f"{where}.initial")
         self.final = Mix(config.final, config.normalize, domains, f"{where}.final")
+        self.phases()  # refuse clashing nested phase names at build time, not at plan time
 
     def weights(self, progress: np.ndarray) -> np.ndarray:
         progress = np.asarray(progress, dtype=np.float64)

@@ -60,6 +60,7 @@ class StagedMixer(Mixer):
         self.mixes = [Mix(s.weights, config.normalize, domains, f"{where}.stages.{i}.weights")
                       for i, s in enumerate(config.stages)]
         self.starts = [0.0] + [s.until for s in config.stages[:-1]]
+        self.phases()  # refuse clashing nested phase names at build time, not at plan time
 
     def stage_index(self, progress: np.ndarray) -> np.ndarray:
         """Which stage each progress value is in (switching exactly where the plan puts the phase edge)."""

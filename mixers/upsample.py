@@ -80,6 +80,7 @@ class UpsampleMixer(Mixer):
         # One float for the tail start, used by both the weights and the phases, so they agree exactly.
         self.tail_start = 1.0 - config.tail_fraction
         self.ramp_start = max(0.0, self.tail_start - (config.transition_fraction or 0.0))
+        self.phases()  # refuse clashing nested phase names at build time, not at plan time
 
     def _boosted(self, base: np.ndarray) -> np.ndarray:
         boosted = base * self.boost[None, :]
