@@ -20,7 +20,7 @@ PAD = "<pad>"
 
 
 def train_bpe(texts: Iterator[str], vocab_size: int, min_frequency: int = 2,
-              max_length: int = 4096) -> PreTrainedTokenizerFast:
+              max_length: int = 1 << 20) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE (GPT-2 style pre-tokenisation) on an iterator of texts."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

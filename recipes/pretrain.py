@@ -67,6 +67,7 @@ class Window:
     count: torch.Tensor = field(init=False)
     tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
+    sequence_ids: list[np.ndarray] = field(default_factory=list)  # what this rank trained on
 
     def __post_init__(self) -> None:
         self.loss_sum = torch.zeros(self.n_domains, dtype=torch.float64)
@@ -117,12 +118,12 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def train_step(run: Run, batch: GlobalBatch, window: Window) -> float:
-    """Forward/backward over this rank's micro-batches, clip, step. Returns the gradient norm."""
+def accumulate_gradients(run: Run, batch: GlobalBatch, window: Window) -> None:
+    """Forward/backward over this rank's micro-batches of ``batch``; gradients end up in ``.grad``."""
     acc, model = run.accelerator, run.model
     # Each rank sums loss_weight x loss over its sequences / global batch; DDP's mean over ranks
     # then multiplies by 1/world, so scale by world: the result is the global weighted mean.
-    scale = acc.num_processes / run.recipe.training.global_batch_size
+    scale = acc.num_processes / len(batch)
     micro_batches = batch.shard(acc.process_index, acc.num_processes).split(run.accumulation)
     for i, micro in enumerate(micro_batches):
         sync = i == len(micro_batches) - 1
@@ -140,8 +141,14 @@ def train_step(run: Run, batch: GlobalBatch, window: Window) -> float:
         window.loss_sum.index_add_(0, domains, losses.detach().double().cpu())
         window.count.index_add_(0, domains, torch.ones(len(domains), dtype=torch.float64))
         window.tokens += tokens.numel()
+        window.sequence_ids.append(micro.sequence_ids)
+
+
+def train_step(run: Run, batch: GlobalBatch, window: Window) -> float:
+    """One optimizer step on ``batch``: gradients, clip, update. Returns the gradient norm."""
+    accumulate_gradients(run, batch, window)
     clip = run.recipe.training.grad_clip
-    norm = acc.clip_grad_norm_(model.parameters(), clip if clip else math.inf)
+    norm = run.accelerator.clip_grad_norm_(run.model.parameters(), clip if clip else math.inf)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     return float(norm)
@@ -167,7 +174,9 @@ def log_train(run: Run, step: int, window: Window, grad_norm: float, lr: float, 
         record[f"mix/{name}/realised"] = int(realised[d])
         record[f"mix/{name}/planned"] = round(float(planned[d]), 3)
     if run.recipe.training.log_batch_ids:
-        record["batch_ids"] = batch.sequence_ids.tolist()
+        # Gathered from the ranks (rank order): the sequences actually trained on since the last record.
+        mine = torch.from_numpy(np.concatenate(window.sequence_ids)).to(acc.device)
+        record["batch_ids"] = acc.gather(mine).cpu().tolist()
     acc.log(record, step=step)
     postfix = {"loss": f"{record['loss']:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tokens_per_s:,.0f}"}
     if "mfu" in record:

@@ -116,6 +116,8 @@ def prepare_store(recipe: Recipe, *, overwrite: bool = False, show_progress: boo
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
     started = time.time()
+    if not show_progress:
+        datasets.disable_progress_bars()
     try:
         tmp.mkdir()
         domains = load_and_score(recipe, cache_dir=str(tmp / "hf_cache"))
@@ -123,15 +125,17 @@ def prepare_store(recipe: Recipe, *, overwrite: bool = False, show_progress: boo
             tokenizer = load_tokenizer(recipe.tokenizer.path)
         else:
             tokenizer = train_bpe(tokenizer_texts(domains, recipe.tokenizer.train_bytes), recipe.tokenizer.vocab_size,
-                                  recipe.tokenizer.min_frequency, max_length=recipe.data.seq_len)
+                                  recipe.tokenizer.min_frequency)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         vocab_size = len(tokenizer)
         token_dtype = np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
         writers = {split: SplitWriter(tmp / split, recipe.data.seq_len, token_dtype, tokenizer.eos_token_id)
                    for split in SPLITS}
 
+        backend = tokenizer.backend_tokenizer  # the Rust tokenizer: batched, multi-threaded, no length warnings
+
         def tokenize(batch: dict[str, list]) -> dict[str, list]:
-            return {"input_ids": tokenizer(batch["text"], add_special_tokens=False)["input_ids"]}
+            return {"input_ids": [e.ids for e in backend.encode_batch(batch["text"], add_special_tokens=False)]}
 
         for name, prepared in domains.items():
             tokenized = prepared.dataset.map(tokenize, batched=True, batch_size=BATCH_DOCS,
