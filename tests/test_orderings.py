@@ -22,7 +22,8 @@ EXAMPLES: dict[str, list[dict]] = {
     "descending": [{"name": "descending"}],
     "buckets": [{"name": "buckets", "num_buckets": 4}, {"name": "buckets", "num_buckets": 3, "order": "descending"}],
     "phased": [UNIFORM_THEN_ASCENDING, ASCENDING_EACH_PHASE, ASCENDING_TAIL,
-               {"name": "phased", "boundaries": [0.3], "orders": ["descending", {"name": "buckets", "num_buckets": 2}]}],
+               {"name": "phased", "boundaries": [0.3],
+                "orders": ["descending", {"name": "buckets", "num_buckets": 2}]}],
 }
 CASES = [(name, config) for name in ORDERINGS.names() for config in EXAMPLES.get(name, [])]
 CASE_IDS = [f"{name}-{i}" for name in ORDERINGS.names() for i in range(len(EXAMPLES.get(name, [])))]
