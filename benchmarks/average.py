@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -144,6 +145,7 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=6)
     parser.add_argument("--mergekit-venv", type=Path, default=Path("/work/bench-venvs/mergekit"))
     parser.add_argument("--skip", nargs="*", default=[], help="jobs to skip: ours_cold naive mergekit")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every job; the table shows medians")
     args = parser.parse_args()
 
     inputs = build_checkpoints(args.data, args.k)
@@ -157,7 +159,7 @@ def main() -> None:
     print(machine(), flush=True)
     print(f"inputs: {len(files)} x {files[0].stat().st_size / 1e9:.2f} GB = {total / 1e9:.2f} GB", flush=True)
 
-    rows: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {}
 
     def run(name: str, cmd: list[str], cold: bool) -> None:
         shutil.rmtree(work / "out", ignore_errors=True)
@@ -166,28 +168,32 @@ def main() -> None:
         else:
             warm(files)
             how = "warm"
-        rows[name] = {**measure(cmd, env), "cache": how}
-        r = rows[name]
-        print(f"{name:14s} {how:12s} wall {r['wall_s']:6.2f} s  private {r['peak_anon'] / GIB:5.2f} GiB  "
-              f"RSS {r['peak_rss'] / GIB:5.2f} GiB  {json.dumps({k: v for k, v in r.items() if k.endswith('_s') and k != 'wall_s'})}",
-              flush=True)
+        load = os.getloadavg()[0]
+        r = {**measure(cmd, env), "cache": how, "load": load}
+        runs.setdefault(name, []).append(r)
+        print(f"{name:16s} {how:12s} wall {r['wall_s']:6.2f} s  private {r['peak_anon'] / GIB:5.2f} GiB  "
+              f"RSS {r['peak_rss'] / GIB:5.2f} GiB  load {load:4.2f}  "
+              f"{json.dumps({k: v for k, v in r.items() if k.endswith('_s') and k != 'wall_s'})}", flush=True)
 
-    run("cold read", [*py, "coldread", *map(str, files)], cold=True)
-    if "ours_cold" not in args.skip:
-        run("ours (cold)", [*py, "ours", str(work / "out"), *map(str, inputs)], cold=True)
-    run("ours (warm)", [*py, "ours", str(work / "out"), *map(str, inputs)], cold=False)
-    if "naive" not in args.skip:
-        run("naive (warm)", [*py, "naive", str(work / "out"), *map(str, inputs)], cold=False)
-    if "mergekit" not in args.skip:
-        if (args.mergekit_venv / "bin" / "mergekit-yaml").is_file():
+    has_mergekit = (args.mergekit_venv / "bin" / "mergekit-yaml").is_file()
+    if not has_mergekit:
+        print(f"mergekit skipped: no {args.mergekit_venv}/bin/mergekit-yaml")
+    for _ in range(args.repeat):
+        run("cold read", [*py, "coldread", *map(str, files)], cold=True)
+        if "ours_cold" not in args.skip:
+            run("ours (cold)", [*py, "ours", str(work / "out"), *map(str, inputs)], cold=True)
+        run("ours (warm)", [*py, "ours", str(work / "out"), *map(str, inputs)], cold=False)
+        if "naive" not in args.skip:
+            run("naive (warm)", [*py, "naive", str(work / "out"), *map(str, inputs)], cold=False)
+        if "mergekit" not in args.skip and has_mergekit:
             t = time.perf_counter()
             subprocess.run([str(args.mergekit_venv / "bin" / "mergekit-yaml"), "--help"], capture_output=True, check=True)
             help_s = time.perf_counter() - t
             run("mergekit (warm)", mergekit_cmd(args.mergekit_venv, inputs, work / "out", work), cold=False)
-            rows["mergekit (warm)"]["import_s"] = round(help_s, 3)  # `mergekit-yaml --help`: startup + imports
-        else:
-            print(f"mergekit skipped: no {args.mergekit_venv}/bin/mergekit-yaml")
+            runs["mergekit (warm)"][-1]["import_s"] = round(help_s, 3)  # `mergekit-yaml --help`: startup + imports
     shutil.rmtree(work, ignore_errors=True)
+    rows = {name: {k: (statistics.median(r[k] for r in rs) if isinstance(rs[0][k], (int, float)) else rs[0][k])
+                   for k in rs[0]} for name, rs in runs.items()}
 
     largest = _largest_tensor_bytes(files[0])
     budget = files[0].stat().st_size + 2 * largest + 300 * 2**20
@@ -195,10 +201,13 @@ def main() -> None:
     print(f"\nprivate-memory target: one output shard {files[0].stat().st_size / GIB:.2f} GiB + 2 x largest tensor "
           f"{largest / GIB:.3f} GiB + 300 MiB = {budget / GIB:.2f} GiB; wall targets: <= 1.5 x cold read "
           f"({1.5 * cold_read_s:.1f} s)" + (f", <= 0.5 x mergekit ({0.5 * rows['mergekit (warm)']['wall_s']:.1f} s)" if "mergekit (warm)" in rows else ""))
-    print("\n| job | page cache | wall (s) | of which import (s) | x cold read | peak private (GiB) | peak total RSS (GiB) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print(f"\nmedians of {args.repeat} rounds; 1-minute load average during the runs: "
+          f"{min(r['load'] for rs in runs.values() for r in rs):.2f} to {max(r['load'] for rs in runs.values() for r in rs):.2f}")
+    print("\n| job | page cache | wall (s) | min-max (s) | of which startup+import (s) | x cold read | peak private (GiB) | peak total RSS (GiB) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():
-        print(f"| {name} | {r['cache']} | {r['wall_s']:.1f} | {r.get('import_s', float('nan')):.1f} | "
+        walls = [x["wall_s"] for x in runs[name]]
+        print(f"| {name} | {r['cache']} | {r['wall_s']:.1f} | {min(walls):.1f}-{max(walls):.1f} | {r.get('import_s', float('nan')):.1f} | "
               f"{r['wall_s'] / cold_read_s:.2f} | {r['peak_anon'] / GIB:.2f} | {r['peak_rss'] / GIB:.2f} |")
 
 

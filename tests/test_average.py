@@ -125,6 +125,14 @@ def test_every_input_layout_averages_together(models, tmp_path):
     assert_matches(read_output(tmp_path / "out"), ref, exact=True)
 
 
+def test_ddp_and_compile_prefixes_are_removed(models, snapshots, tmp_path):
+    wrapped = {f"module._orig_mod.{k}": v for k, v in models[1].state_dict().items()}
+    folder = save_raw(wrapped, snapshots[1], tmp_path / "ddp")
+    report = average_checkpoints([snapshots[0], folder], tmp_path / "out", "sma")
+    assert_matches(read_output(tmp_path / "out"), reference_average(models[:2], [0.5, 0.5]), exact=False)
+    assert any("removed the 'module.' prefix" in n for n in report.notes)
+
+
 def test_tied_embeddings_from_snapshot_and_save_state(tmp_path):
     """save_pretrained drops the tied lm_head; save_state and .bin keep one or both keys."""
     tied = [tiny_model(s, tie=True) for s in (10, 11, 12)]

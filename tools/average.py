@@ -148,6 +148,8 @@ def average_checkpoints(
     max_shard_bytes = parse_size(shard_size)
     if len(set(p.resolve() for p in inputs)) != len(inputs):
         raise UserError(f"the same checkpoint is given twice in {[str(p) for p in inputs]}")
+    if Path(output).exists() and not overwrite:  # checked again when renaming; this saves the work
+        raise UserError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
 
     sources = [open_checkpoint(p, config_from) for p in inputs]
     try:
