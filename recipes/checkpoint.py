@@ -4,6 +4,7 @@ Layout under the run folder::
 
     checkpoints/step_00000100/   Accelerate `save_state` + currimix.json (step, plan fingerprint)
     snapshots/step_00000100/     `save_pretrained` folder (weights, config, tokenizer) + currimix.json
+    final/                       the model after the last step, as a `save_pretrained` folder
     model_config/                config.json and tokenizer of the run's model
 
 Everything is written to a dot-prefixed temp folder and renamed into place once complete, and
@@ -14,6 +15,7 @@ are never parsed for it.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +28,17 @@ from curriculum.errors import UserError
 
 FORMAT = 1
 MARKER = "currimix.json"
+
+
+class _TiedWeightsNotice(logging.Filter):
+    """Accelerate warns on every save that a tied `lm_head.weight` was dropped; transformers re-ties
+    it on load (a test checks), so the warning is noise in every checkpoint."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_TiedWeightsNotice())
 
 
 def step_folder(parent: Path, step: int) -> Path:
@@ -80,7 +93,13 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, plan_fin
 def save_snapshot(accelerator: Accelerator, model: Any, tokenizer: PreTrainedTokenizerBase, run_dir: Path,
                   step: int, extra: dict[str, Any]) -> Path:
     """A weights-only `save_pretrained` folder after ``step`` completed steps (for averaging)."""
-    final = step_folder(run_dir / "snapshots", step)
+    return save_model_folder(accelerator, model, tokenizer, step_folder(run_dir / "snapshots", step),
+                             {"kind": "snapshot", "step": step, **extra})
+
+
+def save_model_folder(accelerator: Accelerator, model: Any, tokenizer: PreTrainedTokenizerBase, final: Path,
+                      marker: dict[str, Any]) -> Path:
+    """Write a `save_pretrained` folder (weights, config, tokenizer) atomically; all ranks call this."""
     tmp = final.parent / f".{final.name}.tmp"
     state = accelerator.get_state_dict(model)  # gathers sharded (FSDP) weights; all ranks take part
     if accelerator.is_main_process:
@@ -88,7 +107,7 @@ def save_snapshot(accelerator: Accelerator, model: Any, tokenizer: PreTrainedTok
         unwrapped: PreTrainedModel = accelerator.unwrap_model(model)
         unwrapped.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-    _finish(accelerator, tmp, final, {"kind": "snapshot", "step": step, **extra})
+    _finish(accelerator, tmp, final, marker)
     return final
 
 

@@ -135,6 +135,38 @@ def eval_(models: Annotated[list[Path], typer.Argument(help="Model folders (save
         json_out.write_text(json.dumps(results, indent=2))
 
 
+@app.command("run")
+def run_(recipe: RecipeArg, set_: SetOpt = None, progress: ProgressOpt = True) -> None:
+    """Everything in one process: prepare (if needed), train (resuming), average the plan's snapshots,
+    and compare the final and averaged models per domain."""
+    from recipes.pipeline import run_recipe
+
+    _report(run_recipe(_recipe(recipe, set_), progress=progress))
+
+
+@app.command()
+def quickstart(out: Annotated[Path, typer.Option(help="Folder for the corpus, store and run.")] = Path("runs/quickstart"),
+               set_: SetOpt = None, progress: ProgressOpt = True) -> None:
+    """Build a small corpus from this Python installation (code, prose, noisy web text) and run the
+    `quickstart` preset on it: prepare -> train -> average -> evaluate, in minutes on a laptop CPU."""
+    from recipes.config import preset_path
+    from recipes.pipeline import run_recipe
+    from tools.corpus import build_corpus
+
+    paths = build_corpus(out / "corpus")
+    overrides = [f"run_dir={out}", f"data.store={out / 'store'}"]
+    overrides += [f"data.domains.{name}.sources.0.path={path}" for name, path in paths.items()]
+    recipe = _recipe(str(preset_path("quickstart")), overrides + list(set_ or []))
+    _report(run_recipe(recipe, progress=progress))
+
+
+def _report(result) -> None:
+    _print_losses(result.val_loss, title=f"validation loss per domain ({result.run_dir})")
+    console.print(f"final model:    {result.final_model}")
+    if result.averaged_model:
+        console.print(f"averaged model: {result.averaged_model}  (loads with AutoModelForCausalLM.from_pretrained)")
+
+
 def _print_losses(results: dict[str, dict[str, float]], title: str) -> None:
     domains = sorted({d for r in results.values() for d in r})
     table = Table("model", *domains, "mean", title=title)
@@ -146,9 +178,24 @@ def _print_losses(results: dict[str, dict[str, float]], title: str) -> None:
     console.print(table)
 
 
+def _register_subcommands() -> None:
+    """Commands whose code lives with the library they drive."""
+    from curriculum.scorers.cli import app as score_app
+    from tools.average import average_command
+
+    app.add_typer(score_app, name="score")
+    app.command("average")(average_command)
+
+
+_register_subcommands()
+
+
 def main() -> None:
     """Console-script entry point: user errors become a message and exit status 2."""
     _offline()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-file save/load bars are noise next to our own progress
     try:
         app()
     except UserError as exc:

@@ -171,6 +171,9 @@ class AveragingConfig(StrictModel):
     method: Literal["ema", "sma", "wma", "explicit"] = Field("ema", description="Weights of the average: EMA, "
                                                               "uniform (SMA), linear (WMA) or an explicit list.")
     alpha: float = Field(0.2, gt=0, lt=1, description="EMA alpha: w_i ~ (1-alpha)^(K-i), newest heaviest.")
+    ema_form: Literal["normalized", "recursive"] = Field(
+        "normalized", description="EMA convention: `normalized` w_i ~ (1-alpha)^(K-i) summing to 1; `recursive` "
+        "the recursion seeded from the oldest snapshot (heavier oldest). See tools/average_weights.py.")
     weights: list[float] | None = Field(None, description="Explicit weights, oldest first (method: explicit).")
 
     @model_validator(mode="after")

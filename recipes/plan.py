@@ -28,6 +28,7 @@ from recipes.allocation import Allocation, edf_window_counts
 from recipes.config import AveragingConfig, Recipe
 from recipes.sampler import GlobalBatch, Sampler
 from recipes.schedules import Schedule, build_schedule
+from tools.average_weights import resolve_weights
 
 WEIGHT_TOLERANCE = 1e-6
 CHUNK_STEPS = 1 << 16
@@ -111,20 +112,14 @@ def averaging_window(config: AveragingConfig, total_steps: int, phases: dict[str
     return AveragingWindow(tuple(int(s) for s in steps), tuple(float(w) for w in weights), config.method)
 
 
-def averaging_weights(config: AveragingConfig, k: int) -> np.ndarray:
-    """Normalised weights, oldest first. EMA: w_i proportional to (1 - alpha)^(K - i), newest heaviest."""
-    i = np.arange(1, k + 1, dtype=np.float64)
-    if config.method == "sma":
-        raw = np.ones(k)
-    elif config.method == "wma":
-        raw = i
-    elif config.method == "ema":
-        raw = (1.0 - config.alpha) ** (k - i)
-    else:
-        raw = np.asarray(config.weights, dtype=np.float64)
-        if (raw < 0).any() or raw.sum() <= 0:
-            raise UserError(f"averaging.weights must be non-negative with a positive sum, got {config.weights}")
-    return raw / raw.sum()
+def averaging_weights(config: AveragingConfig, k: int) -> list[float]:
+    """Weights of the K snapshots, oldest first, with the conventions of `tools.average_weights`."""
+    spec: dict = {"name": config.method}
+    if config.method == "ema":
+        spec.update(alpha=config.alpha, form=config.ema_form)
+    elif config.method == "explicit":
+        spec.update(values=config.weights)
+    return resolve_weights(spec, k)
 
 
 class Plan:
@@ -156,7 +151,8 @@ class Plan:
         slots = np.diff(edges) * self.batch_size
         self.allocation = Allocation(edges, edf_window_counts(self.cum_targets, slots), self.batch_size)
 
-        self.schedule: Schedule = build_schedule(recipe.schedule, self.total_steps, self.phases)
+        self.schedule: Schedule = build_schedule(recipe.schedule, self.total_steps, self.phases,
+                                                 tokens_per_step=self.batch_size * store.seq_len)
         self.averaging = averaging_window(recipe.averaging, self.total_steps, self.phases)
         self.orderings = self._build_orderings()
         self.sampler = Sampler(self.allocation, self.orderings, train.domain_offsets[:-1],

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from curriculum.errors import UserError
 from curriculum.store import TokenStore
 from curriculum.tokenizer import load_tokenizer
-from recipes.checkpoint import resume_point, save_checkpoint, save_snapshot
+from recipes.checkpoint import resume_point, save_checkpoint, save_model_folder, save_snapshot
 from recipes.config import Recipe, dump_recipe
 from recipes.losses import sequence_losses
 from recipes.model import build_model, flops_per_token, peak_flops
@@ -240,8 +240,11 @@ def train(recipe: Recipe, *, resume: bool = False, ignore_plan_mismatch: bool = 
         if (every and done % every == 0) or done in (plan.total_steps, stop):
             save_checkpoint(acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last)
     bar.close()
+    if stop == plan.total_steps:
+        save_model_folder(acc, run.model, run.tokenizer, run.run_dir / "final",
+                          {"kind": "final", "step": stop, "plan_fingerprint": plan.fingerprint})
     acc.end_training()
-    summary = {"run_dir": str(run.run_dir), "steps_done": stop, "total_steps": plan.total_steps,
+    summary = {"run_dir": str(run.run_dir), "final_model": str(run.run_dir / "final"), "steps_done": stop, "total_steps": plan.total_steps,
                "val_loss": val_losses, "plan_fingerprint": plan.fingerprint, "processes": acc.num_processes}
     if acc.is_main_process and stop == plan.total_steps:
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
