@@ -103,8 +103,9 @@ class HeuristicConfig(StrictModel):
                             "= smoother ordering inside the accepted ranges, smaller = closer to pass/fail.")
     max_penalty: float = Field(4.0, gt=0, le=100, description="Cap on one rule's penalty, so one badly "
                                "failed rule cannot outweigh all the others.")
-    max_chars: int = Field(500_000, ge=1000, description="Rules look at the first N characters of a "
-                           "document (bounds time and memory on huge documents).")
+    max_chars: int = Field(500_000, ge=1000, le=2_000_000, description="Rules look at the first N characters "
+                           "of a document (bounds time and memory on huge documents; at most 2M so one "
+                           "document's words fit the vectorised n-gram rules' 20-bit positions).")
 
     @field_validator("weights")
     @classmethod
