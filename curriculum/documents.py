@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,9 @@ class SourceConfig(StrictModel):
                                  "there is one, else `<domain>/<source index>:<row>`.")
     text_split: Literal["document", "paragraph", "line"] = Field(
         "document", description="Plain text only: one document per file, per blank-line paragraph, or per line.")
+    split_pattern: str | None = Field(None, description="A regular expression; each text is cut into several "
+                                      "documents, a new one starting at every match (e.g. `^ = [^=]` for the "
+                                      "article titles of WikiText). Multiline mode is on.")
     where: dict[str, Any] | None = Field(None, description="Keep only rows whose fields equal these values "
                                          "(a list means any of), e.g. {label: ham}.")
     max_documents: int | None = Field(None, ge=1, description="Keep only the first N documents (after `where`).")
@@ -139,7 +143,31 @@ def load_documents(source: SourceConfig, *, source_name: str = "source", cache_d
         return {"text": texts, "id": ids}
 
     ds = ds.map(to_text_and_id, batched=True, with_indices=True, num_proc=num_proc, desc=f"read {source_name}")
+    if source.split_pattern:
+        ds = split_documents(ds, source, num_proc)
     return ds
+
+
+def split_documents(ds: datasets.Dataset, source: SourceConfig, num_proc: int | None) -> datasets.Dataset:
+    """Cut each document where ``source.split_pattern`` matches; pieces get ids ``<id>#<k>``."""
+    try:
+        pattern = re.compile(source.split_pattern, re.MULTILINE)
+    except re.error as exc:
+        raise UserError(f"data source {source.path!r}: split_pattern {source.split_pattern!r} is not a valid "
+                        f"regular expression ({exc})") from None
+
+    def explode(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {"text": [], "id": []}
+        for text, doc_id in zip(batch["text"], batch["id"]):
+            starts = sorted({0} | {m.start() for m in pattern.finditer(text)})
+            pieces = [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
+            pieces = [p for p in pieces if p.strip()]
+            out["text"].extend(pieces)
+            out["id"].extend(f"{doc_id}#{k}" for k in range(len(pieces)))
+        return out
+
+    return ds.map(explode, batched=True, remove_columns=ds.column_names, num_proc=num_proc,
+                  desc=f"split {source.path}")
 
 
 def load_domain(sources: list[SourceConfig], *, domain: str, cache_dir: str | None = None,

@@ -190,7 +190,8 @@ class AveragingConfig(StrictModel):
 class Recipe(StrictModel):
     """A complete run: data, model, mixture, curriculum, LR, training, checkpoints, averaging."""
 
-    name: str = Field(description="Run name; the default run folder is `runs/<name>`.")
+    name: str = Field(description="Run name; the default run folder is `runs/<name>`. (A recipe file may also "
+                      "start with `extends: <preset or file>` to inherit everything it does not set.)")
     seed: int = Field(0, ge=0, description="Seeds model init, shuffles and the data order.")
     run_dir: str | None = Field(None, description="Output folder of `train`; default `runs/<name>`.")
     data: DataConfig
@@ -325,16 +326,44 @@ def check_semantics(recipe: Recipe) -> list[str]:
     return problems
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a YAML recipe, apply ``--set`` overrides and validate it."""
-    path = Path(path)
+def deep_merge(base: Any, override: Any, _nested: bool = False) -> Any:
+    """``override`` on top of ``base``: mappings merge key by key, anything else is replaced. A mapping
+    naming a different registry entry (``name:``) replaces the base one instead of merging into it."""
+    if not (isinstance(base, dict) and isinstance(override, dict)):
+        return copy.deepcopy(override)
+    if _nested and "name" in override and override.get("name") != base.get("name"):
+        return copy.deepcopy(override)
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        merged[key] = deep_merge(base[key], value, True) if key in base else copy.deepcopy(value)
+    return merged
+
+
+def read_recipe_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The raw mapping of a recipe file, with ``extends: <preset or path>`` resolved (recursively)."""
     if not path.is_file():
         raise UserError(f"recipe {str(path)!r} does not exist")
+    if path.resolve() in _chain:
+        raise UserError(f"recipe {str(path)!r} extends itself through {[str(p) for p in _chain]}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"recipe {str(path)!r} is not valid YAML: {exc}") from None
-    raw = apply_overrides(raw or {}, overrides or [])
+    if not isinstance(raw, dict):
+        raise UserError(f"recipe {str(path)!r}: a recipe is a YAML mapping, got {type(raw).__name__}")
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise UserError(f"recipe {str(path)!r}: `extends` names one preset or recipe file")
+    parent_path = path.parent / parent if parent.endswith((".yaml", ".yml")) else preset_path(parent)
+    return deep_merge(read_recipe_yaml(parent_path, _chain + (path.resolve(),)), raw)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe (following ``extends``), apply ``--set`` overrides and validate it."""
+    path = Path(path)
+    raw = apply_overrides(read_recipe_yaml(path), overrides or [])
     return recipe_from_dict(raw, source=f"recipe {str(path)!r}")
 
 

@@ -102,15 +102,19 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     console.print(f"[bold]{summary['recipe']}[/]  plan {summary['fingerprint']}: {summary['steps']:,} steps x "
                   f"{summary['global_batch_size']} sequences x {summary['seq_len']} tokens = "
                   f"{_fmt_tokens(summary['tokens'])} tokens (mixture realised by {summary['realise']})")
-    table = Table("phase", "steps", *(f"{n}\ntokens (share)" for n in names), "epochs at end", "mean quality",
-                  "LR range", title="timeline")
+    table = Table("phase", "steps", "LR range", "domain", "tokens", "share", "epochs at end", "mean score",
+                  title="timeline (per phase and domain)")
     for seg in summary["segments"]:
-        table.add_row(seg["phase"], f"{seg['steps'][0]:,}-{seg['steps'][1]:,}",
-                      *(f"{_fmt_tokens(seg['tokens'][n])} ({seg['share'][n]:.0%})" for n in names),
-                      " ".join(f"{seg['epochs_at_end'][n]:.2f}" for n in names),
-                      f"{seg['mean_quality_quantile']:.2f}",
-                      f"{seg['lr_range'][0]:.2e}-{seg['lr_range'][1]:.2e}")
+        for i, n in enumerate(names):
+            first = i == 0
+            score = seg["mean_score"][n]
+            table.add_row(seg["phase"] if first else "", f"{seg['steps'][0]:,}-{seg['steps'][1]:,}" if first else "",
+                          f"{seg['lr_range'][0]:.2e}-{seg['lr_range'][1]:.2e}" if first else "", n,
+                          _fmt_tokens(seg["tokens"][n]), f"{seg['share'][n]:.1%}", f"{seg['epochs_at_end'][n]:.2f}",
+                          "-" if score is None else f"{score:.3g}", end_section=i == len(names) - 1)
     console.print(table)
+    console.print("mean batch quality (within-domain quantile, 0.5 = average): " +
+                  ", ".join(f"{seg['phase']} {seg['mean_quality_quantile']:.2f}" for seg in summary["segments"]))
     lr_tokens = np.asarray(summary["lr_x_tokens_by_quality_quintile"])
     quint = Table(*(f"Q{i + 1}" for i in range(len(lr_tokens))),
                   title="sum of LR x tokens per quality quintile (Q1 lowest, within each domain)")
