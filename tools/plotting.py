@@ -34,7 +34,7 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
         axes[1].set_title("target mixture (batches follow the natural mix; losses are weighted)", fontsize=9)
     axes[1].set_ylabel("domain weight")
     axes[1].set_ylim(0, 1)
-    axes[1].legend(loc="upper left", fontsize=8, ncol=min(4, len(plan.domains.names)))
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes[2].plot(steps, quality, color="tab:purple")
     axes[2].set_ylabel("batch quality\n(within-domain quantile)")
     axes[2].set_ylim(0, 1)
