@@ -61,8 +61,10 @@ class RandomOrder(Ordering):
 
 def stable_rank_order(scores: np.ndarray, descending: bool, key: int) -> np.ndarray:
     """Indices sorted by score; ties are broken by a keyed shuffle, not by position in the store."""
-    tiebreak = permute(np.arange(len(scores)), len(scores), derive_key(key, "ties"))
     primary = -scores if descending else scores
+    if len(np.unique(primary)) == len(primary):  # no ties: a plain (and, on a sorted store, linear) sort
+        return np.argsort(primary, kind="stable")
+    tiebreak = permute(np.arange(len(scores)), len(scores), derive_key(key, "ties"))
     return np.lexsort((tiebreak, primary))
 
 

@@ -1,20 +1,21 @@
 """Random-access pseudo-random permutations: element i of a shuffle of range(n) in O(1).
 
-A keyed Feistel network is a bijection on [0, 4^k); "cycle walking" (re-applying it until the
+A keyed Feistel network is a bijection on [0, 2^(2h)); "cycle walking" (re-applying it until the
 value falls below n) restricts it to a bijection on [0, n). This lets the sampler read position p
 of epoch e of a shuffled domain without materialising the shuffle, so resuming at any step costs
-the same. Keys come from `derive_key(seed, *parts)`, so every (seed, domain, epoch) has its own shuffle.
+the same. Keys come from `derive_key(seed, *parts)`, so every (seed, domain, epoch) has its own
+shuffle. The round function is a multiply-shift hash (cheap in numpy, good enough to shuffle data:
+no cryptographic claim is made).
 """
 
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 import numpy as np
 
 _ROUNDS = 6
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 
 
 def derive_key(*parts: int | str) -> int:
@@ -23,25 +24,23 @@ def derive_key(*parts: int | str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    # splitmix64 finaliser: a cheap, well-distributed 64-bit hash.
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
+@lru_cache(maxsize=4096)
+def _round_keys(key: int) -> list[tuple[np.uint64, np.uint64]]:
+    rng = np.random.Generator(np.random.PCG64(key))
+    raw = rng.integers(0, 2**63, size=(_ROUNDS, 2), dtype=np.uint64)
+    # Odd multipliers keep the multiply-shift hash well spread; the xor term decorrelates rounds.
+    return [(np.uint64(m) | np.uint64(1), np.uint64(x)) for m, x in raw]
 
 
-def _round_keys(key: int) -> np.ndarray:
-    return _mix(np.arange(1, _ROUNDS + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(key))
-
-
-def _feistel(x: np.ndarray, half_bits: int, keys: np.ndarray) -> np.ndarray:
+def _feistel(x: np.ndarray, half_bits: int, keys: list[tuple[np.uint64, np.uint64]]) -> np.ndarray:
     mask = np.uint64((1 << half_bits) - 1)
-    shift = np.uint64(half_bits)
-    left, right = x >> shift, x & mask
-    with np.errstate(over="ignore"):
-        for k in keys:
-            left, right = right, left ^ (_mix(right ^ k) & mask)
-    return (left << shift) | right
+    half = np.uint64(half_bits)
+    top = np.uint64(64 - half_bits)
+    left, right = x >> half, x & mask
+    for mult, xor in keys:
+        # F(right) = top `half_bits` bits of (right ^ xor) * mult: unsigned overflow wraps by design.
+        left, right = right, left ^ (((right ^ xor) * mult) >> top)
+    return (left << half) | right
 
 
 def permute(positions: np.ndarray, n: int, key: int) -> np.ndarray:
@@ -54,8 +53,10 @@ def permute(positions: np.ndarray, n: int, key: int) -> np.ndarray:
     half_bits = max(1, ((n - 1).bit_length() + 1) // 2)
     keys = _round_keys(key)
     out = _feistel(positions.astype(np.uint64), half_bits, keys)
-    outside = out >= np.uint64(n)
-    while outside.any():  # cycle walking: expected < 4 rounds since the domain is < 4n
-        out[outside] = _feistel(out[outside], half_bits, keys)
-        outside = out >= np.uint64(n)
+    limit = np.uint64(n)
+    outside = np.flatnonzero(out >= limit)
+    while outside.size:  # cycle walking: each pass keeps a fraction < 3/4 outside (the domain is < 4n)
+        walked = _feistel(out[outside], half_bits, keys)
+        out[outside] = walked
+        outside = outside[walked >= limit]
     return out.astype(np.int64)
