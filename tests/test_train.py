@@ -94,3 +94,18 @@ def test_upsampling_and_upweighting_give_the_same_full_batch_gradient(make_recip
         grads[realise] = torch.cat([p.grad.flatten() for p in run.model.parameters()])
     assert torch.allclose(grads["sample"], grads["weight"], rtol=1e-4, atol=1e-7)
     assert grads["sample"].abs().max() > 0
+
+
+def test_mixture_of_experts_model_trains_with_router_loss(make_recipe, tmp_path: Path) -> None:
+    recipe = make_recipe(run_dir=str(tmp_path / "moe"), model={"hidden_size": 32, "num_layers": 2, "num_heads": 2,
+                                                                "intermediate_size": 32,
+                                                                "moe": {"num_experts": 4, "top_k": 2}},
+                         training={"steps": 3, "global_batch_size": 8, "micro_batch_size": 4, "eval_every_steps": None,
+                                   "trackers": ["jsonl"]}, averaging={"snapshots": None})
+    run = setup(recipe)
+    assert run.model.config.model_type == "mixtral" and run.model.config.num_local_experts == 4
+    out = run.model(input_ids=torch.from_numpy(run.store.train.sequences(run.plan.batch(0).sequence_ids[:2])))
+    assert out.aux_loss is not None and torch.isfinite(out.aux_loss)
+    summary = train(recipe, show_progress=False)
+    assert all(np.isfinite(v) for v in summary["val_loss"].values())
+    assert AutoModelForCausalLM.from_pretrained(summary["final_model"]).config.model_type == "mixtral"
