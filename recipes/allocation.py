@@ -20,6 +20,7 @@ Two levels keep it fast for any run length:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from functools import lru_cache
 
 import numpy as np
@@ -41,29 +42,33 @@ def edf_window_counts(cum_targets: np.ndarray, slots: np.ndarray) -> np.ndarray:
     """
     targets = snap_integers(np.asarray(cum_targets, dtype=np.float64))
     n_edges, n_domains = targets.shape
-    counts = np.zeros((n_edges - 1, n_domains), dtype=np.int64)
-    realised = np.zeros(n_domains, dtype=np.int64)
-    lower_all = np.floor(targets).astype(np.int64)
-    upper_all = np.ceil(targets).astype(np.int64)
+    # Plain Python ints and lists in the loop: with a handful of domains, numpy's per-call overhead
+    # would dominate (this loop runs once per window, ~150k times for a 10^7-step plan).
+    lower_rows = np.floor(targets).astype(np.int64).tolist()
+    upper_rows = np.ceil(targets).astype(np.int64).tolist()
+    closeness_rows = (targets - np.floor(targets)).tolist()
+    columns = [targets[:, d].tolist() for d in range(n_domains)]
+    slot_list = np.asarray(slots, dtype=np.int64).tolist()
+    counts: list[list[int]] = []
+    realised = [0] * n_domains
+    domains = range(n_domains)
     for e in range(1, n_edges):
-        lower, upper = lower_all[e], upper_all[e]
-        must = np.maximum(0, lower - realised)  # samples whose deadline is this interval
-        free = int(slots[e - 1] - must.sum())
-        candidates = np.flatnonzero(realised + must < upper)  # may take one sample early
+        lower, upper = lower_rows[e], upper_rows[e]
+        step_counts = [max(0, lower[d] - realised[d]) for d in domains]  # samples due by this edge
+        free = slot_list[e - 1] - sum(step_counts)
+        candidates = [d for d in domains if realised[d] + step_counts[d] < upper[d]]  # may go one early
         assert 0 <= free <= len(candidates), "EDF found no feasible allocation (targets inconsistent)"
-        step_counts = must
         if free:
-            chosen = candidates
             if free < len(candidates):
-                # Deadline of each candidate's next sample: first edge where its target reaches `upper`.
-                deadlines = np.array([np.searchsorted(targets[:, d], upper[d] - SNAP) for d in candidates])
-                closeness = targets[e, candidates] - lower[candidates]
-                chosen = candidates[np.lexsort((candidates, -closeness, deadlines))[:free]]
-            step_counts = must.copy()
-            step_counts[chosen] += 1
-        counts[e - 1] = step_counts
-        realised += step_counts
-    return counts
+                # Earliest deadline first: the edge where a candidate's target reaches `upper`.
+                closeness = closeness_rows[e]
+                candidates.sort(key=lambda d: (bisect_left(columns[d], upper[d] - SNAP), -closeness[d], d))
+            for d in candidates[:free]:
+                step_counts[d] += 1
+        counts.append(step_counts)
+        for d in domains:
+            realised[d] += step_counts[d]
+    return np.array(counts, dtype=np.int64).reshape(n_edges - 1, n_domains)
 
 
 def spread_window(window_counts: tuple[int, ...], steps: int, batch_size: int) -> np.ndarray:
