@@ -68,14 +68,18 @@ def save_bin(model: LlamaForCausalLM, folder: Path) -> Path:
 def save_state(model: LlamaForCausalLM, run_dir: Path, step: int) -> Path:
     """An Accelerate ``save_state`` checkpoint laid out as ``currimix train`` writes it."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     (run_dir / "model_config").mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(run_dir / "model_config")
     tiny_tokenizer().save_pretrained(run_dir / "model_config")
     folder = run_dir / "checkpoints" / f"step_{step:08d}"
     accelerator = Accelerator(cpu=True)
-    accelerator.prepare(model)
-    accelerator.save_state(folder)
+    try:
+        accelerator.prepare(model)
+        accelerator.save_state(folder)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)  # leave no process-wide state to other tests
     (folder / "currimix.json").write_text(
         json.dumps({"format": 1, "kind": "checkpoint", "step": step, "plan_fingerprint": "test"})
     )

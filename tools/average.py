@@ -11,6 +11,11 @@ The output is a ``save_pretrained``-style folder (config, generation config, tok
 steps and weights are recorded in each shard's metadata and in ``currimix.json``. It appears
 atomically: until it is complete it exists only as a hidden ``.<name>.tmp-*`` folder.
 
+From the command line (``average_command``)::
+
+    currimix average --run runs/cma --last 6 --weights ema --alpha 0.2 -o runs/cma/average
+    currimix average ckpt_a ckpt_b ckpt_c --weights 0.2,0.3,0.5 --output-dtype bfloat16 -o merged
+
 `average_command` is the ``currimix average`` command. Weight presets live in
 `tools.average_weights`, run-folder selection in `tools.average_select`, input formats in
 `tools.average_inputs`.
@@ -190,7 +195,7 @@ def average_checkpoints(
             finally:
                 writer.abort()
             write_index(tmp, shards, {"currimix_average": record})
-            _write_config(tmp, sources[-1], float_dtypes)
+            _write_config(tmp, sources, float_dtypes)
             for name, path in copied.items():
                 shutil.copy2(path, tmp / name)
             report.seconds = round(time.perf_counter() - start, 3)
@@ -342,8 +347,11 @@ def _files_to_copy(sources: list[CheckpointSource]) -> dict[str, Path]:
     return {name: newest / name for name in names}
 
 
-def _write_config(folder: Path, newest: CheckpointSource, float_dtypes: set[str]) -> None:
-    config = dict(newest.config)
+def _write_config(folder: Path, sources: list[CheckpointSource], float_dtypes: set[str]) -> None:
+    config = dict(sources[-1].config)
+    with_arch = [s.config for s in sources if "architectures" in s.config]
+    if "architectures" not in config and with_arch:  # a run's model_config may lack it; a snapshot has it
+        config["architectures"] = with_arch[-1]["architectures"]
     if len(float_dtypes) == 1:
         for key in ("dtype", "torch_dtype"):  # transformers 5 writes "dtype", 4.x "torch_dtype"
             if key in config:
