@@ -20,14 +20,13 @@ Presets are registered in `WEIGHTINGS`, so a recipe can name one as ``{name: ema
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal, Sequence, Union
+from typing import Any, Literal, Sequence, Union
 
 from pydantic import Field, ValidationError
 
 from curriculum.errors import UserError
 from curriculum.registry import Registry, StrictModel
 
-WeightFn = Callable[[int], list[float]]
 WEIGHTINGS: Registry[list[float]] = Registry("weighting")
 
 
