@@ -70,12 +70,15 @@ FACTORIES: dict[str, Callable[[dict, Path], Scorer]] = {
     "field": lambda corpus, tmp: build_scorer({"name": "field", "field": "score"}),
     "ngram": _fitted("ngram", order=3, min_count=1),
     "classifier": _fitted("classifier", buckets=1 << 14, epochs=2),
-    "combine": lambda corpus, tmp: build_scorer({"name": "combine", "parts": [
-        {"scorer": {"name": "heuristic"}}, {"scorer": {"name": "length"}, "weight": 0.5}]}),
-    "hf_lm": lambda corpus, tmp: build_scorer({"name": "hf_lm", "path": str(tiny_model_folders(tmp)["lm"]),
-                                               "max_tokens": 64}),
-    "hf_classifier": lambda corpus, tmp: build_scorer({"name": "hf_classifier", "max_tokens": 64,
-                                                       "path": str(tiny_model_folders(tmp)["classifier"])}),
+    "combine": lambda corpus, tmp: build_scorer(
+        {"name": "combine", "parts": [{"scorer": {"name": "heuristic"}}, {"scorer": {"name": "length"}, "weight": 0.5}]}
+    ),
+    "hf_lm": lambda corpus, tmp: build_scorer(
+        {"name": "hf_lm", "path": str(tiny_model_folders(tmp)["lm"]), "max_tokens": 64}
+    ),
+    "hf_classifier": lambda corpus, tmp: build_scorer(
+        {"name": "hf_classifier", "max_tokens": 64, "path": str(tiny_model_folders(tmp)["classifier"])}
+    ),
 }
 
 
@@ -138,9 +141,9 @@ def _reference_dup_ngram_ratio(text: str, n: int) -> float:
     lengths = [len(w) for w in text.split()]
     seen, covered = set(), [False] * len(words)
     for i in range(len(words) - n + 1):
-        gram = tuple(words[i:i + n])
+        gram = tuple(words[i : i + n])
         if gram in seen:
-            covered[i:i + n] = [True] * n
+            covered[i : i + n] = [True] * n
         seen.add(gram)
     total = sum(lengths)
     return sum(l for l, c in zip(lengths, covered) if c) / total if total else 0.0
@@ -152,9 +155,9 @@ def _reference_top_ngram_ratio(text: str, n: int) -> float:
     counts: dict[tuple, int] = {}
     chars: dict[tuple, int] = {}
     for i in range(len(words) - n + 1):
-        gram = tuple(words[i:i + n])
+        gram = tuple(words[i : i + n])
         counts[gram] = counts.get(gram, 0) + 1
-        chars[gram] = sum(lengths[i:i + n])
+        chars[gram] = sum(lengths[i : i + n])
     best = max((c * chars[g] for g, c in counts.items() if c > 1), default=0)
     return min(best / sum(lengths), 1.0) if lengths else 0.0
 
@@ -207,13 +210,22 @@ def test_heuristic_orders_real_text_and_rejects_unknown_rules(corpus):
 def test_heuristic_is_identical_across_processes_with_different_hash_seeds(corpus):
     """The heuristic uses Python's salted str hash internally; scores must not depend on it."""
     texts = corpus["spam"][:20] + corpus["good"][:20]
-    code = ("import json,sys; from curriculum.scorers.heuristic import HeuristicScorer, HeuristicConfig;"
-            "t=json.load(sys.stdin); print(json.dumps(HeuristicScorer(HeuristicConfig()).score_texts(t).tolist()))")
+    code = (
+        "import json,sys; from curriculum.scorers.heuristic import HeuristicScorer, HeuristicConfig;"
+        "t=json.load(sys.stdin); print(json.dumps(HeuristicScorer(HeuristicConfig()).score_texts(t).tolist()))"
+    )
     outputs = []
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)}
-        run = subprocess.run([sys.executable, "-c", code], input=json.dumps(texts), capture_output=True, text=True,
-                             env=env, check=True, cwd=REPO)
+        run = subprocess.run(
+            [sys.executable, "-c", code],
+            input=json.dumps(texts),
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=REPO,
+        )
         outputs.append(json.loads(run.stdout))
     assert outputs[0] == outputs[1]
 
@@ -288,11 +300,22 @@ def test_loading_a_folder_of_another_scorer_is_a_user_error(corpus, tmp_path):
 
 # ------------------------------------------------------------------ field and combine
 def test_field_and_combine_rank_normalise_over_the_whole_dataset():
-    ds = datasets.Dataset.from_dict({"text": ["a", "b", "c", "d"], "meta": [{"q": 3}, {"q": 1}, {"q": 2}, {"q": 0}],
-                                     "ppl": [10.0, 20.0, 30.0, 40.0]})
-    combined = build_scorer({"name": "combine", "parts": [
-        {"scorer": {"name": "field", "field": "meta.q"}, "weight": 1.0},
-        {"scorer": {"name": "field", "field": "ppl", "negate": True}, "weight": 1.0}]})
+    ds = datasets.Dataset.from_dict(
+        {
+            "text": ["a", "b", "c", "d"],
+            "meta": [{"q": 3}, {"q": 1}, {"q": 2}, {"q": 0}],
+            "ppl": [10.0, 20.0, 30.0, 40.0],
+        }
+    )
+    combined = build_scorer(
+        {
+            "name": "combine",
+            "parts": [
+                {"scorer": {"name": "field", "field": "meta.q"}, "weight": 1.0},
+                {"scorer": {"name": "field", "field": "ppl", "negate": True}, "weight": 1.0},
+            ],
+        }
+    )
     # ranks/n: q -> [1, .5, .75, .25]; -ppl -> [1, .75, .5, .25]
     np.testing.assert_allclose(combined.score_dataset(ds, batch_size=2), [1.0, 0.625, 0.625, 0.25])
     assert combined.input_columns() == ["meta", "ppl"]
@@ -306,7 +329,34 @@ def test_combine_uses_fitted_parts_from_folders(corpus, tmp_path):
     lm = build_scorer({"name": "ngram", "order": 2})
     lm.fit(corpus["good"][:20])
     lm.save(tmp_path / "lm")
-    combined = build_scorer({"name": "combine", "parts": [{"scorer": {"name": "ngram", "path": str(tmp_path / "lm")}},
-                                                           {"scorer": {"name": "heuristic"}}]})
+    combined = build_scorer(
+        {
+            "name": "combine",
+            "parts": [{"scorer": {"name": "ngram", "path": str(tmp_path / "lm")}}, {"scorer": {"name": "heuristic"}}],
+        }
+    )
     scores = combined.score_texts(corpus["dclm"][:8])
     assert scores.shape == (8,) and ((scores > 0) & (scores <= 1)).all()
+
+
+def test_heuristic_words_with_nul_characters_keep_their_rule_values():
+    """A NUL inside a word once shifted the per-word letter test (its result then depended on the hash seed)."""
+    v = rule_values(["abc d\x00e 123 456", "123 456 abc d\x00e"])
+    np.testing.assert_allclose(v["alpha_word_ratio"], [0.5, 0.5])
+
+
+def test_heuristic_spam_marker_rules_on_crafted_documents():
+    docs = [
+        "Act now!!! Only $5 for two.\nClick here to order.\nMail sales@example.com today",
+        "Fish &amp; chips &#163;3 &nbsp; here",
+        "A plain sentence with nothing special in it.",
+    ]
+    v = rule_values(docs)
+    assert v["exclamation_ratio"][0] == pytest.approx(3 / 13)
+    assert v["currency_symbol_ratio"][0] == pytest.approx(1 / 13)
+    assert v["email_address_ratio"][0] == pytest.approx(1 / 13)
+    assert v["call_to_action_line_ratio"][0] == pytest.approx(2 / 3)  # "act now", "click here"
+    assert v["html_entity_ratio"][1] == pytest.approx(3 / 6)
+    for name in ("exclamation_ratio", "currency_symbol_ratio", "email_address_ratio", "html_entity_ratio"):
+        assert v[name][2] == 0.0
+    assert v["call_to_action_line_ratio"][2] == 0.0
