@@ -171,9 +171,12 @@ def main() -> None:
         load = os.getloadavg()[0]
         r = {**measure(cmd, env), "cache": how, "load": load}
         runs.setdefault(name, []).append(r)
-        print(f"{name:16s} {how:12s} wall {r['wall_s']:6.2f} s  private {r['peak_anon'] / GIB:5.2f} GiB  "
-              f"RSS {r['peak_rss'] / GIB:5.2f} GiB  load {load:4.2f}  "
-              f"{json.dumps({k: v for k, v in r.items() if k.endswith('_s') and k != 'wall_s'})}", flush=True)
+        print(
+            f"{name:16s} {how:12s} wall {r['wall_s']:6.2f} s  private {r['peak_anon'] / GIB:5.2f} GiB  "
+            f"RSS {r['peak_rss'] / GIB:5.2f} GiB  load {load:4.2f}  "
+            f"{json.dumps({k: v for k, v in r.items() if k.endswith('_s') and k != 'wall_s'})}",
+            flush=True,
+        )
 
     has_mergekit = (args.mergekit_venv / "bin" / "mergekit-yaml").is_file()
     if not has_mergekit:
@@ -187,28 +190,47 @@ def main() -> None:
             run("naive (warm)", [*py, "naive", str(work / "out"), *map(str, inputs)], cold=False)
         if "mergekit" not in args.skip and has_mergekit:
             t = time.perf_counter()
-            subprocess.run([str(args.mergekit_venv / "bin" / "mergekit-yaml"), "--help"], capture_output=True, check=True)
+            subprocess.run(
+                [str(args.mergekit_venv / "bin" / "mergekit-yaml"), "--help"], capture_output=True, check=True
+            )
             help_s = time.perf_counter() - t
             run("mergekit (warm)", mergekit_cmd(args.mergekit_venv, inputs, work / "out", work), cold=False)
             runs["mergekit (warm)"][-1]["import_s"] = round(help_s, 3)  # `mergekit-yaml --help`: startup + imports
     shutil.rmtree(work, ignore_errors=True)
-    rows = {name: {k: (statistics.median(r[k] for r in rs) if isinstance(rs[0][k], (int, float)) else rs[0][k])
-                   for k in rs[0]} for name, rs in runs.items()}
+    rows = {
+        name: {
+            k: (statistics.median(r[k] for r in rs) if isinstance(rs[0][k], (int, float)) else rs[0][k]) for k in rs[0]
+        }
+        for name, rs in runs.items()
+    }
 
     largest = _largest_tensor_bytes(files[0])
     budget = files[0].stat().st_size + 2 * largest + 300 * 2**20
     cold_read_s = rows["cold read"]["wall_s"]
-    print(f"\nprivate-memory target: one output shard {files[0].stat().st_size / GIB:.2f} GiB + 2 x largest tensor "
-          f"{largest / GIB:.3f} GiB + 300 MiB = {budget / GIB:.2f} GiB; wall targets: <= 1.5 x cold read "
-          f"({1.5 * cold_read_s:.1f} s)" + (f", <= 0.5 x mergekit ({0.5 * rows['mergekit (warm)']['wall_s']:.1f} s)" if "mergekit (warm)" in rows else ""))
-    print(f"\nmedians of {args.repeat} rounds; 1-minute load average during the runs: "
-          f"{min(r['load'] for rs in runs.values() for r in rs):.2f} to {max(r['load'] for rs in runs.values() for r in rs):.2f}")
-    print("\n| job | page cache | wall (s) | min-max (s) | of which startup+import (s) | x cold read | peak private (GiB) | peak total RSS (GiB) |")
+    print(
+        f"\nprivate-memory target: one output shard {files[0].stat().st_size / GIB:.2f} GiB + 2 x largest tensor "
+        f"{largest / GIB:.3f} GiB + 300 MiB = {budget / GIB:.2f} GiB; wall targets: <= 1.5 x cold read "
+        f"({1.5 * cold_read_s:.1f} s)"
+        + (
+            f", <= 0.5 x mergekit ({0.5 * rows['mergekit (warm)']['wall_s']:.1f} s)"
+            if "mergekit (warm)" in rows
+            else ""
+        )
+    )
+    print(
+        f"\nmedians of {args.repeat} rounds; 1-minute load average during the runs: "
+        f"{min(r['load'] for rs in runs.values() for r in rs):.2f} to {max(r['load'] for rs in runs.values() for r in rs):.2f}"
+    )
+    print(
+        "\n| job | page cache | wall (s) | min-max (s) | of which startup+import (s) | x cold read | peak private (GiB) | peak total RSS (GiB) |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():
         walls = [x["wall_s"] for x in runs[name]]
-        print(f"| {name} | {r['cache']} | {r['wall_s']:.1f} | {min(walls):.1f}-{max(walls):.1f} | {r.get('import_s', float('nan')):.1f} | "
-              f"{r['wall_s'] / cold_read_s:.2f} | {r['peak_anon'] / GIB:.2f} | {r['peak_rss'] / GIB:.2f} |")
+        print(
+            f"| {name} | {r['cache']} | {r['wall_s']:.1f} | {min(walls):.1f}-{max(walls):.1f} | {r.get('import_s', float('nan')):.1f} | "
+            f"{r['wall_s'] / cold_read_s:.2f} | {r['peak_anon'] / GIB:.2f} | {r['peak_rss'] / GIB:.2f} |"
+        )
 
 
 def _largest_tensor_bytes(path: Path) -> int:

@@ -45,7 +45,11 @@ def naive(output: Path, inputs: list[Path]) -> float:
     states = [load_file(p / "model.safetensors") for p in inputs]
     averaged = {k: sum(s[k].float() for s in states) / len(states) for k in states[0]}
     output.mkdir(parents=True)
-    save_file({k: v.to(states[0][k].dtype) for k, v in averaged.items()}, output / "model.safetensors", metadata={"format": "pt"})
+    save_file(
+        {k: v.to(states[0][k].dtype) for k, v in averaged.items()},
+        output / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     shutil.copy(inputs[0] / "config.json", output / "config.json")
     return imported
 

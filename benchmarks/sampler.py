@@ -52,24 +52,41 @@ def synthetic_store(root: Path) -> Path:
             tokens = [[1] * (SEQ_LEN - 1)] * count
             for start in range(0, count, 100_000):
                 stop = min(count, start + 100_000)
-                writer.add_documents([f"{name}-{i}" for i in range(start, stop)], tokens[start:stop], scores[start:stop])
+                writer.add_documents(
+                    [f"{name}-{i}" for i in range(start, stop)], tokens[start:stop], scores[start:stop]
+                )
             writer.end_domain()
     for writer in writers.values():
         writer.close()
-    write_meta(root, seq_len=SEQ_LEN, token_dtype="uint16", eos_id=0, vocab_size=2, domains=list(DOMAINS),
-               stats={s: w.stats for s, w in writers.items()}, extra={"data_fingerprint": "synthetic"})
+    write_meta(
+        root,
+        seq_len=SEQ_LEN,
+        token_dtype="uint16",
+        eos_id=0,
+        vocab_size=2,
+        domains=list(DOMAINS),
+        stats={s: w.stats for s, w in writers.items()},
+        extra={"data_fingerprint": "synthetic"},
+    )
     return root
 
 
 def recipe(store: Path, steps: int, mixer: dict, order: str):
-    return recipe_from_dict({
-        "name": "bench", "run_dir": str(store.parent / "run"),
-        "data": {"store": str(store), "seq_len": SEQ_LEN,
-                 "domains": {n: {"sources": [{"path": str(store)}]} for n in DOMAINS}},
-        "mixture": {"mixer": mixer}, "curriculum": {"order": {"name": order}},
-        "schedule": {"name": "cosine", "peak_lr": 1e-3, "warmup_steps": 10},
-        "training": {"steps": steps, "global_batch_size": BATCH, "micro_batch_size": BATCH},
-    })
+    return recipe_from_dict(
+        {
+            "name": "bench",
+            "run_dir": str(store.parent / "run"),
+            "data": {
+                "store": str(store),
+                "seq_len": SEQ_LEN,
+                "domains": {n: {"sources": [{"path": str(store)}]} for n in DOMAINS},
+            },
+            "mixture": {"mixer": mixer},
+            "curriculum": {"order": {"name": order}},
+            "schedule": {"name": "cosine", "peak_lr": 1e-3, "warmup_steps": 10},
+            "training": {"steps": steps, "global_batch_size": BATCH, "micro_batch_size": BATCH},
+        }
+    )
 
 
 MIXERS = {
@@ -123,8 +140,9 @@ def bench_skip_long_epoch(step: int) -> float:
 
 def bench_skip_epochs(n: int, step: int, shuffle: bool) -> float:
     """What resuming at ``step`` costs a loader that must replay earlier epochs (multi-epoch runs)."""
-    loader = DataLoader(Indices(n), batch_size=BATCH, shuffle=shuffle,
-                        generator=torch.Generator().manual_seed(0) if shuffle else None)
+    loader = DataLoader(
+        Indices(n), batch_size=BATCH, shuffle=shuffle, generator=torch.Generator().manual_seed(0) if shuffle else None
+    )
     t0 = time.perf_counter()
     remaining = step
     while remaining >= len(loader):  # full epochs are iterated through to keep the RNG in step
@@ -142,27 +160,39 @@ def main() -> None:
     args = parser.parse_args()
     steps_list = [10_000, 1_000_000] if args.quick else args.steps
     n_seqs = sum(DOMAINS.values())
-    print(f"# sampler benchmark  {datetime.date.today()}  {platform.processor() or platform.machine()}  "
-          f"torch threads {torch.get_num_threads()}  global batch {BATCH}, {n_seqs:,} sequences in 3 domains\n")
+    print(
+        f"# sampler benchmark  {datetime.date.today()}  {platform.processor() or platform.machine()}  "
+        f"torch threads {torch.get_num_threads()}  global batch {BATCH}, {n_seqs:,} sequences in 3 domains\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         store = synthetic_store(Path(tmp) / "store")
-        print("| sampler | plan steps T | order | plan build (s) | first batch, resume at 10^3 (ms) | ... at T/2 (ms) "
-              "| ... at T-1 (ms) | batches/s | index tokens/s (2048-token seqs) |")
+        print(
+            "| sampler | plan steps T | order | plan build (s) | first batch, resume at 10^3 (ms) | ... at T/2 (ms) "
+            "| ... at T-1 (ms) | batches/s | index tokens/s (2048-token seqs) |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for steps in steps_list:
             for mixer, order in (("static", "random"), ("temperature 5->1", "ascending"), ("upsample 15%", "random")):
                 points = [1_000, steps // 2, steps - 1]
                 r = bench_ours(store, steps, mixer, order, points)
                 cells = [f"{r['first_batch_s'][s] * 1e3:.2f}" for s in points]
-                print(f"| currimix, {mixer} | {steps:,} | {order} | {r['build_s']:.2f} | " + " | ".join(cells) +
-                      f" | {r['batches_per_s']:,.0f} | {r['batches_per_s'] * BATCH * NOMINAL_SEQ_LEN:,.0f} |")
+                print(
+                    f"| currimix, {mixer} | {steps:,} | {order} | {r['build_s']:.2f} | "
+                    + " | ".join(cells)
+                    + f" | {r['batches_per_s']:,.0f} | {r['batches_per_s'] * BATCH * NOMINAL_SEQ_LEN:,.0f} |"
+                )
         for steps in (10_000, 1_000_000):  # 10^7 would take minutes: the cost is linear in the step
             cells = [f"{bench_skip_long_epoch(s) * 1e3:,.1f}" for s in (1_000, steps // 2, steps - 1)]
-            print(f"| DataLoader + skip_first_batches, sequential, one long epoch | {steps:,} | store order | - | "
-                  + " | ".join(cells) + " | - | - |")
+            print(
+                f"| DataLoader + skip_first_batches, sequential, one long epoch | {steps:,} | store order | - | "
+                + " | ".join(cells)
+                + " | - | - |"
+            )
             cells = [f"{bench_skip_epochs(n_seqs, s, True) * 1e3:,.1f}" for s in (1_000, steps // 2, steps - 1)]
-            print(f"| DataLoader + skip_first_batches, shuffled, {n_seqs:,} sequences (epochs replayed) | {steps:,} "
-                  "| random | - | " + " | ".join(cells) + " | - | - |")
+            print(
+                f"| DataLoader + skip_first_batches, shuffled, {n_seqs:,} sequences (epochs replayed) | {steps:,} "
+                "| random | - | " + " | ".join(cells) + " | - | - |"
+            )
 
 
 if __name__ == "__main__":

@@ -29,21 +29,37 @@ Format = Literal["auto", "json", "parquet", "text", "arrow"]
 class SourceConfig(StrictModel):
     """One source of documents for a domain."""
 
-    path: str = Field(description="A file, a folder (all data files inside, recursively, or a `datasets` "
-                      "save_to_disk folder), or a glob such as `data/*.jsonl.gz`.")
-    format: Format = Field("auto", description="File format; `auto` guesses from the suffix "
-                           "(.jsonl/.json[.gz] -> json, .parquet, .txt/.md/.rst/.py -> text, a saved dataset -> arrow).")
-    text_field: str | list[str] = Field("text", description="Column holding the text; a list joins several "
-                                        "columns with a blank line (e.g. [question, answer]).")
-    id_field: str | None = Field(None, description="Column with a document id; default: the `id` column if "
-                                 "there is one, else `<domain>/<source index>:<row>`.")
+    path: str = Field(
+        description="A file, a folder (all data files inside, recursively, or a `datasets` "
+        "save_to_disk folder), or a glob such as `data/*.jsonl.gz`."
+    )
+    format: Format = Field(
+        "auto",
+        description="File format; `auto` guesses from the suffix "
+        "(.jsonl/.json[.gz] -> json, .parquet, .txt/.md/.rst/.py -> text, a saved dataset -> arrow).",
+    )
+    text_field: str | list[str] = Field(
+        "text",
+        description="Column holding the text; a list joins several "
+        "columns with a blank line (e.g. [question, answer]).",
+    )
+    id_field: str | None = Field(
+        None,
+        description="Column with a document id; default: the `id` column if "
+        "there is one, else `<domain>/<source index>:<row>`.",
+    )
     text_split: Literal["document", "paragraph", "line"] = Field(
-        "document", description="Plain text only: one document per file, per blank-line paragraph, or per line.")
-    split_pattern: str | None = Field(None, description="A regular expression; each text is cut into several "
-                                      "documents, a new one starting at every match (e.g. `^ = [^=]` for the "
-                                      "article titles of WikiText). Multiline mode is on.")
-    where: dict[str, Any] | None = Field(None, description="Keep only rows whose fields equal these values "
-                                         "(a list means any of), e.g. {label: ham}.")
+        "document", description="Plain text only: one document per file, per blank-line paragraph, or per line."
+    )
+    split_pattern: str | None = Field(
+        None,
+        description="A regular expression; each text is cut into several "
+        "documents, a new one starting at every match (e.g. `^ = [^=]` for the "
+        "article titles of WikiText). Multiline mode is on.",
+    )
+    where: dict[str, Any] | None = Field(
+        None, description="Keep only rows whose fields equal these values (a list means any of), e.g. {label: ham}."
+    )
     max_documents: int | None = Field(None, ge=1, description="Keep only the first N documents (after `where`).")
 
 
@@ -60,8 +76,10 @@ def resolve_files(source: SourceConfig) -> tuple[str, list[str]]:
     path = Path(os.path.expanduser(source.path))
     if source.format == "arrow" or (source.format == "auto" and _is_saved_dataset(path)):
         if not _is_saved_dataset(path):
-            raise UserError(f"data source {source.path!r}: expected a `datasets` save_to_disk folder "
-                            "(with dataset_info.json or state.json)")
+            raise UserError(
+                f"data source {source.path!r}: expected a `datasets` save_to_disk folder "
+                "(with dataset_info.json or state.json)"
+            )
         return "arrow", [str(path)]
     if any(ch in source.path for ch in "*?["):
         files = sorted(glob.glob(os.path.expanduser(source.path), recursive=True))
@@ -110,8 +128,9 @@ def _load_raw(fmt: str, files: list[str], source: SourceConfig, cache_dir: str |
         raise UserError(f"data source {source.path!r}: could not read {fmt} files: {exc}") from exc
 
 
-def load_documents(source: SourceConfig, *, source_name: str = "source", cache_dir: str | None = None,
-                   num_proc: int | None = None) -> datasets.Dataset:
+def load_documents(
+    source: SourceConfig, *, source_name: str = "source", cache_dir: str | None = None, num_proc: int | None = None
+) -> datasets.Dataset:
     """Load one source as a Dataset with ``text`` and ``id`` columns (other columns are kept)."""
     fmt, files = resolve_files(source)
     ds = _load_raw(fmt, files, source, cache_dir)
@@ -122,11 +141,15 @@ def load_documents(source: SourceConfig, *, source_name: str = "source", cache_d
     if source.where:
         bad = [k for k in source.where if k not in ds.column_names]
         if bad:
-            raise UserError(f"data source {source.path!r}: `where` names unknown columns {bad} "
-                            f"(columns: {ds.column_names})")
+            raise UserError(
+                f"data source {source.path!r}: `where` names unknown columns {bad} (columns: {ds.column_names})"
+            )
         wanted = {k: (set(v) if isinstance(v, list) else {v}) for k, v in source.where.items()}
-        ds = ds.filter(lambda row: all(row[k] in vals for k, vals in wanted.items()), num_proc=num_proc,
-                       desc=f"filter {source_name}")
+        ds = ds.filter(
+            lambda row: all(row[k] in vals for k, vals in wanted.items()),
+            num_proc=num_proc,
+            desc=f"filter {source_name}",
+        )
     if source.max_documents is not None and len(ds) > source.max_documents:
         ds = ds.select(range(source.max_documents))
 
@@ -137,9 +160,11 @@ def load_documents(source: SourceConfig, *, source_name: str = "source", cache_d
         if len(fields) == 1:
             texts = [t if isinstance(t, str) else ("" if t is None else str(t)) for t in batch[fields[0]]]
         else:
-            texts = ["\n\n".join("" if batch[f][i] is None else str(batch[f][i]) for f in fields)
-                     for i in range(len(indices))]
-        ids = ([str(x) for x in batch[id_field]] if id_field else [f"{source_name}:{i}" for i in indices])
+            texts = [
+                "\n\n".join("" if batch[f][i] is None else str(batch[f][i]) for f in fields)
+                for i in range(len(indices))
+            ]
+        ids = [str(x) for x in batch[id_field]] if id_field else [f"{source_name}:{i}" for i in indices]
         return {"text": texts, "id": ids}
 
     ds = ds.map(to_text_and_id, batched=True, with_indices=True, num_proc=num_proc, desc=f"read {source_name}")
@@ -153,8 +178,10 @@ def split_documents(ds: datasets.Dataset, source: SourceConfig, num_proc: int | 
     try:
         pattern = re.compile(source.split_pattern, re.MULTILINE)
     except re.error as exc:
-        raise UserError(f"data source {source.path!r}: split_pattern {source.split_pattern!r} is not a valid "
-                        f"regular expression ({exc})") from None
+        raise UserError(
+            f"data source {source.path!r}: split_pattern {source.split_pattern!r} is not a valid "
+            f"regular expression ({exc})"
+        ) from None
 
     def explode(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"text": [], "id": []}
@@ -166,15 +193,17 @@ def split_documents(ds: datasets.Dataset, source: SourceConfig, num_proc: int | 
             out["id"].extend(f"{doc_id}#{k}" for k in range(len(pieces)))
         return out
 
-    return ds.map(explode, batched=True, remove_columns=ds.column_names, num_proc=num_proc,
-                  desc=f"split {source.path}")
+    return ds.map(explode, batched=True, remove_columns=ds.column_names, num_proc=num_proc, desc=f"split {source.path}")
 
 
-def load_domain(sources: list[SourceConfig], *, domain: str, cache_dir: str | None = None,
-                num_proc: int | None = None) -> datasets.Dataset:
+def load_domain(
+    sources: list[SourceConfig], *, domain: str, cache_dir: str | None = None, num_proc: int | None = None
+) -> datasets.Dataset:
     """Concatenate a domain's sources into one Dataset (columns common to all sources are kept)."""
-    parts = [load_documents(s, source_name=f"{domain}/{i}", cache_dir=cache_dir, num_proc=num_proc)
-             for i, s in enumerate(sources)]
+    parts = [
+        load_documents(s, source_name=f"{domain}/{i}", cache_dir=cache_dir, num_proc=num_proc)
+        for i, s in enumerate(sources)
+    ]
     if len(parts) == 1:
         return parts[0]
     common = set(parts[0].column_names).intersection(*(p.column_names for p in parts[1:]))

@@ -63,8 +63,10 @@ class SplitWriter:
         self._scores: list[np.ndarray] = []
         self._doc_counts: list[np.ndarray] = []
         self._doc_refs: list[np.ndarray] = []
-        self._documents = pq.ParquetWriter(self.folder / "documents.parquet", pa.schema(
-            [("domain", pa.string()), ("id", pa.string()), ("score", pa.float64()), ("tokens", pa.int64())]))
+        self._documents = pq.ParquetWriter(
+            self.folder / "documents.parquet",
+            pa.schema([("domain", pa.string()), ("id", pa.string()), ("score", pa.float64()), ("tokens", pa.int64())]),
+        )
         self._next_doc = 0
         self._domain: int | None = None
 
@@ -87,12 +89,19 @@ class SplitWriter:
         ends = np.cumsum(lengths)
         starts = ends - lengths
         for s, toks in zip(starts, token_lists):
-            flat[s:s + len(toks)] = toks
+            flat[s : s + len(toks)] = toks
         flat[ends - 1] = self.eos_id
         rows = np.arange(self._next_doc, self._next_doc + len(ids), dtype=np.int64)
-        self._documents.write_table(pa.table({
-            "domain": [name] * len(ids), "id": list(ids), "score": np.asarray(scores, dtype=np.float64),
-            "tokens": lengths - 1}))
+        self._documents.write_table(
+            pa.table(
+                {
+                    "domain": [name] * len(ids),
+                    "id": list(ids),
+                    "score": np.asarray(scores, dtype=np.float64),
+                    "tokens": lengths - 1,
+                }
+            )
+        )
         self._next_doc += len(ids)
         stats.documents += len(ids)
         if len(ids):
@@ -150,10 +159,15 @@ class TokenSplit:
         size = (folder / "tokens.bin").stat().st_size
         itemsize = np.dtype(token_dtype).itemsize
         if size != n * seq_len * itemsize:
-            raise UserError(f"token store {folder}: tokens.bin has {size} bytes, expected {n} sequences x "
-                            f"{seq_len} tokens x {itemsize} bytes; the store is damaged, run `prepare` again")
-        self.tokens = (np.memmap(folder / "tokens.bin", dtype=token_dtype, mode="r", shape=(n, seq_len))
-                       if n else np.zeros((0, seq_len), dtype=token_dtype))
+            raise UserError(
+                f"token store {folder}: tokens.bin has {size} bytes, expected {n} sequences x "
+                f"{seq_len} tokens x {itemsize} bytes; the store is damaged, run `prepare` again"
+            )
+        self.tokens = (
+            np.memmap(folder / "tokens.bin", dtype=token_dtype, mode="r", shape=(n, seq_len))
+            if n
+            else np.zeros((0, seq_len), dtype=token_dtype)
+        )
         # Domains are contiguous: offsets[d] .. offsets[d+1].
         counts = np.bincount(self.domain.astype(np.int64), minlength=len(domain_names))
         self.domain_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -179,7 +193,7 @@ class TokenSplit:
     def documents_of(self, sequence_id: int) -> np.ndarray:
         offsets = np.load(self.folder / "doc_offsets.npy", mmap_mode="r")
         index = np.load(self.folder / "doc_index.npy", mmap_mode="r")
-        return np.asarray(index[offsets[sequence_id]:offsets[sequence_id + 1]])
+        return np.asarray(index[offsets[sequence_id] : offsets[sequence_id + 1]])
 
 
 class TokenStore:
@@ -190,18 +204,23 @@ class TokenStore:
         meta_path = self.root / "meta.json"
         if not meta_path.is_file():
             hint = " (an interrupted `prepare` leaves only a `.tmp-*` folder)" if self.root.exists() else ""
-            raise UserError(f"{str(self.root)!r} is not a complete token store: no meta.json{hint}; "
-                            "run `currimix prepare` first")
+            raise UserError(
+                f"{str(self.root)!r} is not a complete token store: no meta.json{hint}; run `currimix prepare` first"
+            )
         self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         if self.meta.get("format") != STORE_FORMAT:
-            raise UserError(f"token store {str(self.root)!r} has format {self.meta.get('format')}, "
-                            f"this currimix reads format {STORE_FORMAT}; run `prepare` again")
+            raise UserError(
+                f"token store {str(self.root)!r} has format {self.meta.get('format')}, "
+                f"this currimix reads format {STORE_FORMAT}; run `prepare` again"
+            )
         self.seq_len: int = self.meta["seq_len"]
         self.domain_names: list[str] = list(self.meta["domains"])
         self.eos_id: int = self.meta["eos_id"]
         self.vocab_size: int = self.meta["vocab_size"]
-        self.splits = {split: TokenSplit(self.root / split, self.seq_len, self.meta["token_dtype"],
-                                         self.domain_names) for split in SPLITS}
+        self.splits = {
+            split: TokenSplit(self.root / split, self.seq_len, self.meta["token_dtype"], self.domain_names)
+            for split in SPLITS
+        }
 
     @property
     def train(self) -> TokenSplit:
@@ -219,12 +238,25 @@ class TokenStore:
         return {name: self.meta["stats"][split][name] for name in self.domain_names}
 
 
-def write_meta(root: Path, *, seq_len: int, token_dtype: str, eos_id: int, vocab_size: int,
-               domains: list[str], stats: dict[str, dict[str, DomainStats]], extra: dict[str, Any]) -> None:
+def write_meta(
+    root: Path,
+    *,
+    seq_len: int,
+    token_dtype: str,
+    eos_id: int,
+    vocab_size: int,
+    domains: list[str],
+    stats: dict[str, dict[str, DomainStats]],
+    extra: dict[str, Any],
+) -> None:
     """Write meta.json (the marker of a complete store, so it is written last)."""
     meta = {
-        "format": STORE_FORMAT, "seq_len": seq_len, "token_dtype": token_dtype, "eos_id": eos_id,
-        "vocab_size": vocab_size, "domains": domains,
+        "format": STORE_FORMAT,
+        "seq_len": seq_len,
+        "token_dtype": token_dtype,
+        "eos_id": eos_id,
+        "vocab_size": vocab_size,
+        "domains": domains,
         "stats": {split: {name: vars(s) for name, s in per.items()} for split, per in stats.items()},
         **extra,
     }

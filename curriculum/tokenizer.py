@@ -19,17 +19,29 @@ EOS = "<|endoftext|>"
 PAD = "<pad>"
 
 
-def train_bpe(texts: Iterator[str], vocab_size: int, min_frequency: int = 2,
-              max_length: int = 1 << 20) -> PreTrainedTokenizerFast:
+def train_bpe(
+    texts: Iterator[str], vocab_size: int, min_frequency: int = 2, max_length: int = 1 << 20
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE (GPT-2 style pre-tokenisation) on an iterator of texts."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[EOS, PAD],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=EOS, eos_token=EOS, pad_token=PAD,
-                                   unk_token=None, model_max_length=max_length)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=EOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=None,
+        model_max_length=max_length,
+    )
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:

@@ -72,8 +72,10 @@ def check_distribution(vector: np.ndarray, where: str, names: tuple[str, ...]) -
         raise UserError(f"{where}: weights must be finite and non-negative, got {bad}")
     total = float(vector.sum())
     if abs(total - 1.0) > 1e-6:
-        raise UserError(f"{where}: weights must sum to 1 (a distribution over domains), they sum to {total:.6g}; "
-                        "fix them or set `normalize: true`")
+        raise UserError(
+            f"{where}: weights must sum to 1 (a distribution over domains), they sum to {total:.6g}; "
+            "fix them or set `normalize: true`"
+        )
     return vector
 
 

@@ -26,10 +26,12 @@ class InterpolateConfig(StrictModel):
     name: Literal["interpolate"] = "interpolate"
     initial: MixSpec = Field("natural", description=f"The mix before `over[0]`: {MIX_HELP}.")
     final: MixSpec = Field(description=f"The mix from `over[1]` on: {MIX_HELP}.")
-    over: tuple[float, float] = Field((0.0, 1.0), description="[from, to] fractions of training over which the "
-                                      "mix moves from `initial` to `final`.")
-    shape: Literal["linear", "cosine"] = Field("linear", description="Ramp shape: linear, or half-cosine (flat "
-                                               "at both ends).")
+    over: tuple[float, float] = Field(
+        (0.0, 1.0), description="[from, to] fractions of training over which the mix moves from `initial` to `final`."
+    )
+    shape: Literal["linear", "cosine"] = Field(
+        "linear", description="Ramp shape: linear, or half-cosine (flat at both ends)."
+    )
     normalize: bool = Field(False, description="Divide weight mappings by their sum instead of requiring sum 1.")
 
     @model_validator(mode="after")

@@ -25,8 +25,10 @@ from mixers.base import DomainInfo, Mixer, Phase
 from mixers.registry import MIXERS
 from mixers.static import resolve_weights
 
-MIX_HELP = ("`natural`, `uniform`, a {domain: weight} mapping, or a nested mixer config "
-            "({name: temperature, ...}) evaluated at the same point of training")
+MIX_HELP = (
+    "`natural`, `uniform`, a {domain: weight} mapping, or a nested mixer config "
+    "({name: temperature, ...}) evaluated at the same point of training"
+)
 
 
 def _validation_lines(error: ValidationError) -> list[str]:
@@ -61,8 +63,9 @@ def parse_nested_mixer(spec: dict[str, Any] | BaseModel, where: str) -> BaseMode
     try:
         return MIXERS.parse(spec)
     except ValidationError as exc:
-        raise UserError(f"{where} is not a valid mixer:", [f"{where}.{line}" for line in _validation_lines(exc)]) \
-            from None
+        raise UserError(
+            f"{where} is not a valid mixer:", [f"{where}.{line}" for line in _validation_lines(exc)]
+        ) from None
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
 
@@ -112,8 +115,10 @@ def merge_phases(own: list[Phase], mixes: list[Mix], where: str) -> list[Phase]:
     names = [p.name for p in phases]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
-        raise UserError(f"{where}: phase names {clashes} are declared twice (a nested mixer declares the same "
-                        "phase as its parent or a sibling); rename a stage or use a different nested mixer")
+        raise UserError(
+            f"{where}: phase names {clashes} are declared twice (a nested mixer declares the same "
+            "phase as its parent or a sibling); rename a stage or use a different nested mixer"
+        )
     return sorted(phases, key=lambda p: (p.start, p.end))
 
 

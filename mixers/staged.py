@@ -26,8 +26,9 @@ from mixers.registry import MIXERS
 
 
 class StageConfig(StrictModel):
-    name: str | None = Field(None, min_length=1, max_length=64, description="Phase name of the stage "
-                             "(default `stage_<i>`, counting from 1).")
+    name: str | None = Field(
+        None, min_length=1, max_length=64, description="Phase name of the stage (default `stage_<i>`, counting from 1)."
+    )
     until: float = Field(gt=0, le=1, description="Fraction of training where the stage ends (the last is 1).")
     weights: MixSpec = Field(description=f"The stage's mix: {MIX_HELP}.")
 
@@ -57,8 +58,10 @@ class StagedConfig(StrictModel):
 class StagedMixer(Mixer):
     def __init__(self, config: StagedConfig, domains: DomainInfo, where: str = "mixture"):
         super().__init__(config, domains, where)
-        self.mixes = [Mix(s.weights, config.normalize, domains, f"{where}.stages.{i}.weights")
-                      for i, s in enumerate(config.stages)]
+        self.mixes = [
+            Mix(s.weights, config.normalize, domains, f"{where}.stages.{i}.weights")
+            for i, s in enumerate(config.stages)
+        ]
         self.starts = [0.0] + [s.until for s in config.stages[:-1]]
         self.phases()  # refuse clashing nested phase names at build time, not at plan time
 
@@ -80,8 +83,10 @@ class StagedMixer(Mixer):
         return out
 
     def phases(self) -> list[Phase]:
-        own = [Phase(name, start, stage.until)
-               for name, start, stage in zip(self.config.stage_names(), self.starts, self.config.stages)]
+        own = [
+            Phase(name, start, stage.until)
+            for name, start, stage in zip(self.config.stage_names(), self.starts, self.config.stages)
+        ]
         return merge_phases(own, self.mixes, self.where)
 
     def breakpoints(self) -> list[float]:

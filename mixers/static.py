@@ -15,8 +15,10 @@ from mixers.registry import MIXERS
 class StaticConfig(StrictModel):
     name: Literal["static"] = "static"
     weights: dict[str, float] | Literal["natural", "uniform"] = Field(
-        "natural", description="{domain: weight} summing to 1 (unlisted domains get 0), or `natural` "
-        "(proportional to each domain's tokens) or `uniform`.")
+        "natural",
+        description="{domain: weight} summing to 1 (unlisted domains get 0), or `natural` "
+        "(proportional to each domain's tokens) or `uniform`.",
+    )
     normalize: bool = Field(False, description="Divide the weights by their sum instead of requiring sum 1.")
 
 

@@ -34,10 +34,14 @@ class TauSchedule(StrictModel):
     start: TauValue = Field(description="tau at the start of training (e.g. 5).")
     end: TauValue = Field(description="tau at the end of training (e.g. 1).")
     shape: Literal["step", "linear", "cosine"] = Field(
-        "step", description="`step`: switch from start to end at `at`; `linear`/`cosine`: move tau over `over`.")
+        "step", description="`step`: switch from start to end at `at`; `linear`/`cosine`: move tau over `over`."
+    )
     at: float = Field(0.5, gt=0, lt=1, description="(step) Fraction of training where tau switches to `end`.")
-    over: tuple[float, float] = Field((0.0, 1.0), description="(linear, cosine) [from, to] fractions of training "
-                                      "over which tau moves from `start` to `end`; constant outside.")
+    over: tuple[float, float] = Field(
+        (0.0, 1.0),
+        description="(linear, cosine) [from, to] fractions of training "
+        "over which tau moves from `start` to `end`; constant outside.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "TauSchedule":
@@ -59,20 +63,26 @@ def _tau_kind(value: Any) -> str:
 
 
 # Tagged so a bad value reports one error (`tau.schedule.end: Field required`), not one per union member.
-TauSpec = Annotated[Union[Annotated[TauValue, Tag("constant")], Annotated[TauSchedule, Tag("schedule")]],
-                    Discriminator(_tau_kind)]
+TauSpec = Annotated[
+    Union[Annotated[TauValue, Tag("constant")], Annotated[TauSchedule, Tag("schedule")]], Discriminator(_tau_kind)
+]
 
 
 class TemperatureConfig(StrictModel):
     name: Literal["temperature"] = "temperature"
     tau: TauSpec = Field(
-        1.0, description="Temperature: a number (1 = natural mix, larger flattens towards uniform), or a schedule "
-        "{start, end, shape: step|linear|cosine, at | over} (the cooldown: {start: 5, end: 1, at: 0.5}).")
-    domains: list[str] | None = Field(None, min_length=1, description="Sample only these domains (the others get "
-                                      "weight 0); None = all domains.")
+        1.0,
+        description="Temperature: a number (1 = natural mix, larger flattens towards uniform), or a schedule "
+        "{start, end, shape: step|linear|cosine, at | over} (the cooldown: {start: 5, end: 1, at: 0.5}).",
+    )
+    domains: list[str] | None = Field(
+        None, min_length=1, description="Sample only these domains (the others get weight 0); None = all domains."
+    )
     token_multipliers: dict[str, Annotated[float, Field(ge=0)]] = Field(
-        default_factory=dict, description="Scale a domain's token count n_d before the exponent (e.g. {math: 2} "
-        "treats math as twice its size); unlisted domains keep 1.")
+        default_factory=dict,
+        description="Scale a domain's token count n_d before the exponent (e.g. {math: 2} "
+        "treats math as twice its size); unlisted domains keep 1.",
+    )
 
 
 def temperature_weights(tokens: np.ndarray, tau: np.ndarray) -> np.ndarray:
@@ -98,8 +108,9 @@ class TemperatureMixer(Mixer):
         for name, factor in config.token_multipliers.items():
             counts[domains.index(name, f"{where}.token_multipliers")] *= factor
         if not counts.sum() > 0:
-            raise UserError(f"{where}: the sampled domains have no training tokens; check `domains` and "
-                            "`token_multipliers`")
+            raise UserError(
+                f"{where}: the sampled domains have no training tokens; check `domains` and `token_multipliers`"
+            )
         self.counts = counts
 
     def tau(self, progress: np.ndarray) -> np.ndarray:

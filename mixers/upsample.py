@@ -35,18 +35,29 @@ from mixers.registry import MIXERS
 class UpsampleConfig(StrictModel):
     name: Literal["upsample"] = "upsample"
     base: MixSpec = Field("natural", description=f"The mix for most of training: {MIX_HELP}.")
-    tail: MixSpec | None = Field(None, description=f"The upsampled mix of the last `tail_fraction`: {MIX_HELP}. "
-                                 "Give this or `boost`.")
+    tail: MixSpec | None = Field(
+        None, description=f"The upsampled mix of the last `tail_fraction`: {MIX_HELP}. Give this or `boost`."
+    )
     boost: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="Tail = base weights times these factors, renormalised (e.g. {math: 3, code: 2}; "
-        "unlisted domains keep factor 1). Give this or `tail`.")
-    tail_fraction: float = Field(0.15, gt=0, lt=1, description="Fraction of the steps (= tokens) at the end of "
-                                 "training that use the tail mix (0.1-0.2 is the useful range).")
+        None,
+        description="Tail = base weights times these factors, renormalised (e.g. {math: 3, code: 2}; "
+        "unlisted domains keep factor 1). Give this or `tail`.",
+    )
+    tail_fraction: float = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        description="Fraction of the steps (= tokens) at the end of "
+        "training that use the tail mix (0.1-0.2 is the useful range).",
+    )
     transition: Literal["step", "linear", "cosine"] = Field(
-        "step", description="How the base turns into the tail: a step at the tail's start, or a linear/cosine "
-        "ramp over `transition_fraction` just before it.")
-    transition_fraction: float | None = Field(None, gt=0, lt=1, description="Length of the smooth ramp "
-                                              "(linear/cosine only), as a fraction of training.")
+        "step",
+        description="How the base turns into the tail: a step at the tail's start, or a linear/cosine "
+        "ramp over `transition_fraction` just before it.",
+    )
+    transition_fraction: float | None = Field(
+        None, gt=0, lt=1, description="Length of the smooth ramp (linear/cosine only), as a fraction of training."
+    )
     normalize: bool = Field(False, description="Divide weight mappings by their sum instead of requiring sum 1.")
 
     @model_validator(mode="after")
@@ -59,8 +70,9 @@ class UpsampleConfig(StrictModel):
             if self.transition_fraction is None:
                 raise ValueError(f"transition={self.transition} needs `transition_fraction` (the ramp length)")
             if self.tail_fraction + self.transition_fraction > 1 + EPS:
-                raise ValueError(f"tail_fraction + transition_fraction = "
-                                 f"{self.tail_fraction + self.transition_fraction:g} exceeds 1")
+                raise ValueError(
+                    f"tail_fraction + transition_fraction = {self.tail_fraction + self.transition_fraction:g} exceeds 1"
+                )
         return self
 
 
@@ -86,8 +98,10 @@ class UpsampleMixer(Mixer):
         boosted = base * self.boost[None, :]
         total = boosted.sum(axis=1, keepdims=True)
         if np.any(total <= 0):
-            raise UserError(f"{self.where}.boost: the boosted tail has no weight left (every domain the base "
-                            "samples has factor 0); raise a factor or give `tail` instead")
+            raise UserError(
+                f"{self.where}.boost: the boosted tail has no weight left (every domain the base "
+                "samples has factor 0); raise a factor or give `tail` instead"
+            )
         return boosted / total
 
     def weights(self, progress: np.ndarray) -> np.ndarray:

@@ -112,8 +112,9 @@ class Allocation:
         self.edges = np.asarray(edges, dtype=np.int64)
         self.window_counts = np.asarray(window_counts, dtype=np.int64)
         self.batch_size = batch_size
-        self.window_start = np.vstack([np.zeros((1, window_counts.shape[1]), dtype=np.int64),
-                                       np.cumsum(self.window_counts, axis=0)])
+        self.window_start = np.vstack(
+            [np.zeros((1, window_counts.shape[1]), dtype=np.int64), np.cumsum(self.window_counts, axis=0)]
+        )
         self._spread = lru_cache(maxsize=8)(self._spread_uncached)
 
     @property

@@ -90,15 +90,27 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, plan_fin
     return final
 
 
-def save_snapshot(accelerator: Accelerator, model: Any, tokenizer: PreTrainedTokenizerBase, run_dir: Path,
-                  step: int, extra: dict[str, Any]) -> Path:
+def save_snapshot(
+    accelerator: Accelerator,
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    run_dir: Path,
+    step: int,
+    extra: dict[str, Any],
+) -> Path:
     """A weights-only `save_pretrained` folder after ``step`` completed steps (for averaging)."""
-    return save_model_folder(accelerator, model, tokenizer, step_folder(run_dir / "snapshots", step),
-                             {"kind": "snapshot", "step": step, **extra})
+    return save_model_folder(
+        accelerator,
+        model,
+        tokenizer,
+        step_folder(run_dir / "snapshots", step),
+        {"kind": "snapshot", "step": step, **extra},
+    )
 
 
-def save_model_folder(accelerator: Accelerator, model: Any, tokenizer: PreTrainedTokenizerBase, final: Path,
-                      marker: dict[str, Any]) -> Path:
+def save_model_folder(
+    accelerator: Accelerator, model: Any, tokenizer: PreTrainedTokenizerBase, final: Path, marker: dict[str, Any]
+) -> Path:
     """Write a `save_pretrained` folder (weights, config, tokenizer) atomically; all ranks call this."""
     tmp = final.parent / f".{final.name}.tmp"
     state = accelerator.get_state_dict(model)  # gathers sharded (FSDP) weights; all ranks take part
@@ -124,8 +136,10 @@ def resume_point(run_dir: Path, plan_fingerprint: str, ignore_mismatch: bool) ->
     step, folder = found
     saved = read_marker(folder).get("plan_fingerprint")
     if saved != plan_fingerprint and not ignore_mismatch:
-        raise UserError(f"checkpoint {str(folder)!r} was written under plan {saved}, this recipe gives plan "
-                        f"{plan_fingerprint}: the data order or LR would change mid-run. Restore the original "
-                        "recipe, or pass --ignore-plan-mismatch to continue anyway (the data seen from here on "
-                        "will differ from the original plan)")
+        raise UserError(
+            f"checkpoint {str(folder)!r} was written under plan {saved}, this recipe gives plan "
+            f"{plan_fingerprint}: the data order or LR would change mid-run. Restore the original "
+            "recipe, or pass --ignore-plan-mismatch to continue anyway (the data seen from here on "
+            "will differ from the original plan)"
+        )
     return step, folder

@@ -19,16 +19,23 @@ from rich.table import Table
 
 from curriculum.errors import UserError
 
-app = typer.Typer(help="Curriculum and data-mixture pretraining: score, order, mix, co-schedule with the LR and "
-                  "checkpoint averaging.", no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  add_completion=False)
+app = typer.Typer(
+    help="Curriculum and data-mixture pretraining: score, order, mix, co-schedule with the LR and "
+    "checkpoint averaging.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
 console = Console()
 err_console = Console(stderr=True)
 
-RecipeArg = Annotated[str, typer.Argument(help="Recipe YAML file, or the name of a shipped preset "
-                                          "(see `currimix presets`).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe value: "
-                                                     "key.path=value (value parsed as YAML); repeatable.")]
+RecipeArg = Annotated[
+    str, typer.Argument(help="Recipe YAML file, or the name of a shipped preset (see `currimix presets`).")
+]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a recipe value: key.path=value (value parsed as YAML); repeatable."),
+]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 
 
@@ -56,30 +63,49 @@ def presets() -> None:
 
 
 @app.command()
-def prepare(recipe: RecipeArg, set_: SetOpt = None,
-            overwrite: Annotated[bool, typer.Option(help="Rebuild the token store if it exists.")] = False,
-            progress: ProgressOpt = True) -> None:
+def prepare(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Rebuild the token store if it exists.")] = False,
+    progress: ProgressOpt = True,
+) -> None:
     """Documents -> scored, tokenized, score-ordered packed token store (the recipe's `data` section)."""
     from tools.prepare import prepare_store
 
     r = _recipe(recipe, set_)
     store = prepare_store(r, overwrite=overwrite, show_progress=progress)
-    table = Table("domain", "docs", "train seqs", "val seqs", "train tokens", "score range",
-                  title=f"token store {store.root} (seq_len {store.seq_len}, vocab {store.vocab_size})")
+    table = Table(
+        "domain",
+        "docs",
+        "train seqs",
+        "val seqs",
+        "train tokens",
+        "score range",
+        title=f"token store {store.root} (seq_len {store.seq_len}, vocab {store.vocab_size})",
+    )
     for name in store.domain_names:
         tr, va = store.meta["stats"]["train"][name], store.meta["stats"]["val"][name]
         lo, hi = tr["score_min"], tr["score_max"]
-        table.add_row(name, f"{tr['documents'] + va['documents']:,}", f"{tr['sequences']:,}", f"{va['sequences']:,}",
-                      f"{tr['tokens']:,}", "-" if lo is None else f"{lo:.3g} .. {hi:.3g}")
+        table.add_row(
+            name,
+            f"{tr['documents'] + va['documents']:,}",
+            f"{tr['sequences']:,}",
+            f"{va['sequences']:,}",
+            f"{tr['tokens']:,}",
+            "-" if lo is None else f"{lo:.3g} .. {hi:.3g}",
+        )
     console.print(table)
 
 
 @app.command()
-def plan(recipe: RecipeArg, set_: SetOpt = None,
-         png: Annotated[Optional[Path], typer.Option(help="Where to write the timeline plot; default "
-                                                     "`<run_dir>/plan.png`.")] = None,
-         json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the summary as JSON.")] = None,
-         ) -> None:
+def plan(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    png: Annotated[
+        Optional[Path], typer.Option(help="Where to write the timeline plot; default `<run_dir>/plan.png`.")
+    ] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the summary as JSON.")] = None,
+) -> None:
     """Print and plot the run's timeline: LR, mixture, curriculum, repeats, averaging window."""
     from recipes.plan import build_plan
     from recipes.plan_report import plan_summary, print_summary
@@ -97,39 +123,57 @@ def plan(recipe: RecipeArg, set_: SetOpt = None,
 
 
 @app.command()
-def train(recipe: RecipeArg, set_: SetOpt = None,
-          resume: Annotated[bool, typer.Option(help="Continue from the newest complete checkpoint in the run "
-                                               "folder (starts fresh if there is none).")] = False,
-          ignore_plan_mismatch: Annotated[bool, typer.Option(help="Resume even if the recipe's plan differs "
-                                                             "from the checkpoint's (the data order changes).")] = False,
-          stop_after: Annotated[Optional[int], typer.Option(help="Stop after this many steps (with a checkpoint); "
-                                                            "continue later with --resume.")] = None,
-          progress: ProgressOpt = True) -> None:
+def train(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the newest complete checkpoint in the run folder (starts fresh if there is none)."
+        ),
+    ] = False,
+    ignore_plan_mismatch: Annotated[
+        bool,
+        typer.Option(help="Resume even if the recipe's plan differs from the checkpoint's (the data order changes)."),
+    ] = False,
+    stop_after: Annotated[
+        Optional[int],
+        typer.Option(help="Stop after this many steps (with a checkpoint); continue later with --resume."),
+    ] = None,
+    progress: ProgressOpt = True,
+) -> None:
     """Train the recipe's model on its token store (one process, or under `accelerate launch`)."""
     from recipes.pretrain import train as run_training
 
     r = _recipe(recipe, set_)
-    summary = run_training(r, resume=resume, ignore_plan_mismatch=ignore_plan_mismatch,
-                           stop_after_steps=stop_after, show_progress=progress)
+    summary = run_training(
+        r, resume=resume, ignore_plan_mismatch=ignore_plan_mismatch, stop_after_steps=stop_after, show_progress=progress
+    )
     if summary.get("val_loss") and int(os.environ.get("RANK", "0")) == 0:
         _print_losses({"final": summary["val_loss"]}, title=f"validation loss per domain ({summary['run_dir']})")
 
 
 @app.command("eval")
-def eval_(models: Annotated[list[Path], typer.Argument(help="Model folders (save_pretrained / snapshots / "
-                                                        "averaged outputs).")],
-          store: Annotated[Path, typer.Option(help="Token store folder to evaluate on.")],
-          split: Annotated[str, typer.Option(help="Store split: val or train.")] = "val",
-          per_domain: Annotated[int, typer.Option(help="Sequences per domain (evenly spaced).")] = 64,
-          batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 8,
-          device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-          json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON.")] = None,
-          ) -> None:
+def eval_(
+    models: Annotated[
+        list[Path], typer.Argument(help="Model folders (save_pretrained / snapshots / averaged outputs).")
+    ],
+    store: Annotated[Path, typer.Option(help="Token store folder to evaluate on.")],
+    split: Annotated[str, typer.Option(help="Store split: val or train.")] = "val",
+    per_domain: Annotated[int, typer.Option(help="Sequences per domain (evenly spaced).")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON.")] = None,
+) -> None:
     """Per-domain validation loss of one or more models, side by side."""
     from tools.evaluate import evaluate_folder
 
-    results = {str(m): evaluate_folder(m, store, split=split, per_domain=per_domain, micro_batch_size=batch_size,
-                                       device=device) for m in models}
+    results = {
+        str(m): evaluate_folder(
+            m, store, split=split, per_domain=per_domain, micro_batch_size=batch_size, device=device
+        )
+        for m in models
+    }
     _print_losses(results, title=f"{split} loss per domain ({store})")
     if json_out:
         json_out.write_text(json.dumps(results, indent=2))
@@ -145,8 +189,11 @@ def run_(recipe: RecipeArg, set_: SetOpt = None, progress: ProgressOpt = True) -
 
 
 @app.command()
-def quickstart(out: Annotated[Path, typer.Option(help="Folder for the corpus, store and run.")] = Path("runs/quickstart"),
-               set_: SetOpt = None, progress: ProgressOpt = True) -> None:
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Folder for the corpus, store and run.")] = Path("runs/quickstart"),
+    set_: SetOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
     """Build a small corpus from this Python installation (code, prose, noisy web text) and run the
     `quickstart` preset on it: prepare -> train -> average -> evaluate, in minutes on a laptop CPU."""
     from recipes.config import preset_path
@@ -173,8 +220,11 @@ def _print_losses(results: dict[str, dict[str, float]], title: str) -> None:
     for name, losses in results.items():
         values = [losses.get(d) for d in domains]
         present = [v for v in values if v is not None]
-        table.add_row(name, *("-" if v is None else f"{v:.4f}" for v in values),
-                      f"{sum(present) / len(present):.4f}" if present else "-")
+        table.add_row(
+            name,
+            *("-" if v is None else f"{v:.4f}" for v in values),
+            f"{sum(present) / len(present):.4f}" if present else "-",
+        )
     console.print(table)
 
 

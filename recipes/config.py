@@ -33,29 +33,48 @@ ScheduleSpec = SCHEDULES.config_union()
 
 class DomainConfig(StrictModel):
     sources: list[SourceConfig] = Field(min_length=1, description="Where the domain's documents come from.")
-    scorer: ScorerSpec | None = Field(None, description="How to score documents for quality (higher = better); "
-                                      "None gives every document score 0 (orderings by score then fall back to "
-                                      "a seeded shuffle).")
+    scorer: ScorerSpec | None = Field(
+        None,
+        description="How to score documents for quality (higher = better); "
+        "None gives every document score 0 (orderings by score then fall back to "
+        "a seeded shuffle).",
+    )
 
 
 class TokenizerConfig(StrictModel):
-    path: str | None = Field(None, description="A local tokenizer folder (transformers format). None trains a "
-                             "byte-level BPE on the training documents and saves it with the store.")
+    path: str | None = Field(
+        None,
+        description="A local tokenizer folder (transformers format). None trains a "
+        "byte-level BPE on the training documents and saves it with the store.",
+    )
     vocab_size: int = Field(8192, ge=260, le=1_000_000, description="Vocabulary size of a trained tokenizer.")
     min_frequency: int = Field(2, ge=1, description="Minimum pair frequency when training the BPE.")
-    train_bytes: int = Field(50_000_000, ge=1000, description="Train the tokenizer on at most this many bytes "
-                             "of text, taken round-robin from the domains.")
+    train_bytes: int = Field(
+        50_000_000,
+        ge=1000,
+        description="Train the tokenizer on at most this many bytes of text, taken round-robin from the domains.",
+    )
 
 
 class DataConfig(StrictModel):
     domains: dict[str, DomainConfig] = Field(min_length=1, description="Domains by name, each with its sources.")
-    store: str | None = Field(None, description="Token store folder (written by `prepare`, read by `train`); "
-                              "default `<run_dir>/store`.")
+    store: str | None = Field(
+        None, description="Token store folder (written by `prepare`, read by `train`); default `<run_dir>/store`."
+    )
     seq_len: int = Field(1024, ge=8, le=1 << 20, description="Tokens per packed training sequence.")
-    val_fraction: float = Field(0.02, ge=0, lt=0.5, description="Fraction of each domain's documents held out "
-                                "(chosen by a hash of the document id) for validation.")
-    num_proc: int | None = Field(None, ge=1, description="Worker processes for reading, scoring and "
-                                 "tokenizing (None: one process; the tokenizer itself is multi-threaded).")
+    val_fraction: float = Field(
+        0.02,
+        ge=0,
+        lt=0.5,
+        description="Fraction of each domain's documents held out "
+        "(chosen by a hash of the document id) for validation.",
+    )
+    num_proc: int | None = Field(
+        None,
+        ge=1,
+        description="Worker processes for reading, scoring and "
+        "tokenizing (None: one process; the tokenizer itself is multi-threaded).",
+    )
 
     @model_validator(mode="after")
     def _domain_names(self) -> "DataConfig":
@@ -72,21 +91,28 @@ class MoEConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    arch: str = Field("llama", description="transformers model type built from config (llama, mistral, qwen2, "
-                      "gpt_neox, ...); with `moe` set, llama becomes mixtral.")
+    arch: str = Field(
+        "llama",
+        description="transformers model type built from config (llama, mistral, qwen2, "
+        "gpt_neox, ...); with `moe` set, llama becomes mixtral.",
+    )
     hidden_size: int = Field(512, ge=8, description="Width of the residual stream.")
     num_layers: int = Field(8, ge=1, description="Transformer blocks.")
     num_heads: int = Field(8, ge=1, description="Attention heads.")
     num_kv_heads: int | None = Field(None, ge=1, description="Key/value heads (GQA); None = num_heads.")
-    intermediate_size: int | None = Field(None, ge=8, description="MLP width; None = about 8/3 x hidden, "
-                                          "rounded to a multiple of 64.")
+    intermediate_size: int | None = Field(
+        None, ge=8, description="MLP width; None = about 8/3 x hidden, rounded to a multiple of 64."
+    )
     tie_embeddings: bool = Field(True, description="Share input and output embeddings.")
     rope_theta: float = Field(10000.0, gt=0, description="RoPE base.")
     init_std: float = Field(0.02, gt=0, description="Std of the normal weight init.")
     moe: MoEConfig | None = Field(None, description="Mixture-of-experts MLPs (pure PyTorch on every device).")
     extra: dict[str, Any] = Field(default_factory=dict, description="Any other transformers config keys.")
-    init_from: str | None = Field(None, description="Start from the weights of this local model folder "
-                                  "instead of a random init (its config wins over the fields above).")
+    init_from: str | None = Field(
+        None,
+        description="Start from the weights of this local model folder "
+        "instead of a random init (its config wins over the fields above).",
+    )
 
     @model_validator(mode="after")
     def _heads(self) -> "ModelConfig":
@@ -100,80 +126,116 @@ class ModelConfig(StrictModel):
 
 
 class MixtureConfig(StrictModel):
-    mixer: MixerSpec = Field(default_factory=lambda: MIXERS.parse({"name": "static"}),
-                             description="The domain-weight schedule w_d(t) (static, temperature, upsample, ...).")
+    mixer: MixerSpec = Field(
+        default_factory=lambda: MIXERS.parse({"name": "static"}),
+        description="The domain-weight schedule w_d(t) (static, temperature, upsample, ...).",
+    )
     realise: Literal["sample", "weight"] = Field(
-        "sample", description="`sample`: batches follow the mixture (upsampling). `weight`: batches follow the "
-        "natural (token-proportional) mix and each domain's loss is scaled by target/natural (upweighting).")
-    max_epochs: dict[str, float] = Field(default_factory=dict, description="Cap on passes over a domain, e.g. "
-                                         "{default: 4, math: 8}; a plan that needs more is refused (or warned).")
+        "sample",
+        description="`sample`: batches follow the mixture (upsampling). `weight`: batches follow the "
+        "natural (token-proportional) mix and each domain's loss is scaled by target/natural (upweighting).",
+    )
+    max_epochs: dict[str, float] = Field(
+        default_factory=dict,
+        description="Cap on passes over a domain, e.g. "
+        "{default: 4, math: 8}; a plan that needs more is refused (or warned).",
+    )
     on_cap: Literal["error", "warn"] = Field("error", description="What a plan over a `max_epochs` cap does.")
-    resolution_steps: int = Field(64, ge=1, le=4096, description="The plan evaluates the mixer per window of "
-                                  "this many steps (windows never straddle a phase boundary). Larger windows "
-                                  "build faster for very long runs; resuming costs at most one window.")
+    resolution_steps: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="The plan evaluates the mixer per window of "
+        "this many steps (windows never straddle a phase boundary). Larger windows "
+        "build faster for very long runs; resuming costs at most one window.",
+    )
 
 
 class CurriculumConfig(StrictModel):
-    order: OrderingSpec = Field(default_factory=lambda: ORDERINGS.parse({"name": "random"}),
-                                description="How each domain's sequences are ordered (random, ascending, ...).")
+    order: OrderingSpec = Field(
+        default_factory=lambda: ORDERINGS.parse({"name": "random"}),
+        description="How each domain's sequences are ordered (random, ascending, ...).",
+    )
     per_domain: dict[str, OrderingSpec] = Field(default_factory=dict, description="Orderings for given domains.")
     past_epoch: Literal["reshuffle", "repeat", "stop"] = Field(
-        "reshuffle", description="After a domain's epoch: draw the next epoch's order afresh (random parts only), "
-        "repeat the same order, or refuse plans that need a second epoch.")
+        "reshuffle",
+        description="After a domain's epoch: draw the next epoch's order afresh (random parts only), "
+        "repeat the same order, or refuse plans that need a second epoch.",
+    )
 
 
 class TrainingConfig(StrictModel):
     steps: int = Field(ge=1, description="Optimizer steps in the run.")
     global_batch_size: int = Field(ge=1, description="Sequences per optimizer step, over all processes.")
-    micro_batch_size: int = Field(ge=1, description="Sequences per forward pass per process; gradient "
-                                  "accumulation = global / (micro x processes).")
+    micro_batch_size: int = Field(
+        ge=1,
+        description="Sequences per forward pass per process; gradient accumulation = global / (micro x processes).",
+    )
     weight_decay: float = Field(0.1, ge=0, description="AdamW decoupled weight decay (matrices only).")
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; None = off.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="`auto`: bf16 autocast on CUDA, "
-                                                        "fp32 on CPU (where bf16 is slower).")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="`auto`: bf16 autocast on CUDA, fp32 on CPU (where bf16 is slower)."
+    )
     compile: bool = Field(False, description="torch.compile the model (worth it on GPUs only).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; `auto` = CUDA if present.")
     log_every_steps: int = Field(10, ge=1, description="Steps between log lines / tracker records.")
-    eval_every_steps: int | None = Field(None, ge=1, description="Steps between validation passes; None = at "
-                                         "the end only.")
+    eval_every_steps: int | None = Field(
+        None, ge=1, description="Steps between validation passes; None = at the end only."
+    )
     eval_sequences_per_domain: int = Field(32, ge=1, description="Validation sequences per domain per pass.")
-    trackers: list[Literal["jsonl", "tensorboard"]] = Field(["jsonl", "tensorboard"],
-                                                             description="Where metrics go (in the run folder).")
-    log_batch_ids: bool = Field(False, description="Record each step's global batch (sequence ids) in the "
-                                "metrics log (for debugging and tests; large).")
-    peak_flops: float | None = Field(None, gt=0, description="Peak FLOP/s of one device for MFU; None guesses "
-                                     "from the GPU name (no MFU on CPU).")
+    trackers: list[Literal["jsonl", "tensorboard"]] = Field(
+        ["jsonl", "tensorboard"], description="Where metrics go (in the run folder)."
+    )
+    log_batch_ids: bool = Field(
+        False,
+        description="Record each step's global batch (sequence ids) in the "
+        "metrics log (for debugging and tests; large).",
+    )
+    peak_flops: float | None = Field(
+        None, gt=0, description="Peak FLOP/s of one device for MFU; None guesses from the GPU name (no MFU on CPU)."
+    )
 
     @model_validator(mode="after")
     def _batches(self) -> "TrainingConfig":
         if self.global_batch_size % self.micro_batch_size:
-            raise ValueError(f"global_batch_size={self.global_batch_size} is not a multiple of "
-                             f"micro_batch_size={self.micro_batch_size}")
+            raise ValueError(
+                f"global_batch_size={self.global_batch_size} is not a multiple of "
+                f"micro_batch_size={self.micro_batch_size}"
+            )
         return self
 
 
 class CheckpointConfig(StrictModel):
-    every_steps: int | None = Field(None, ge=1, description="Steps between resumable checkpoints; None = only "
-                                    "at the end.")
+    every_steps: int | None = Field(
+        None, ge=1, description="Steps between resumable checkpoints; None = only at the end."
+    )
     keep_last: int = Field(2, ge=1, description="Complete checkpoints to keep (older ones are deleted).")
 
 
 class AveragingConfig(StrictModel):
     snapshots: int | None = Field(None, ge=1, description="K weights-only snapshots to average; None = off.")
-    every_steps: int | None = Field(None, ge=1, description="Spacing S between snapshots; None spreads them "
-                                    "evenly over `over_phase`.")
-    end_at: str = Field("end", description="Where the window ends: `end` (last step), or `<phase>.start` / "
-                        "`<phase>.end` for a named data phase.")
-    over_phase: str | None = Field(None, description="Spread the K snapshots evenly over this phase "
-                                   "(instead of `every_steps`).")
-    method: Literal["ema", "sma", "wma", "explicit"] = Field("ema", description="Weights of the average: EMA, "
-                                                              "uniform (SMA), linear (WMA) or an explicit list.")
+    every_steps: int | None = Field(
+        None, ge=1, description="Spacing S between snapshots; None spreads them evenly over `over_phase`."
+    )
+    end_at: str = Field(
+        "end",
+        description="Where the window ends: `end` (last step), or `<phase>.start` / "
+        "`<phase>.end` for a named data phase.",
+    )
+    over_phase: str | None = Field(
+        None, description="Spread the K snapshots evenly over this phase (instead of `every_steps`)."
+    )
+    method: Literal["ema", "sma", "wma", "explicit"] = Field(
+        "ema", description="Weights of the average: EMA, uniform (SMA), linear (WMA) or an explicit list."
+    )
     alpha: float = Field(0.2, gt=0, lt=1, description="EMA alpha: w_i ~ (1-alpha)^(K-i), newest heaviest.")
     ema_form: Literal["normalized", "recursive"] = Field(
-        "normalized", description="EMA convention: `normalized` w_i ~ (1-alpha)^(K-i) summing to 1; `recursive` "
-        "the recursion seeded from the oldest snapshot (heavier oldest). See tools/average_weights.py.")
+        "normalized",
+        description="EMA convention: `normalized` w_i ~ (1-alpha)^(K-i) summing to 1; `recursive` "
+        "the recursion seeded from the oldest snapshot (heavier oldest). See tools/average_weights.py.",
+    )
     weights: list[float] | None = Field(None, description="Explicit weights, oldest first (method: explicit).")
 
     @model_validator(mode="after")
@@ -190,8 +252,10 @@ class AveragingConfig(StrictModel):
 class Recipe(StrictModel):
     """A complete run: data, model, mixture, curriculum, LR, training, checkpoints, averaging."""
 
-    name: str = Field(description="Run name; the default run folder is `runs/<name>`. (A recipe file may also "
-                      "start with `extends: <preset or file>` to inherit everything it does not set.)")
+    name: str = Field(
+        description="Run name; the default run folder is `runs/<name>`. (A recipe file may also "
+        "start with `extends: <preset or file>` to inherit everything it does not set.)"
+    )
     seed: int = Field(0, ge=0, description="Seeds model init, shuffles and the data order.")
     run_dir: str | None = Field(None, description="Output folder of `train`; default `runs/<name>`.")
     data: DataConfig
@@ -199,8 +263,9 @@ class Recipe(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
-    schedule: ScheduleSpec = Field(default_factory=lambda: SCHEDULES.parse({"name": "cosine"}),
-                                   description="The LR schedule.")
+    schedule: ScheduleSpec = Field(
+        default_factory=lambda: SCHEDULES.parse({"name": "cosine"}), description="The LR schedule."
+    )
     training: TrainingConfig
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     averaging: AveragingConfig = Field(default_factory=AveragingConfig)
@@ -233,6 +298,7 @@ class Recipe(StrictModel):
 
 # ----------------------------------------------------------------------------------- loading
 
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise UserError(f"--set {item!r}: expected key.path=value")
@@ -253,14 +319,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         for i, part in enumerate(path[:-1]):
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise UserError(f"--set {item!r}: {'.'.join(path[:i + 1])} is not an index of a "
-                                    f"{len(node)}-item list")
+                    raise UserError(
+                        f"--set {item!r}: {'.'.join(path[: i + 1])} is not an index of a {len(node)}-item list"
+                    )
                 node = node[int(part)]
             else:
                 if node.get(part) is None:
                     node[part] = {}
                 elif not isinstance(node[part], (dict, list)):
-                    raise UserError(f"--set {item!r}: {'.'.join(path[:i + 1])} is a value, not a section")
+                    raise UserError(f"--set {item!r}: {'.'.join(path[: i + 1])} is a value, not a section")
                 node = node[part]
         last = path[-1]
         if isinstance(node, list):
@@ -278,15 +345,20 @@ def format_validation_error(error: ValidationError) -> list[str]:
     for err in error.errors():
         loc = [str(p) for p in err["loc"]]
         # Discriminated unions add the tag (e.g. `static`) to the path; it only confuses users.
-        loc = [p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] in {"mixer", "order", "scorer", "schedule"}
-                                                      and p in _TAGS)]
+        loc = [
+            p
+            for i, p in enumerate(loc)
+            if not (i > 0 and loc[i - 1] in {"mixer", "order", "scorer", "schedule"} and p in _TAGS)
+        ]
         where = ".".join(loc) or "(recipe)"
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key (not part of the schema; check the spelling)"
         elif err["type"] == "union_tag_invalid":
-            message = f"unknown name {err['input'].get('name') if isinstance(err['input'], dict) else err['input']!r}; " \
-                      f"choose one of: {err['ctx']['expected_tags']}"
+            message = (
+                f"unknown name {err['input'].get('name') if isinstance(err['input'], dict) else err['input']!r}; "
+                f"choose one of: {err['ctx']['expected_tags']}"
+            )
         elif err["type"] == "missing":
             message = "required key is missing"
         lines.append(f"{where}: {message}")
@@ -313,8 +385,9 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
 
 def check_semantics(recipe: Recipe) -> list[str]:
     """Checks that need the registries: every mixer and ordering builds against the domain names."""
-    from mixers import DomainInfo, build_mixer
     import numpy as np
+
+    from mixers import DomainInfo, build_mixer
 
     problems: list[str] = []
     names = tuple(recipe.data.domains)

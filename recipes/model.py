@@ -10,7 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from curriculum.errors import UserError
 from recipes.config import ModelConfig
@@ -26,24 +31,37 @@ def default_intermediate_size(hidden_size: int) -> int:
     return max(64, int(round(hidden_size * 8 / 3 / 64)) * 64)
 
 
-def build_model_config(cfg: ModelConfig, *, vocab_size: int, seq_len: int, eos_id: int,
-                       pad_id: int | None) -> PretrainedConfig:
+def build_model_config(
+    cfg: ModelConfig, *, vocab_size: int, seq_len: int, eos_id: int, pad_id: int | None
+) -> PretrainedConfig:
     """A transformers config from the recipe's model section and the tokenizer's ids."""
     arch = cfg.arch
     kwargs = dict(
-        vocab_size=vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads or cfg.num_heads,
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads or cfg.num_heads,
         intermediate_size=cfg.intermediate_size or default_intermediate_size(cfg.hidden_size),
-        max_position_embeddings=seq_len, tie_word_embeddings=cfg.tie_embeddings, rope_theta=cfg.rope_theta,
-        initializer_range=cfg.init_std, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id,
+        max_position_embeddings=seq_len,
+        tie_word_embeddings=cfg.tie_embeddings,
+        rope_theta=cfg.rope_theta,
+        initializer_range=cfg.init_std,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
         use_cache=False,
     )
     if cfg.moe is not None:
         if arch not in _MOE_TWIN:
             raise UserError(f"model.moe is supported for arch {sorted(_MOE_TWIN)}, not {arch!r}")
         arch = _MOE_TWIN[arch]
-        kwargs.update(num_local_experts=cfg.moe.num_experts, num_experts_per_tok=cfg.moe.top_k,
-                      router_aux_loss_coef=cfg.moe.aux_loss_coef, output_router_logits=True)
+        kwargs.update(
+            num_local_experts=cfg.moe.num_experts,
+            num_experts_per_tok=cfg.moe.top_k,
+            router_aux_loss_coef=cfg.moe.aux_loss_coef,
+            output_router_logits=True,
+        )
     kwargs.update(cfg.extra)
     try:
         return AutoConfig.for_model(arch, **kwargs)
@@ -51,8 +69,9 @@ def build_model_config(cfg: ModelConfig, *, vocab_size: int, seq_len: int, eos_i
         raise UserError(f"model.arch={arch!r} is not a transformers model type ({exc})") from None
 
 
-def build_model(cfg: ModelConfig, *, vocab_size: int, seq_len: int, eos_id: int, pad_id: int | None,
-                seed: int) -> PreTrainedModel:
+def build_model(
+    cfg: ModelConfig, *, vocab_size: int, seq_len: int, eos_id: int, pad_id: int | None, seed: int
+) -> PreTrainedModel:
     """A freshly initialised model (seeded), or the weights of ``cfg.init_from``."""
     if cfg.init_from:
         path = Path(cfg.init_from)

@@ -43,6 +43,7 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, eval_per_domain: int = 
     if result.averaged_model is not None:
         models[f"averaged ({plan.averaging.method} of {len(plan.averaging.steps)})"] = result.averaged_model
     for label, folder in models.items():
-        result.val_loss[label] = evaluate_folder(folder, recipe.store_path, per_domain=eval_per_domain,
-                                                 micro_batch_size=recipe.training.micro_batch_size)
+        result.val_loss[label] = evaluate_folder(
+            folder, recipe.store_path, per_domain=eval_per_domain, micro_batch_size=recipe.training.micro_batch_size
+        )
     return result

@@ -55,12 +55,15 @@ def check_weight_rows(weights: np.ndarray, steps: np.ndarray, who: str) -> None:
     bad |= ~np.isfinite(weights).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise UserError(f"{who} gives weights {np.round(weights[i], 6).tolist()} at step {int(steps[i])}, which "
-                        "are not a distribution over domains (non-negative, summing to 1)")
+        raise UserError(
+            f"{who} gives weights {np.round(weights[i], 6).tolist()} at step {int(steps[i])}, which "
+            "are not a distribution over domains (non-negative, summing to 1)"
+        )
 
 
-def cumulative_targets(mixer: Mixer, total_steps: int, batch_size: int, edges: np.ndarray,
-                       who: str = "mixture.mixer") -> np.ndarray:
+def cumulative_targets(
+    mixer: Mixer, total_steps: int, batch_size: int, edges: np.ndarray, who: str = "mixture.mixer"
+) -> np.ndarray:
     """Exact cumulative targets sum_{s < e} B * w(s / T) at each edge e, evaluated in bounded chunks."""
     n_domains = len(mixer.domains.names)
     out = np.zeros((len(edges), n_domains), dtype=np.float64)
@@ -80,7 +83,9 @@ def cumulative_targets(mixer: Mixer, total_steps: int, batch_size: int, edges: n
     return out
 
 
-def averaging_window(config: AveragingConfig, total_steps: int, phases: dict[str, tuple[int, int]]) -> AveragingWindow | None:
+def averaging_window(
+    config: AveragingConfig, total_steps: int, phases: dict[str, tuple[int, int]]
+) -> AveragingWindow | None:
     """Snapshot steps and weights from the recipe's averaging section (None when averaging is off)."""
     if config.snapshots is None:
         return None
@@ -106,8 +111,10 @@ def averaging_window(config: AveragingConfig, total_steps: int, phases: dict[str
         spacing = config.every_steps or 0
         steps = [end - (k - 1 - i) * spacing for i in range(k)]
     if steps[0] < 1 or len(set(steps)) != k:
-        raise UserError(f"averaging window of {k} snapshots (steps {steps[0]}..{steps[-1]}) does not fit in a "
-                        f"run of {total_steps} steps; use fewer snapshots or a smaller spacing")
+        raise UserError(
+            f"averaging window of {k} snapshots (steps {steps[0]}..{steps[-1]}) does not fit in a "
+            f"run of {total_steps} steps; use fewer snapshots or a smaller spacing"
+        )
     weights = averaging_weights(config, k)
     return AveragingWindow(tuple(int(s) for s in steps), tuple(float(w) for w in weights), config.method)
 
@@ -132,12 +139,15 @@ class Plan:
         self.total_steps = recipe.training.steps
         self.batch_size = recipe.training.global_batch_size
         sequences = np.diff(train.domain_offsets)
-        self.domains = DomainInfo(tuple(store.domain_names), sequences.astype(np.int64),
-                                  (sequences * store.seq_len).astype(np.int64))
+        self.domains = DomainInfo(
+            tuple(store.domain_names), sequences.astype(np.int64), (sequences * store.seq_len).astype(np.int64)
+        )
         missing = sorted(set(recipe.data.domains) ^ set(store.domain_names))
         if missing:
-            raise UserError(f"the recipe's domains {sorted(recipe.data.domains)} differ from the store's "
-                            f"{store.domain_names} ({str(store.root)!r}); run `prepare --overwrite`")
+            raise UserError(
+                f"the recipe's domains {sorted(recipe.data.domains)} differ from the store's "
+                f"{store.domain_names} ({str(store.root)!r}); run `prepare --overwrite`"
+            )
 
         self.mixer = build_mixer(recipe.mixture.mixer, self.domains, where="mixture.mixer")
         self.phase_list: list[Phase] = self.mixer.phases()
@@ -151,13 +161,19 @@ class Plan:
         slots = np.diff(edges) * self.batch_size
         self.allocation = Allocation(edges, edf_window_counts(self.cum_targets, slots), self.batch_size)
 
-        self.schedule: Schedule = build_schedule(recipe.schedule, self.total_steps, self.phases,
-                                                 tokens_per_step=self.batch_size * store.seq_len)
+        self.schedule: Schedule = build_schedule(
+            recipe.schedule, self.total_steps, self.phases, tokens_per_step=self.batch_size * store.seq_len
+        )
         self.averaging = averaging_window(recipe.averaging, self.total_steps, self.phases)
         self.orderings = self._build_orderings()
-        self.sampler = Sampler(self.allocation, self.orderings, train.domain_offsets[:-1],
-                               reshuffle_epochs=recipe.curriculum.past_epoch == "reshuffle", seed=recipe.seed,
-                               loss_weights=self._loss_weights if recipe.mixture.realise == "weight" else None)
+        self.sampler = Sampler(
+            self.allocation,
+            self.orderings,
+            train.domain_offsets[:-1],
+            reshuffle_epochs=recipe.curriculum.past_epoch == "reshuffle",
+            seed=recipe.seed,
+            loss_weights=self._loss_weights if recipe.mixture.realise == "weight" else None,
+        )
         self._natural = natural.vector
         self.check_caps()
 
@@ -186,8 +202,10 @@ class Plan:
             if cur.past_epoch == "stop":
                 cap = min(cap, 1.0)
             if epochs > cap + 1e-9:
-                over.append(f"domain {name!r} would be seen {epochs:.2f} times, over its cap of {cap:g} "
-                            f"({self.domains.sequences[self.domains.names.index(name)]} sequences)")
+                over.append(
+                    f"domain {name!r} would be seen {epochs:.2f} times, over its cap of {cap:g} "
+                    f"({self.domains.sequences[self.domains.names.index(name)]} sequences)"
+                )
         if over:
             fix = "raise mixture.max_epochs, lower its weight, train fewer steps or add data"
             if mix.on_cap == "error" or cur.past_epoch == "stop":
@@ -223,10 +241,18 @@ class Plan:
     def fingerprint(self) -> str:
         """Identifies the data order and LR: checkpoints refuse to resume under a different plan."""
         r = self.recipe.model_dump(mode="json")
-        key = {"store": self.store.meta.get("data_fingerprint"), "sequences": self.domains.sequences.tolist(),
-               "seq_len": self.store.seq_len, "seed": r["seed"], "mixture": r["mixture"],
-               "curriculum": r["curriculum"], "schedule": r["schedule"], "averaging": r["averaging"],
-               "steps": r["training"]["steps"], "batch": r["training"]["global_batch_size"]}
+        key = {
+            "store": self.store.meta.get("data_fingerprint"),
+            "sequences": self.domains.sequences.tolist(),
+            "seq_len": self.store.seq_len,
+            "seed": r["seed"],
+            "mixture": r["mixture"],
+            "curriculum": r["curriculum"],
+            "schedule": r["schedule"],
+            "averaging": r["averaging"],
+            "steps": r["training"]["steps"],
+            "batch": r["training"]["global_batch_size"],
+        }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -65,27 +65,40 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
             bins = np.minimum((q * QUINTILES).astype(int), QUINTILES - 1)
             np.add.at(lr_tokens, bins, lr * seq_len * stride)
         lrs = plan.schedule.lr(np.arange(a, b))
-        segments.append({
-            "phase": name, "steps": [a, b],
-            "tokens": {n: int(c * seq_len) for n, c in zip(names, counts)},
-            "share": {n: float(c / max(counts.sum(), 1)) for n, c in zip(names, counts)},
-            "epochs_at_end": {n: float(x) for n, x in zip(names, plan.consumed_before(b) / plan.domains.sequences)},
-            "mean_score": {n: (float(score_sum[i] / seen[i]) if seen[i] else None) for i, n in enumerate(names)},
-            "mean_quality_quantile": float(quant_sum.sum() / max(seen.sum(), 1)),
-            "lr_range": [float(lrs.min()), float(lrs.max())],
-        })
+        segments.append(
+            {
+                "phase": name,
+                "steps": [a, b],
+                "tokens": {n: int(c * seq_len) for n, c in zip(names, counts)},
+                "share": {n: float(c / max(counts.sum(), 1)) for n, c in zip(names, counts)},
+                "epochs_at_end": {n: float(x) for n, x in zip(names, plan.consumed_before(b) / plan.domains.sequences)},
+                "mean_score": {n: (float(score_sum[i] / seen[i]) if seen[i] else None) for i, n in enumerate(names)},
+                "mean_quality_quantile": float(quant_sum.sum() / max(seen.sum(), 1)),
+                "lr_range": [float(lrs.min()), float(lrs.max())],
+            }
+        )
     return {
-        "recipe": plan.recipe.name, "fingerprint": plan.fingerprint, "steps": plan.total_steps,
-        "global_batch_size": plan.batch_size, "seq_len": seq_len,
-        "tokens": plan.total_steps * plan.batch_size * seq_len, "realise": plan.recipe.mixture.realise,
-        "domains": {n: {"sequences": int(s), "epochs": float(e)}
-                    for n, s, e in zip(names, plan.domains.sequences, plan.epochs())},
+        "recipe": plan.recipe.name,
+        "fingerprint": plan.fingerprint,
+        "steps": plan.total_steps,
+        "global_batch_size": plan.batch_size,
+        "seq_len": seq_len,
+        "tokens": plan.total_steps * plan.batch_size * seq_len,
+        "realise": plan.recipe.mixture.realise,
+        "domains": {
+            n: {"sequences": int(s), "epochs": float(e)}
+            for n, s, e in zip(names, plan.domains.sequences, plan.epochs())
+        },
         "phases": {n: list(r) for n, r in plan.phases.items()},
         "segments": segments,
         "lr_x_tokens_by_quality_quintile": lr_tokens.tolist(),
-        "averaging": None if plan.averaging is None else {
-            "method": plan.averaging.method, "steps": list(plan.averaging.steps),
-            "weights": [round(w, 6) for w in plan.averaging.weights]},
+        "averaging": None
+        if plan.averaging is None
+        else {
+            "method": plan.averaging.method,
+            "steps": list(plan.averaging.steps),
+            "weights": [round(w, 6) for w in plan.averaging.weights],
+        },
         "sampled_every_steps": stride,
     }
 
@@ -99,27 +112,51 @@ def _fmt_tokens(n: float) -> str:
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     names = list(summary["domains"])
-    console.print(f"[bold]{summary['recipe']}[/]  plan {summary['fingerprint']}: {summary['steps']:,} steps x "
-                  f"{summary['global_batch_size']} sequences x {summary['seq_len']} tokens = "
-                  f"{_fmt_tokens(summary['tokens'])} tokens (mixture realised by {summary['realise']})")
-    table = Table("phase", "steps", "LR range", "domain", "tokens", "share", "epochs at end", "mean score",
-                  title="timeline (per phase and domain)")
+    console.print(
+        f"[bold]{summary['recipe']}[/]  plan {summary['fingerprint']}: {summary['steps']:,} steps x "
+        f"{summary['global_batch_size']} sequences x {summary['seq_len']} tokens = "
+        f"{_fmt_tokens(summary['tokens'])} tokens (mixture realised by {summary['realise']})"
+    )
+    table = Table(
+        "phase",
+        "steps",
+        "LR range",
+        "domain",
+        "tokens",
+        "share",
+        "epochs at end",
+        "mean score",
+        title="timeline (per phase and domain)",
+    )
     for seg in summary["segments"]:
         for i, n in enumerate(names):
             first = i == 0
             score = seg["mean_score"][n]
-            table.add_row(seg["phase"] if first else "", f"{seg['steps'][0]:,}-{seg['steps'][1]:,}" if first else "",
-                          f"{seg['lr_range'][0]:.2e}-{seg['lr_range'][1]:.2e}" if first else "", n,
-                          _fmt_tokens(seg["tokens"][n]), f"{seg['share'][n]:.1%}", f"{seg['epochs_at_end'][n]:.2f}",
-                          "-" if score is None else f"{score:.3g}", end_section=i == len(names) - 1)
+            table.add_row(
+                seg["phase"] if first else "",
+                f"{seg['steps'][0]:,}-{seg['steps'][1]:,}" if first else "",
+                f"{seg['lr_range'][0]:.2e}-{seg['lr_range'][1]:.2e}" if first else "",
+                n,
+                _fmt_tokens(seg["tokens"][n]),
+                f"{seg['share'][n]:.1%}",
+                f"{seg['epochs_at_end'][n]:.2f}",
+                "-" if score is None else f"{score:.3g}",
+                end_section=i == len(names) - 1,
+            )
     console.print(table)
-    console.print("mean batch quality (within-domain quantile, 0.5 = average): " +
-                  ", ".join(f"{seg['phase']} {seg['mean_quality_quantile']:.2f}" for seg in summary["segments"]))
+    console.print(
+        "mean batch quality (within-domain quantile, 0.5 = average): "
+        + ", ".join(f"{seg['phase']} {seg['mean_quality_quantile']:.2f}" for seg in summary["segments"])
+    )
     lr_tokens = np.asarray(summary["lr_x_tokens_by_quality_quintile"])
-    quint = Table(*(f"Q{i + 1}" for i in range(len(lr_tokens))),
-                  title="sum of LR x tokens per quality quintile (Q1 lowest, within each domain)")
+    quint = Table(
+        *(f"Q{i + 1}" for i in range(len(lr_tokens))),
+        title="sum of LR x tokens per quality quintile (Q1 lowest, within each domain)",
+    )
     quint.add_row(*(f"{v:.3g} ({v / max(lr_tokens.sum(), 1e-30):.0%})" for v in lr_tokens))
     console.print(quint)
     avg = summary["averaging"]
     if avg:
-        console.print(f"averaging: {avg['method']} over snapshots at steps {avg['steps']} with weights {avg['weights']}")
+        console.print(
+            f"averaging: {avg['method']} over snapshots at steps {avg['steps']} with weights {avg['weights']}"
+        )

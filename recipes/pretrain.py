@@ -27,7 +27,12 @@ from tqdm.auto import tqdm
 from curriculum.errors import UserError
 from curriculum.store import TokenStore
 from curriculum.tokenizer import load_tokenizer
-from recipes.checkpoint import resume_point, save_checkpoint, save_model_folder, save_snapshot
+from recipes.checkpoint import (
+    resume_point,
+    save_checkpoint,
+    save_model_folder,
+    save_snapshot,
+)
 from recipes.config import Recipe, dump_recipe
 from recipes.losses import sequence_losses
 from recipes.model import build_model, flops_per_token, peak_flops
@@ -91,27 +96,51 @@ def setup(recipe: Recipe) -> Run:
         raise UserError("training.device=cuda but no CUDA device is visible")
     run_dir = recipe.run_path
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and not cpu)
-    accelerator = Accelerator(cpu=cpu, mixed_precision="no", project_dir=str(run_dir),
-                              log_with=make_trackers(t.trackers, run_dir) if _is_main() else None)
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision="no",
+        project_dir=str(run_dir),
+        log_with=make_trackers(t.trackers, run_dir) if _is_main() else None,
+    )
     set_seed(recipe.seed)
     store = TokenStore(recipe.store_path)
     plan = build_plan(recipe, store)
     world = accelerator.num_processes
     if t.global_batch_size % (t.micro_batch_size * world):
-        raise UserError(f"training.global_batch_size={t.global_batch_size} must be a multiple of micro_batch_size "
-                        f"({t.micro_batch_size}) x processes ({world})")
+        raise UserError(
+            f"training.global_batch_size={t.global_batch_size} must be a multiple of micro_batch_size "
+            f"({t.micro_batch_size}) x processes ({world})"
+        )
     tokenizer = load_tokenizer(store.tokenizer_path)
-    model = build_model(recipe.model, vocab_size=store.vocab_size, seq_len=store.seq_len, eos_id=store.eos_id,
-                        pad_id=tokenizer.pad_token_id, seed=recipe.seed)
+    model = build_model(
+        recipe.model,
+        vocab_size=store.vocab_size,
+        seq_len=store.seq_len,
+        eos_id=store.eos_id,
+        pad_id=tokenizer.pad_token_id,
+        seed=recipe.seed,
+    )
     fpt = flops_per_token(model, store.seq_len)
     if t.compile:
         model = torch.compile(model)
-    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=plan.lr(0), betas=t.betas, eps=t.eps,
-                                  fused=not cpu)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, t.weight_decay), lr=plan.lr(0), betas=t.betas, eps=t.eps, fused=not cpu
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
-    return Run(recipe, accelerator, plan, store, model, optimizer, tokenizer,
-               accumulation=t.global_batch_size // (t.micro_batch_size * world), use_bf16=use_bf16,
-               flops_per_token=fpt, peak_flops=peak_flops(accelerator.device, t.peak_flops), run_dir=run_dir)
+    return Run(
+        recipe,
+        accelerator,
+        plan,
+        store,
+        model,
+        optimizer,
+        tokenizer,
+        accumulation=t.global_batch_size // (t.micro_batch_size * world),
+        use_bf16=use_bf16,
+        flops_per_token=fpt,
+        peak_flops=peak_flops(accelerator.device, t.peak_flops),
+        run_dir=run_dir,
+    )
 
 
 def _is_main() -> bool:
@@ -128,7 +157,7 @@ def accumulate_gradients(run: Run, batch: GlobalBatch, window: Window) -> None:
     for i, micro in enumerate(micro_batches):
         sync = i == len(micro_batches) - 1
         tokens = torch.from_numpy(run.store.train.sequences(micro.sequence_ids)).to(acc.device)
-        with (contextlib.nullcontext() if sync else acc.no_sync(model)), run.autocast():
+        with contextlib.nullcontext() if sync else acc.no_sync(model), run.autocast():
             out = model(input_ids=tokens)
             losses = sequence_losses(out.logits, tokens)
             weights = torch.as_tensor(micro.loss_weights, dtype=losses.dtype, device=losses.device)
@@ -154,8 +183,16 @@ def train_step(run: Run, batch: GlobalBatch, window: Window) -> float:
     return float(norm)
 
 
-def log_train(run: Run, step: int, window: Window, grad_norm: float, lr: float, bar: tqdm,
-              realised: np.ndarray, batch: GlobalBatch) -> None:
+def log_train(
+    run: Run,
+    step: int,
+    window: Window,
+    grad_norm: float,
+    lr: float,
+    bar: tqdm,
+    realised: np.ndarray,
+    batch: GlobalBatch,
+) -> None:
     """One rank-0 record: loss (overall and per domain), LR, throughput, realised vs planned mix."""
     acc, names = run.accelerator, run.plan.domains.names
     sums = acc.reduce(window.loss_sum.to(acc.device), reduction="sum").cpu()
@@ -163,9 +200,14 @@ def log_train(run: Run, step: int, window: Window, grad_norm: float, lr: float, 
     elapsed = time.perf_counter() - window.started
     tokens_per_s = window.tokens * acc.num_processes / max(elapsed, 1e-9)
     planned = run.plan.allocation.target_before(step + 1)
-    record: dict[str, Any] = {"loss": float(sums.sum() / counts.sum()), "lr": lr, "grad_norm": grad_norm,
-                              "tokens_per_s": tokens_per_s, "tokens": (step + 1) * run.recipe.training.global_batch_size
-                              * run.store.seq_len, "quality/batch_mean": float(run.store.train.score[batch.sequence_ids].mean())}
+    record: dict[str, Any] = {
+        "loss": float(sums.sum() / counts.sum()),
+        "lr": lr,
+        "grad_norm": grad_norm,
+        "tokens_per_s": tokens_per_s,
+        "tokens": (step + 1) * run.recipe.training.global_batch_size * run.store.seq_len,
+        "quality/batch_mean": float(run.store.train.score[batch.sequence_ids].mean()),
+    }
     if run.peak_flops:
         record["mfu"] = tokens_per_s * run.flops_per_token / (run.peak_flops * acc.num_processes)
     for d, name in enumerate(names):
@@ -187,18 +229,32 @@ def log_train(run: Run, step: int, window: Window, grad_norm: float, lr: float, 
 def validate(run: Run, step: int) -> dict[str, float]:
     acc = run.accelerator
     t = run.recipe.training
-    losses = evaluate_domains(run.model, run.store.val, per_domain=t.eval_sequences_per_domain,
-                              micro_batch_size=t.micro_batch_size, device=acc.device, rank=acc.process_index,
-                              world_size=acc.num_processes, reduce=lambda x: acc.reduce(x, reduction="sum"),
-                              autocast=run.autocast)
+    losses = evaluate_domains(
+        run.model,
+        run.store.val,
+        per_domain=t.eval_sequences_per_domain,
+        micro_batch_size=t.micro_batch_size,
+        device=acc.device,
+        rank=acc.process_index,
+        world_size=acc.num_processes,
+        reduce=lambda x: acc.reduce(x, reduction="sum"),
+        autocast=run.autocast,
+    )
     if losses:
-        acc.log({f"val/{k}": v for k, v in losses.items()} | {"val/mean": float(np.mean(list(losses.values())))},
-                step=step)
+        acc.log(
+            {f"val/{k}": v for k, v in losses.items()} | {"val/mean": float(np.mean(list(losses.values())))}, step=step
+        )
     return losses
 
 
-def train(recipe: Recipe, *, resume: bool = False, ignore_plan_mismatch: bool = False,
-          stop_after_steps: int | None = None, show_progress: bool = True) -> dict[str, Any]:
+def train(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    ignore_plan_mismatch: bool = False,
+    stop_after_steps: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Run (or resume) the recipe's training; returns a summary with the final validation losses.
 
     ``stop_after_steps`` ends the process early after that many steps (with a checkpoint), as a
@@ -213,13 +269,22 @@ def train(recipe: Recipe, *, resume: bool = False, ignore_plan_mismatch: bool = 
         acc.load_state(str(folder))
     elif acc.is_main_process:
         write_run_files(run)
-    acc.init_trackers("currimix", config={"recipe": recipe.name, "plan": plan.fingerprint,
-                                           "processes": acc.num_processes, "start_step": start})
+    acc.init_trackers(
+        "currimix",
+        config={"recipe": recipe.name, "plan": plan.fingerprint, "processes": acc.num_processes, "start_step": start},
+    )
     stop = plan.total_steps if stop_after_steps is None else min(plan.total_steps, stop_after_steps)
     realised = plan.consumed_before(start).copy()
     window = Window(len(plan.domains.names))
-    bar = tqdm(range(start, stop), initial=start, total=plan.total_steps, desc=recipe.name, unit="step",
-               disable=not (show_progress and acc.is_main_process), dynamic_ncols=True)
+    bar = tqdm(
+        range(start, stop),
+        initial=start,
+        total=plan.total_steps,
+        desc=recipe.name,
+        unit="step",
+        disable=not (show_progress and acc.is_main_process),
+        dynamic_ncols=True,
+    )
     val_losses: dict[str, float] = {}
     for step in bar:
         lr = plan.lr(step)
@@ -241,11 +306,23 @@ def train(recipe: Recipe, *, resume: bool = False, ignore_plan_mismatch: bool = 
             save_checkpoint(acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last)
     bar.close()
     if stop == plan.total_steps:
-        save_model_folder(acc, run.model, run.tokenizer, run.run_dir / "final",
-                          {"kind": "final", "step": stop, "plan_fingerprint": plan.fingerprint})
+        save_model_folder(
+            acc,
+            run.model,
+            run.tokenizer,
+            run.run_dir / "final",
+            {"kind": "final", "step": stop, "plan_fingerprint": plan.fingerprint},
+        )
     acc.end_training()
-    summary = {"run_dir": str(run.run_dir), "final_model": str(run.run_dir / "final"), "steps_done": stop, "total_steps": plan.total_steps,
-               "val_loss": val_losses, "plan_fingerprint": plan.fingerprint, "processes": acc.num_processes}
+    summary = {
+        "run_dir": str(run.run_dir),
+        "final_model": str(run.run_dir / "final"),
+        "steps_done": stop,
+        "total_steps": plan.total_steps,
+        "val_loss": val_losses,
+        "plan_fingerprint": plan.fingerprint,
+        "processes": acc.num_processes,
+    }
     if acc.is_main_process and stop == plan.total_steps:
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -41,15 +41,29 @@ class GlobalBatch:
     def split(self, parts: int) -> list["GlobalBatch"]:
         """Equal consecutive micro-batches."""
         size = len(self) // parts
-        return [GlobalBatch(self.step, self.sequence_ids[i * size:(i + 1) * size], self.domains[i * size:(i + 1) * size],
-                            self.loss_weights[i * size:(i + 1) * size]) for i in range(parts)]
+        return [
+            GlobalBatch(
+                self.step,
+                self.sequence_ids[i * size : (i + 1) * size],
+                self.domains[i * size : (i + 1) * size],
+                self.loss_weights[i * size : (i + 1) * size],
+            )
+            for i in range(parts)
+        ]
 
 
 class Sampler:
     """Maps a step to its global batch using the plan's allocation and per-domain orderings."""
 
-    def __init__(self, allocation: Allocation, orderings: list[Ordering], domain_offsets: np.ndarray,
-                 reshuffle_epochs: bool, seed: int, loss_weights: Callable[[int], np.ndarray] | None = None):
+    def __init__(
+        self,
+        allocation: Allocation,
+        orderings: list[Ordering],
+        domain_offsets: np.ndarray,
+        reshuffle_epochs: bool,
+        seed: int,
+        loss_weights: Callable[[int], np.ndarray] | None = None,
+    ):
         self.allocation = allocation
         self.orderings = orderings
         self.domain_offsets = np.asarray(domain_offsets, dtype=np.int64)

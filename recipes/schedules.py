@@ -21,15 +21,25 @@ from curriculum.registry import Registry, StrictModel
 class ScheduleBase(StrictModel):
     peak_lr: float = Field(3e-4, gt=0, le=10, description="Learning rate after warmup (the maximum).")
     warmup_steps: int = Field(0, ge=0, description="Linear warmup from peak/W to peak over this many steps.")
-    final_lr_ratio: float = Field(0.1, ge=0, le=1, description="LR on the last step as a fraction of peak "
-                                  "(0 = decay to zero; ~0.33 = the 'moderate decay' that keeps a curriculum's gain).")
+    final_lr_ratio: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="LR on the last step as a fraction of peak "
+        "(0 = decay to zero; ~0.33 = the 'moderate decay' that keeps a curriculum's gain).",
+    )
 
 
 class Schedule(ABC):
     """Base class: ``Schedule(config, total_steps, phases)``; ``phases`` maps names to step ranges."""
 
-    def __init__(self, config: ScheduleBase, total_steps: int, phases: dict[str, tuple[int, int]],
-                 tokens_per_step: int | None = None):
+    def __init__(
+        self,
+        config: ScheduleBase,
+        total_steps: int,
+        phases: dict[str, tuple[int, int]],
+        tokens_per_step: int | None = None,
+    ):
         self.config = config
         self.total_steps = total_steps
         self.phases = phases
@@ -63,16 +73,19 @@ class Schedule(ABC):
         """Steps [start, stop) of a decay over the last ``fraction`` of steps or over the data ``phase``."""
         if phase is not None:
             if phase not in self.phases:
-                raise UserError(f"schedule.decay_phase={phase!r} is not a phase of this plan; "
-                                f"phases: {sorted(self.phases) or 'none (the mixer defines no phases)'}")
+                raise UserError(
+                    f"schedule.decay_phase={phase!r} is not a phase of this plan; "
+                    f"phases: {sorted(self.phases) or 'none (the mixer defines no phases)'}"
+                )
             start, stop = self.phases[phase]
         else:
             assert fraction is not None
             stop = self.total_steps
             start = self.total_steps - int(round(fraction * self.total_steps))
         if start < self.config.warmup_steps:
-            raise UserError(f"schedule: the decay starts at step {start}, inside the warmup "
-                            f"({self.config.warmup_steps} steps)")
+            raise UserError(
+                f"schedule: the decay starts at step {start}, inside the warmup ({self.config.warmup_steps} steps)"
+            )
         return start, stop
 
 
@@ -135,10 +148,14 @@ class Linear(Schedule):
 
 class WSDConfig(ScheduleBase):
     name: Literal["wsd"] = "wsd"
-    decay_fraction: float | None = Field(None, gt=0, le=1, description="Decay over the last fraction of steps "
-                                         "(e.g. 0.2). Give this or `decay_phase`.")
-    decay_phase: str | None = Field(None, description="Decay exactly over this data phase (e.g. `upsample` "
-                                    "for the upsampling tail); LR stays at the final value after it.")
+    decay_fraction: float | None = Field(
+        None, gt=0, le=1, description="Decay over the last fraction of steps (e.g. 0.2). Give this or `decay_phase`."
+    )
+    decay_phase: str | None = Field(
+        None,
+        description="Decay exactly over this data phase (e.g. `upsample` "
+        "for the upsampling tail); LR stays at the final value after it.",
+    )
     decay_shape: DecayShape = Field("1-sqrt", description="Shape of the decay: linear, cosine or 1-sqrt.")
 
     @model_validator(mode="after")
@@ -161,8 +178,12 @@ class WSD(Schedule):
         return decay_curve(q, self.config.decay_shape, self.config.final_lr_ratio)
 
 
-def build_schedule(config: BaseModel | dict[str, Any], total_steps: int,
-                   phases: dict[str, tuple[int, int]] | None = None, tokens_per_step: int | None = None) -> Schedule:
+def build_schedule(
+    config: BaseModel | dict[str, Any],
+    total_steps: int,
+    phases: dict[str, tuple[int, int]] | None = None,
+    tokens_per_step: int | None = None,
+) -> Schedule:
     """The schedule of ``config``; ``tokens_per_step`` (global batch x seq_len) feeds token-based schedules."""
     return SCHEDULES.build(SCHEDULES.parse(config), total_steps, phases or {}, tokens_per_step=tokens_per_step)
 

@@ -33,10 +33,18 @@ from recipes.schedules import SCHEDULES, DecayShape, Schedule, ScheduleBase, dec
 
 
 class _DecayTail(ScheduleBase):
-    decay_fraction: float | None = Field(None, gt=0, le=1, description="End with a decay over this last fraction "
-                                         "of steps (e.g. 0.1); None (and no `decay_phase`) = no final decay.")
-    decay_phase: str | None = Field(None, description="End with a decay exactly over this data phase (e.g. "
-                                    "`upsample`); the LR stays at the final value after it.")
+    decay_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="End with a decay over this last fraction "
+        "of steps (e.g. 0.1); None (and no `decay_phase`) = no final decay.",
+    )
+    decay_phase: str | None = Field(
+        None,
+        description="End with a decay exactly over this data phase (e.g. "
+        "`upsample`); the LR stays at the final value after it.",
+    )
     decay_shape: DecayShape = Field("1-sqrt", description="Shape of the final decay: linear, cosine or 1-sqrt.")
 
     @model_validator(mode="after")
@@ -59,9 +67,11 @@ class _DecayingCurve(Schedule):
             start = self.window[0]
             self.decay_from = float(self.curve(np.array([start]))[0])
             if config.final_lr_ratio > self.decay_from:
-                raise UserError(f"schedule.final_lr_ratio={config.final_lr_ratio:g} is above the LR where the decay "
-                                f"starts ({self.decay_from:.4g} x peak at step {start}); lower it, or start the decay "
-                                "earlier")
+                raise UserError(
+                    f"schedule.final_lr_ratio={config.final_lr_ratio:g} is above the LR where the decay "
+                    f"starts ({self.decay_from:.4g} x peak at step {start}); lower it, or start the decay "
+                    "earlier"
+                )
 
     def curve(self, steps: np.ndarray) -> np.ndarray:
         """LR / peak of the undecayed curve."""
@@ -82,28 +92,41 @@ class _DecayingCurve(Schedule):
 
 class PowerConfig(_DecayTail):
     name: Literal["power"] = "power"
-    a: float = Field(gt=0, description="Coefficient of lr = min(peak_lr, a * n^b): the paper's beta * a (beta = "
-                     "batch size), in the units of `unit`.")
+    a: float = Field(
+        gt=0,
+        description="Coefficient of lr = min(peak_lr, a * n^b): the paper's beta * a (beta = "
+        "batch size), in the units of `unit`.",
+    )
     b: float = Field(-0.51, ge=-1, lt=0, description="Power-law exponent (the paper's fit: -0.51).")
-    unit: Literal["tokens", "steps"] = Field("tokens", description="What n counts: tokens trained (global batch x "
-                                             "seq_len per step, as in the paper) or optimizer steps.")
+    unit: Literal["tokens", "steps"] = Field(
+        "tokens",
+        description="What n counts: tokens trained (global batch x "
+        "seq_len per step, as in the paper) or optimizer steps.",
+    )
 
 
 @SCHEDULES.register("power", PowerConfig)
 class Power(_DecayingCurve):
     """min(peak, a * n^b) in tokens or steps, optional final decay (Power scheduler)."""
 
-    def __init__(self, config: PowerConfig, total_steps: int, phases: dict[str, tuple[int, int]],
-                 tokens_per_step: int | None = None):
+    def __init__(
+        self,
+        config: PowerConfig,
+        total_steps: int,
+        phases: dict[str, tuple[int, int]],
+        tokens_per_step: int | None = None,
+    ):
         if config.unit == "tokens" and not tokens_per_step:
-            raise UserError("schedule.unit=tokens needs the tokens per step (global batch x seq_len) from the plan; "
-                            "build the schedule with `tokens_per_step`, or set `unit: steps`")
+            raise UserError(
+                "schedule.unit=tokens needs the tokens per step (global batch x seq_len) from the plan; "
+                "build the schedule with `tokens_per_step`, or set `unit: steps`"
+            )
         self.per_step = tokens_per_step if config.unit == "tokens" else 1
         super().__init__(config, total_steps, phases, tokens_per_step=tokens_per_step)
 
     def curve(self, steps: np.ndarray) -> np.ndarray:
         n = (np.asarray(steps, dtype=np.float64) + 1.0) * self.per_step
-        return np.minimum(1.0, self.config.a * n ** self.config.b / self.config.peak_lr)
+        return np.minimum(1.0, self.config.a * n**self.config.b / self.config.peak_lr)
 
     def warmup_target(self) -> float:
         return float(self.curve(np.array([self.config.warmup_steps - 1]))[0])
@@ -111,16 +134,19 @@ class Power(_DecayingCurve):
 
 class InverseSqrtConfig(_DecayTail):
     name: Literal["inverse_sqrt"] = "inverse_sqrt"
-    timescale_steps: int | None = Field(None, ge=1, description="tau in peak * sqrt(tau / max(step, tau)): the LR "
-                                        "holds the peak until step tau; None = warmup_steps (at least 1).")
+    timescale_steps: int | None = Field(
+        None,
+        ge=1,
+        description="tau in peak * sqrt(tau / max(step, tau)): the LR "
+        "holds the peak until step tau; None = warmup_steps (at least 1).",
+    )
 
 
 @SCHEDULES.register("inverse_sqrt", InverseSqrtConfig)
 class InverseSqrt(_DecayingCurve):
     """peak * sqrt(tau / max(step, tau)), optional final decay (a cooldown)."""
 
-    def __init__(self, config: InverseSqrtConfig, total_steps: int, phases: dict[str, tuple[int, int]],
-                 **kwargs: Any):
+    def __init__(self, config: InverseSqrtConfig, total_steps: int, phases: dict[str, tuple[int, int]], **kwargs: Any):
         self.timescale = config.timescale_steps or max(config.warmup_steps, 1)
         super().__init__(config, total_steps, phases, **kwargs)
 

@@ -23,9 +23,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-_WORDS = ("the model reads data from several domains and learns a curriculum of quality where the best text "
-          "comes last while the learning rate decays slowly and checkpoints are averaged at the end of training "
-          "code prose math web token sequence batch step").split()
+_WORDS = (
+    "the model reads data from several domains and learns a curriculum of quality where the best text "
+    "comes last while the learning rate decays slowly and checkpoints are averaged at the end of training "
+    "code prose math web token sequence batch step"
+).split()
 
 
 def write_domain(path: Path, name: str, n_docs: int, seed: int) -> Path:
@@ -60,18 +62,28 @@ def recipe_dict(corpus: Path, run_dir: Path, store: Path | None = None, **sectio
             "store": str(store or run_dir / "store"),
             "seq_len": 32,
             "val_fraction": 0.1,
-            "domains": {name: {"sources": [{"path": str(corpus / f"{name}.jsonl")}],
-                               "scorer": {"name": "field", "field": "score"}}
-                        for name in ("code", "prose", "web")},
+            "domains": {
+                name: {
+                    "sources": [{"path": str(corpus / f"{name}.jsonl")}],
+                    "scorer": {"name": "field", "field": "score"},
+                }
+                for name in ("code", "prose", "web")
+            },
         },
         "tokenizer": {"vocab_size": 300, "min_frequency": 1},
         "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
         "mixture": {"mixer": {"name": "static", "weights": {"code": 0.3, "prose": 0.5, "web": 0.2}}},
         "curriculum": {"order": {"name": "ascending"}},
-        "schedule": {"name": "wsd", "peak_lr": 3e-3, "warmup_steps": 2, "decay_fraction": 0.3,
-                     "final_lr_ratio": 0.33},
-        "training": {"steps": 12, "global_batch_size": 8, "micro_batch_size": 4, "log_every_steps": 1,
-                     "eval_every_steps": 6, "eval_sequences_per_domain": 4, "trackers": ["jsonl"]},
+        "schedule": {"name": "wsd", "peak_lr": 3e-3, "warmup_steps": 2, "decay_fraction": 0.3, "final_lr_ratio": 0.33},
+        "training": {
+            "steps": 12,
+            "global_batch_size": 8,
+            "micro_batch_size": 4,
+            "log_every_steps": 1,
+            "eval_every_steps": 6,
+            "eval_sequences_per_domain": 4,
+            "trackers": ["jsonl"],
+        },
         "checkpoint": {"every_steps": 4, "keep_last": 3},
         "averaging": {"snapshots": 3, "every_steps": 2, "method": "ema", "alpha": 0.2},
     }

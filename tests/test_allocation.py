@@ -46,8 +46,7 @@ def test_edf_counts_stay_within_one_sample_of_target(schedule) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 70), st.integers(1, 12), st.lists(st.floats(0, 1), min_size=2, max_size=7),
-       st.integers(0, 2**31))
+@given(st.integers(1, 70), st.integers(1, 12), st.lists(st.floats(0, 1), min_size=2, max_size=7), st.integers(0, 2**31))
 def test_spread_window_is_exact_within_one_sample(steps, batch, raw, seed) -> None:
     rng = np.random.default_rng(seed)
     total = steps * batch

@@ -38,7 +38,10 @@ def models():
 @pytest.fixture(scope="module")
 def snapshots(models, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    return [save_snapshot(m, run / "snapshots" / f"step_{100 * (i + 1):08d}", step=100 * (i + 1)) for i, m in enumerate(models)]
+    return [
+        save_snapshot(m, run / "snapshots" / f"step_{100 * (i + 1):08d}", step=100 * (i + 1))
+        for i, m in enumerate(models)
+    ]
 
 
 def read_output(folder) -> dict[str, torch.Tensor]:
@@ -68,7 +71,11 @@ PRESETS = [
     ("ema", EMAWeights(alpha=0.2), {}),
     ("ema_recursive", {"name": "ema", "alpha": 0.2, "form": "recursive"}, {}),
     ("explicit", [1.0, 3.0, 2.0], {"values": [1.0, 3.0, 2.0]}),
-    ("explicit_raw", {"name": "explicit", "values": [0.5, -0.25, 1.0], "normalize": False}, {"values": [0.5, -0.25, 1.0]}),
+    (
+        "explicit_raw",
+        {"name": "explicit", "values": [0.5, -0.25, 1.0], "normalize": False},
+        {"values": [0.5, -0.25, 1.0]},
+    ),
 ]
 
 
@@ -137,12 +144,20 @@ def test_tied_embeddings_from_snapshot_and_save_state(tmp_path):
     """save_pretrained drops the tied lm_head; save_state and .bin keep one or both keys."""
     tied = [tiny_model(s, tie=True) for s in (10, 11, 12)]
     run = tmp_path / "run"
-    folders = [save_snapshot(tied[0], tmp_path / "snap"), save_state(tied[1], run, step=5), save_bin(tied[2], tmp_path / "bin")]
+    folders = [
+        save_snapshot(tied[0], tmp_path / "snap"),
+        save_state(tied[1], run, step=5),
+        save_bin(tied[2], tmp_path / "bin"),
+    ]
     with safe_open(str(folders[0] / "model.safetensors"), "pt") as f:
         assert "lm_head.weight" not in f.keys()
     assert "lm_head.weight" in torch.load(folders[2] / "pytorch_model.bin", weights_only=True)
     # A save_state folder that kept only the lm_head copy of the tied pair.
-    only_head = {("lm_head.weight" if k == "model.embed_tokens.weight" else k): v for k, v in tied[1].state_dict().items() if k != "lm_head.weight"}
+    only_head = {
+        ("lm_head.weight" if k == "model.embed_tokens.weight" else k): v
+        for k, v in tied[1].state_dict().items()
+        if k != "lm_head.weight"
+    }
     odd = save_raw(only_head, folders[0], tmp_path / "odd")
     weights = reference_weights("sma", 4)
     out = tmp_path / "out"
@@ -159,7 +174,9 @@ def test_tied_pair_that_differs_is_refused(tmp_path):
     state["lm_head.weight"] = state["model.embed_tokens.weight"] + 1
     snap = save_snapshot(model, tmp_path / "snap")
     bad = save_raw(state, snap, tmp_path / "bad")
-    with pytest.raises(UserError, match=r"ties 'lm_head.weight' to 'model.embed_tokens.weight', but in .*bad they differ"):
+    with pytest.raises(
+        UserError, match=r"ties 'lm_head.weight' to 'model.embed_tokens.weight', but in .*bad they differ"
+    ):
         average_checkpoints([snap, bad], tmp_path / "out", "sma")
 
 
@@ -187,9 +204,18 @@ def _tweaked(snapshots, tmp_path, name, change):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda s: s.pop("model.layers.1.mlp.up_proj.weight"), r"tensor 'model.layers.1.mlp.up_proj.weight' is in .*step_00000100 but missing from .*bad"),
-        (lambda s: s.__setitem__("model.norm.weight", torch.ones(16)), r"tensor 'model.norm.weight' has shape \[32\] in .*step_00000100/model.safetensors but \[16\] in .*bad/model.safetensors"),
-        (lambda s: s.__setitem__("model.norm.weight", s["model.norm.weight"].half()), r"tensor 'model.norm.weight' has dtype float32 in .*step_00000100/model.safetensors but float16 in .*bad/model.safetensors"),
+        (
+            lambda s: s.pop("model.layers.1.mlp.up_proj.weight"),
+            r"tensor 'model.layers.1.mlp.up_proj.weight' is in .*step_00000100 but missing from .*bad",
+        ),
+        (
+            lambda s: s.__setitem__("model.norm.weight", torch.ones(16)),
+            r"tensor 'model.norm.weight' has shape \[32\] in .*step_00000100/model.safetensors but \[16\] in .*bad/model.safetensors",
+        ),
+        (
+            lambda s: s.__setitem__("model.norm.weight", s["model.norm.weight"].half()),
+            r"tensor 'model.norm.weight' has dtype float32 in .*step_00000100/model.safetensors but float16 in .*bad/model.safetensors",
+        ),
     ],
     ids=["key", "shape", "dtype"],
 )
@@ -205,12 +231,18 @@ def test_mismatched_config_is_named(snapshots, tmp_path):
     config = json.loads((bad / "config.json").read_text())
     config["rms_norm_eps"] = 1e-5
     (bad / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UserError, match=r"config key 'rms_norm_eps' is 1e-06 in .*step_00000100/config.json but 1e-05 in .*bad/config.json"):
+    with pytest.raises(
+        UserError,
+        match=r"config key 'rms_norm_eps' is 1e-06 in .*step_00000100/config.json but 1e-05 in .*bad/config.json",
+    ):
         average_checkpoints([snapshots[0], bad], tmp_path / "out", "sma")
 
 
 def test_non_floating_tensors_are_copied_from_the_newest(snapshots, tmp_path):
-    folders = [_tweaked(snapshots, tmp_path, f"c{i}", lambda s, i=i: s.__setitem__("counter", torch.tensor([i, 7]))) for i in range(3)]
+    folders = [
+        _tweaked(snapshots, tmp_path, f"c{i}", lambda s, i=i: s.__setitem__("counter", torch.tensor([i, 7])))
+        for i in range(3)
+    ]
     report = average_checkpoints(folders, tmp_path / "out", "sma")
     assert torch.equal(read_output(tmp_path / "out")["counter"], torch.tensor([2, 7]))
     assert any("1 non-floating tensors copied from the newest" in n for n in report.notes)
@@ -239,7 +271,9 @@ def test_interrupted_write_leaves_nothing_that_looks_complete(snapshots, tmp_pat
     average_checkpoints(snapshots, out, "sma")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     calls.clear()
-    monkeypatch.setattr(average_writer.StreamingShardWriter, "write", lambda self, c: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(
+        average_writer.StreamingShardWriter, "write", lambda self, c: (_ for _ in ()).throw(OSError("disk full"))
+    )
     with pytest.raises(OSError, match="disk full"):
         average_checkpoints(snapshots, out, "wma", overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -277,18 +311,39 @@ def test_cli_average_from_run_folder(models, tmp_path):
     app.command("noop")(lambda: None)  # two commands, so the command name is part of the CLI as in currimix
     runner = CliRunner()
     out = tmp_path / "avg"
-    args = ["average", "--run", str(run), "--from", "checkpoints", "--last", "2", "--weights", "ema", "--alpha", "0.5", "--no-progress", "-o", str(out)]
+    args = [
+        "average",
+        "--run",
+        str(run),
+        "--from",
+        "checkpoints",
+        "--last",
+        "2",
+        "--weights",
+        "ema",
+        "--alpha",
+        "0.5",
+        "--no-progress",
+        "-o",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "step       20" in result.output and "step       30" in result.output and "step       10" not in result.output
+    assert (
+        "step       20" in result.output and "step       30" in result.output and "step       10" not in result.output
+    )
     ref = reference_average(models[1:], reference_weights("ema", 2, alpha=0.5))
     assert_matches(read_output(out), ref, exact=False)
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
 
     result = runner.invoke(app, [*args[:-2], "-o", str(tmp_path / "dry"), "--dry-run"])
     assert result.exit_code == 0 and "would write" in result.output and not (tmp_path / "dry").exists()
-    result = runner.invoke(app, ["average", "--run", str(run), "--from", "checkpoints", "--weights", "1,2", "-o", str(tmp_path / "e")])
-    assert isinstance(result.exception, UserError) and "2 explicit weights given for 3 checkpoints" in str(result.exception)
+    result = runner.invoke(
+        app, ["average", "--run", str(run), "--from", "checkpoints", "--weights", "1,2", "-o", str(tmp_path / "e")]
+    )
+    assert isinstance(result.exception, UserError) and "2 explicit weights given for 3 checkpoints" in str(
+        result.exception
+    )
     result = runner.invoke(app, ["average", str(run), "--weights", "ema", "-o", str(tmp_path / "e")])
     assert isinstance(result.exception, UserError) and "needs --alpha" in str(result.exception)
 
@@ -300,4 +355,3 @@ def test_gpu_accumulation_matches_cpu(snapshots, tmp_path):
     average_checkpoints(snapshots, tmp_path / "gpu", "wma", accumulate_dtype="float64", device="cuda")
     cpu, gpu = read_output(tmp_path / "cpu"), read_output(tmp_path / "gpu")
     assert all(torch.equal(cpu[k], gpu[k]) for k in cpu)
-

@@ -41,8 +41,9 @@ def test_every_command_and_option_is_documented() -> None:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recipes.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "recipes.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_bad_recipe_exits_2_with_every_problem_named(corpus_dir: Path, tmp_path: Path) -> None:
@@ -62,12 +63,15 @@ def test_bad_recipe_exits_2_with_every_problem_named(corpus_dir: Path, tmp_path:
     assert proc.returncode == 2 and "sum to 1" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_plan_prints_the_timeline_and_writes_the_png(make_recipe, corpus_dir: Path, tiny_store: Path,
-                                                     tmp_path: Path) -> None:
+def test_plan_prints_the_timeline_and_writes_the_png(
+    make_recipe, corpus_dir: Path, tiny_store: Path, tmp_path: Path
+) -> None:
     raw = recipe_dict(corpus_dir, tmp_path / "run", tiny_store)
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(raw))
-    result = runner.invoke(app, ["plan", str(path), "--png", str(tmp_path / "p.png"), "--json", str(tmp_path / "p.json")])
+    result = runner.invoke(
+        app, ["plan", str(path), "--png", str(tmp_path / "p.png"), "--json", str(tmp_path / "p.json")]
+    )
     assert result.exit_code == 0, result.output
     assert "timeline" in result.output and "quality quintile" in result.output and "averaging: ema" in result.output
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
@@ -82,9 +86,16 @@ def test_impossible_plan_fails_clearly(corpus_dir: Path, tiny_store: Path, tmp_p
     proc = _cli("plan", str(path), cwd=tmp_path)
     assert proc.returncode == 2 and "does not fit" in proc.stderr
     raw["averaging"] = {"snapshots": None}
-    raw["mixture"] = {"mixer": {"name": "staged", "stages": [{"until": 0.6, "weights": "natural"},
-                                                             {"until": 0.4, "weights": "uniform"},
-                                                             {"until": 1.0, "weights": "natural"}]}}
+    raw["mixture"] = {
+        "mixer": {
+            "name": "staged",
+            "stages": [
+                {"until": 0.6, "weights": "natural"},
+                {"until": 0.4, "weights": "uniform"},
+                {"until": 1.0, "weights": "natural"},
+            ],
+        }
+    }
     path.write_text(yaml.safe_dump(raw))
     proc = _cli("plan", str(path), cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "until" in proc.stderr

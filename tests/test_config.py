@@ -35,8 +35,9 @@ def test_all_problems_reported_at_once(corpus_dir: Path, tmp_path: Path) -> None
 
 
 def test_negative_and_non_distribution_weights_are_refused(corpus_dir: Path, tmp_path: Path) -> None:
-    raw = recipe_dict(corpus_dir, tmp_path, mixture={"mixer": {"name": "static",
-                                                               "weights": {"code": -0.5, "prose": 1.5}}})
+    raw = recipe_dict(
+        corpus_dir, tmp_path, mixture={"mixer": {"name": "static", "weights": {"code": -0.5, "prose": 1.5}}}
+    )
     with pytest.raises(UserError, match="non-negative"):
         recipe_from_dict(raw)
     raw = recipe_dict(corpus_dir, tmp_path, mixture={"mixer": {"name": "static", "weights": {"code": 0.5}}})
@@ -64,8 +65,15 @@ def test_missing_files_are_named_before_anything_runs(corpus_dir: Path, tmp_path
 
 def test_overrides_parse_yaml_and_reach_lists(corpus_dir: Path, tmp_path: Path) -> None:
     raw = recipe_dict(corpus_dir, tmp_path)
-    out = apply_overrides(raw, ["training.steps=20", "mixture.mixer.weights={code: 1.0}",
-                                "data.domains.code.sources.0.text_field=body", "averaging.snapshots=null"])
+    out = apply_overrides(
+        raw,
+        [
+            "training.steps=20",
+            "mixture.mixer.weights={code: 1.0}",
+            "data.domains.code.sources.0.text_field=body",
+            "averaging.snapshots=null",
+        ],
+    )
     assert out["training"]["steps"] == 20
     assert out["mixture"]["mixer"]["weights"] == {"code": 1.0}
     assert out["data"]["domains"]["code"]["sources"][0]["text_field"] == "body"

@@ -35,8 +35,10 @@ def _launch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
-                    reason="accelerate launcher not installed")
+@pytest.mark.skipif(
+    shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
+    reason="accelerate launcher not installed",
+)
 def test_two_ranks_train_on_the_same_global_batches(corpus_dir: Path, tiny_store: Path, tmp_path: Path) -> None:
     launcher = str(Path(sys.executable).with_name("accelerate"))
     results = {}
@@ -49,9 +51,26 @@ def test_two_ranks_train_on_the_same_global_batches(corpus_dir: Path, tiny_store
         path.write_text(yaml.safe_dump(raw))
         cmd = [sys.executable, "-m", "recipes.cli", "train", str(path), "--no-progress"]
         if world == 2:
-            cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "recipes.cli", "train", str(path),
-                   "--no-progress"]
+            cmd = [
+                launcher,
+                "launch",
+                "--multi_gpu",
+                "--num_processes",
+                "2",
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                "--main_process_port",
+                str(_free_port()),
+                "-m",
+                "recipes.cli",
+                "train",
+                str(path),
+                "--no-progress",
+            ]
         proc = _launch(cmd, tmp_path)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-12000:]
         summary = json.loads((tmp_path / f"run{world}" / "summary.json").read_text())

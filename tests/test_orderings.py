@@ -21,9 +21,12 @@ EXAMPLES: dict[str, list[dict]] = {
     "ascending": [{"name": "ascending"}],
     "descending": [{"name": "descending"}],
     "buckets": [{"name": "buckets", "num_buckets": 4}, {"name": "buckets", "num_buckets": 3, "order": "descending"}],
-    "phased": [UNIFORM_THEN_ASCENDING, ASCENDING_EACH_PHASE, ASCENDING_TAIL,
-               {"name": "phased", "boundaries": [0.3],
-                "orders": ["descending", {"name": "buckets", "num_buckets": 2}]}],
+    "phased": [
+        UNIFORM_THEN_ASCENDING,
+        ASCENDING_EACH_PHASE,
+        ASCENDING_TAIL,
+        {"name": "phased", "boundaries": [0.3], "orders": ["descending", {"name": "buckets", "num_buckets": 2}]},
+    ],
 }
 CASES = [(name, config) for name in ORDERINGS.names() for config in EXAMPLES.get(name, [])]
 CASE_IDS = [f"{name}-{i}" for name in ORDERINGS.names() for i in range(len(EXAMPLES.get(name, [])))]
@@ -64,6 +67,7 @@ def test_ordering_contract(name: str, config: dict) -> None:
 
 # ------------------------------------------------------------------------------------------ buckets
 
+
 @pytest.mark.parametrize("direction", ["ascending", "descending"])
 @pytest.mark.parametrize(("n", "k"), [(100, 10), (101, 7), (5, 8), (50, 1)])
 def test_buckets_are_monotone_quantiles_shuffled_inside(direction: str, n: int, k: int) -> None:
@@ -89,13 +93,15 @@ def test_buckets_are_monotone_quantiles_shuffled_inside(direction: str, n: int, 
 def test_one_bucket_per_sequence_is_ascending_and_one_bucket_is_a_shuffle() -> None:
     scores = scores_for(60)
     ascending = build_ordering({"name": "ascending"}, scores, key=3).permutation()
-    assert np.array_equal(build_ordering({"name": "buckets", "num_buckets": 60}, scores, key=3).permutation(),
-                          ascending)
+    assert np.array_equal(
+        build_ordering({"name": "buckets", "num_buckets": 60}, scores, key=3).permutation(), ascending
+    )
     one = build_ordering({"name": "buckets", "num_buckets": 1}, scores, key=3).permutation()
     assert not np.all(np.diff(scores[one]) >= 0)
 
 
 # ------------------------------------------------------------------------------------------- phased
+
 
 @pytest.mark.parametrize("config", [UNIFORM_THEN_ASCENDING, ASCENDING_EACH_PHASE, ASCENDING_TAIL])
 @pytest.mark.parametrize("n", [10, 101, 1000])
@@ -107,7 +113,7 @@ def test_phased_segments_are_ordered_as_declared(config: dict, n: int) -> None:
     assert list(edges[1:-1]) == [int(np.ceil(b * n - 1e-9)) for b in config["boundaries"]]
     perms = [order.permutation(e) for e in range(2)]
     for s, kind in enumerate(config["orders"]):
-        segment = [p[edges[s]:edges[s + 1]] for p in perms]
+        segment = [p[edges[s] : edges[s + 1]] for p in perms]
         assert set(segment[0]) == set(segment[1]), "the split is the same in every epoch"
         if kind == "ascending":
             assert np.all(np.diff(scores[segment[0]]) >= 0)
@@ -128,9 +134,12 @@ def test_phased_split_is_a_random_sample_not_a_score_cut() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 300), cuts=st.lists(st.floats(0.01, 0.99), min_size=1, max_size=4, unique=True),
-       kinds=st.lists(st.sampled_from(["random", "ascending", "descending", "buckets"]), min_size=5, max_size=5),
-       epoch=st.integers(0, 5))
+@given(
+    n=st.integers(1, 300),
+    cuts=st.lists(st.floats(0.01, 0.99), min_size=1, max_size=4, unique=True),
+    kinds=st.lists(st.sampled_from(["random", "ascending", "descending", "buckets"]), min_size=5, max_size=5),
+    epoch=st.integers(0, 5),
+)
 def test_phased_is_a_bijection_for_any_split(n: int, cuts: list[float], kinds: list[str], epoch: int) -> None:
     boundaries = sorted(cuts)
     config = {"name": "phased", "boundaries": boundaries, "orders": kinds[: len(boundaries) + 1]}
@@ -139,14 +148,15 @@ def test_phased_is_a_bijection_for_any_split(n: int, cuts: list[float], kinds: l
 
 
 def test_phased_config_errors() -> None:
-    for bad, match in [({"boundaries": [0.5], "orders": ["random"]}, "at least 2"),
-                       ({"boundaries": [0.5], "orders": ["random"] * 3}, "make 2 segments"),
-                       ({"boundaries": [0.6, 0.4], "orders": ["random"] * 3}, "strictly increasing"),
-                       ({"boundaries": [1.0], "orders": ["random"] * 2}, "inside"),
-                       ({"boundaries": [0.5], "orders": ["random", "ascendin"]}, "unknown ordering 'ascendin'"),
-                       ({"boundaries": [0.5], "orders": ["random", "phased"]}, "cannot itself be `phased`"),
-                       ({"boundaries": [0.5], "orders": ["random", {"name": "buckets", "num_buckets": 0}]},
-                        "num_buckets")]:
+    for bad, match in [
+        ({"boundaries": [0.5], "orders": ["random"]}, "at least 2"),
+        ({"boundaries": [0.5], "orders": ["random"] * 3}, "make 2 segments"),
+        ({"boundaries": [0.6, 0.4], "orders": ["random"] * 3}, "strictly increasing"),
+        ({"boundaries": [1.0], "orders": ["random"] * 2}, "inside"),
+        ({"boundaries": [0.5], "orders": ["random", "ascendin"]}, "unknown ordering 'ascendin'"),
+        ({"boundaries": [0.5], "orders": ["random", "phased"]}, "cannot itself be `phased`"),
+        ({"boundaries": [0.5], "orders": ["random", {"name": "buckets", "num_buckets": 0}]}, "num_buckets"),
+    ]:
         with pytest.raises(ValidationError, match=match):
             ORDERINGS.parse({"name": "phased", **bad})
     with pytest.raises(ValidationError, match="num_buckets"):

@@ -18,8 +18,9 @@ from tools.corpus import build_corpus
 def test_run_recipe_end_to_end_on_the_quickstart_corpus(tmp_path: Path) -> None:
     paths = build_corpus(tmp_path / "corpus", code_bytes=200_000, noisy_documents=150)
     raw = recipe_dict(tmp_path / "corpus", tmp_path / "run")
-    raw["data"]["domains"] = {name: {"sources": [{"path": str(p)}], "scorer": {"name": "heuristic"}}
-                              for name, p in paths.items()}
+    raw["data"]["domains"] = {
+        name: {"sources": [{"path": str(p)}], "scorer": {"name": "heuristic"}} for name, p in paths.items()
+    }
     raw["mixture"] = {"mixer": {"name": "static", "weights": {"code": 0.4, "prose": 0.4, "web": 0.2}}}
     result = run_recipe(recipe_from_dict(raw), progress=False, eval_per_domain=8)
 

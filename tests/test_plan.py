@@ -22,13 +22,21 @@ def plan_overrides(draw):
     total = sum(weights)
     return {
         "seed": draw(st.integers(0, 1000)),
-        "mixture": {"mixer": {"name": "static", "weights": dict(zip(("code", "prose", "web"),
-                                                                      [w / total for w in weights]))},
-                    "resolution_steps": draw(st.sampled_from([1, 3, 8, 64])), "on_cap": "warn"},
-        "curriculum": {"order": {"name": draw(st.sampled_from(["random", "ascending", "descending"]))},
-                       "past_epoch": draw(st.sampled_from(["reshuffle", "repeat"]))},
-        "training": {"steps": draw(st.integers(5, 60)), "global_batch_size": draw(st.sampled_from([4, 8, 12])),
-                     "micro_batch_size": 4, "trackers": ["jsonl"]},
+        "mixture": {
+            "mixer": {"name": "static", "weights": dict(zip(("code", "prose", "web"), [w / total for w in weights]))},
+            "resolution_steps": draw(st.sampled_from([1, 3, 8, 64])),
+            "on_cap": "warn",
+        },
+        "curriculum": {
+            "order": {"name": draw(st.sampled_from(["random", "ascending", "descending"]))},
+            "past_epoch": draw(st.sampled_from(["reshuffle", "repeat"])),
+        },
+        "training": {
+            "steps": draw(st.integers(5, 60)),
+            "global_batch_size": draw(st.sampled_from([4, 8, 12])),
+            "micro_batch_size": 4,
+            "trackers": ["jsonl"],
+        },
         "averaging": {"snapshots": None},
     }
 
@@ -64,10 +72,13 @@ def test_every_sequence_is_used_exactly_once_per_epoch(make_recipe) -> None:
     sizes = np.diff(store.train.domain_offsets)
     steps = int(np.ceil(2.5 * sizes.sum() / 8))  # enough for 2+ epochs of every domain
     for order in ("random", "ascending", "descending"):
-        plan = build_plan(make_recipe(mixture={"mixer": {"name": "static", "weights": "natural"},
-                                               "max_epochs": {"default": 3}},
-                                      curriculum={"order": {"name": order}}, training={
-                                          "steps": steps, "global_batch_size": 8, "micro_batch_size": 4}))
+        plan = build_plan(
+            make_recipe(
+                mixture={"mixer": {"name": "static", "weights": "natural"}, "max_epochs": {"default": 3}},
+                curriculum={"order": {"name": order}},
+                training={"steps": steps, "global_batch_size": 8, "micro_batch_size": 4},
+            )
+        )
         stream = {d: [] for d in range(3)}
         for s in range(steps):
             batch = plan.batch(s)
@@ -81,15 +92,19 @@ def test_every_sequence_is_used_exactly_once_per_epoch(make_recipe) -> None:
             assert sorted(ordered.tolist()) == sorted(stream[d])
             n = stop - start
             for epoch in range(consumed // n):
-                assert sorted(ordered[epoch * n:(epoch + 1) * n].tolist()) == list(range(start, stop))
+                assert sorted(ordered[epoch * n : (epoch + 1) * n].tolist()) == list(range(start, stop))
         if order == "random":
             first, second = (plan.sampler.domain_positions(0, k * sizes[0], (k + 1) * sizes[0]) for k in (0, 1))
             assert not np.array_equal(first, second), "reshuffle should give a new order each epoch"
 
 
 def test_ascending_curriculum_raises_quality_over_training(make_recipe) -> None:
-    plan = build_plan(make_recipe(curriculum={"order": {"name": "ascending"}},
-                                  training={"steps": 20, "global_batch_size": 8, "micro_batch_size": 4}))
+    plan = build_plan(
+        make_recipe(
+            curriculum={"order": {"name": "ascending"}},
+            training={"steps": 20, "global_batch_size": 8, "micro_batch_size": 4},
+        )
+    )
     scores = plan.store.train.score
     first = np.mean([scores[plan.batch(s).sequence_ids].mean() for s in range(5)])
     last = np.mean([scores[plan.batch(s).sequence_ids].mean() for s in range(15, 20)])
@@ -98,16 +113,30 @@ def test_ascending_curriculum_raises_quality_over_training(make_recipe) -> None:
 
 def test_caps_and_stop_policy_refuse_repeats(make_recipe) -> None:
     with pytest.raises(UserError, match="cap"):
-        build_plan(make_recipe(training={"steps": 400, "global_batch_size": 8, "micro_batch_size": 4},
-                               mixture={"mixer": {"name": "static", "weights": {"code": 1.0}},
-                                        "max_epochs": {"code": 2}}))
+        build_plan(
+            make_recipe(
+                training={"steps": 400, "global_batch_size": 8, "micro_batch_size": 4},
+                mixture={"mixer": {"name": "static", "weights": {"code": 1.0}}, "max_epochs": {"code": 2}},
+            )
+        )
     with pytest.raises(UserError, match="prose"):
-        build_plan(make_recipe(training={"steps": 400, "global_batch_size": 8, "micro_batch_size": 4},
-                               curriculum={"past_epoch": "stop"}))
+        build_plan(
+            make_recipe(
+                training={"steps": 400, "global_batch_size": 8, "micro_batch_size": 4},
+                curriculum={"past_epoch": "stop"},
+            )
+        )
     with pytest.warns(UserWarning, match="cap"):
-        build_plan(make_recipe(training={"steps": 400, "global_batch_size": 8, "micro_batch_size": 4},
-                               mixture={"mixer": {"name": "static", "weights": {"code": 1.0}},
-                                        "max_epochs": {"code": 2}, "on_cap": "warn"}))
+        build_plan(
+            make_recipe(
+                training={"steps": 400, "global_batch_size": 8, "micro_batch_size": 4},
+                mixture={
+                    "mixer": {"name": "static", "weights": {"code": 1.0}},
+                    "max_epochs": {"code": 2},
+                    "on_cap": "warn",
+                },
+            )
+        )
 
 
 def test_averaging_window_and_weights(make_recipe) -> None:

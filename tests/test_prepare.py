@@ -50,7 +50,7 @@ def test_packing_is_in_ascending_score_order_with_eos_between_documents(tiny_sto
     texts = {d["id"]: d["text"] for d in map(json.loads, open(corpus_dir / "prose.jsonl"))}
     prose_rows = documents[documents.domain == "prose"]
     for k in range(3):  # the first documents come back whole, in the documents table's order
-        piece = stream[(eos_positions[k - 1] + 1 if k else 0):eos_positions[k]]
+        piece = stream[(eos_positions[k - 1] + 1 if k else 0) : eos_positions[k]]
         assert tokenizer.decode(piece.tolist()) == texts[prose_rows.iloc[k]["id"]]
     # Token-weighted sequence scores lie within the scores of their documents.
     seq = start + 3

@@ -31,8 +31,10 @@ def shared_domains_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = read_recipe_yaml(preset_path("shared-baseline"))
     for i, name in enumerate(raw["data"]["domains"]):
         write_domain(base / f"{name}.jsonl", name, 30 + 25 * i, seed=i)
-        raw["data"]["domains"][name] = {"sources": [{"path": str(base / f"{name}.jsonl")}],
-                                        "scorer": {"name": "field", "field": "score"}}
+        raw["data"]["domains"][name] = {
+            "sources": [{"path": str(base / f"{name}.jsonl")}],
+            "scorer": {"name": "field", "field": "score"},
+        }
     raw["data"].update(store=str(base / "store"), seq_len=32)
     raw["tokenizer"] = {"vocab_size": 300, "min_frequency": 1}
     prepare_store(recipe_from_dict(raw), show_progress=False)
@@ -42,8 +44,10 @@ def shared_domains_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shrunk(preset: str, corpus: Path, run_dir: Path, **training):
     raw = read_recipe_yaml(preset_path(preset))
     for name in raw["data"]["domains"]:
-        raw["data"]["domains"][name] = {"sources": [{"path": str(corpus / f"{name}.jsonl")}],
-                                        "scorer": {"name": "field", "field": "score"}}
+        raw["data"]["domains"][name] = {
+            "sources": [{"path": str(corpus / f"{name}.jsonl")}],
+            "scorer": {"name": "field", "field": "score"},
+        }
     raw["data"].update(store=str(corpus / "store"), seq_len=32)
     raw["tokenizer"] = {"vocab_size": 300, "min_frequency": 1}
     raw["run_dir"] = str(run_dir)
@@ -94,8 +98,9 @@ def test_temperature_cooldown_realises_each_phase(steps: int, shared_domains_sto
 
 
 @pytest.mark.parametrize("steps", [690, 997])
-def test_upsampling_tail_realises_its_mix_with_decay_on_it(steps: int, shared_domains_store: Path,
-                                                           tmp_path: Path) -> None:
+def test_upsampling_tail_realises_its_mix_with_decay_on_it(
+    steps: int, shared_domains_store: Path, tmp_path: Path
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plan = build_plan(shrunk("shared-upsample-tail", shared_domains_store, tmp_path, steps=steps))

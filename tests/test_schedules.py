@@ -21,12 +21,34 @@ EXAMPLES: dict[str, tuple[dict, int | None]] = {
     "constant": ({"name": "constant", "peak_lr": PEAK, "warmup_steps": 50}, None),
     "cosine": ({"name": "cosine", "peak_lr": PEAK, "warmup_steps": 50, "final_lr_ratio": 1 / 3}, 999),
     "linear": ({"name": "linear", "peak_lr": PEAK, "warmup_steps": 50, "final_lr_ratio": 0.1}, 999),
-    "wsd": ({"name": "wsd", "peak_lr": PEAK, "warmup_steps": 50, "decay_phase": "upsample",
-             "final_lr_ratio": 0.0}, 999),
-    "power": ({"name": "power", "peak_lr": PEAK, "warmup_steps": 50, "a": 0.05, "b": -0.51,
-               "decay_fraction": 0.1, "decay_shape": "linear", "final_lr_ratio": 0.01}, 999),
-    "inverse_sqrt": ({"name": "inverse_sqrt", "peak_lr": PEAK, "warmup_steps": 50, "decay_phase": "tau_low",
-                      "decay_shape": "cosine", "final_lr_ratio": 0.05}, 999),
+    "wsd": (
+        {"name": "wsd", "peak_lr": PEAK, "warmup_steps": 50, "decay_phase": "upsample", "final_lr_ratio": 0.0},
+        999,
+    ),
+    "power": (
+        {
+            "name": "power",
+            "peak_lr": PEAK,
+            "warmup_steps": 50,
+            "a": 0.05,
+            "b": -0.51,
+            "decay_fraction": 0.1,
+            "decay_shape": "linear",
+            "final_lr_ratio": 0.01,
+        },
+        999,
+    ),
+    "inverse_sqrt": (
+        {
+            "name": "inverse_sqrt",
+            "peak_lr": PEAK,
+            "warmup_steps": 50,
+            "decay_phase": "tau_low",
+            "decay_shape": "cosine",
+            "final_lr_ratio": 0.05,
+        },
+        999,
+    ),
 }
 
 
@@ -55,7 +77,7 @@ def test_schedule_contract(name: str) -> None:
     if name != "power":
         assert target == PEAK
     # Never increases after warmup; hits the final ratio exactly on the last decay step and stays.
-    assert np.all(np.diff(lr[warm - 1:]) <= 1e-18)
+    assert np.all(np.diff(lr[warm - 1 :]) <= 1e-18)
     if last_decay is not None:
         final = PEAK * config["final_lr_ratio"]
         assert lr[last_decay] == final
@@ -80,6 +102,7 @@ def test_moderate_decay_ends_at_a_third_of_peak() -> None:
 
 # ------------------------------------------------------------------------------------ inverse sqrt
 
+
 def test_inverse_sqrt_formula() -> None:
     steps = np.arange(2000)
     lr = build({"name": "inverse_sqrt", "peak_lr": PEAK, "warmup_steps": 100}, total=2000).lr(steps)
@@ -93,8 +116,17 @@ def test_inverse_sqrt_formula() -> None:
 
 
 def test_inverse_sqrt_cooldown_over_last_fraction() -> None:
-    schedule = build({"name": "inverse_sqrt", "peak_lr": PEAK, "warmup_steps": 10, "decay_fraction": 0.2,
-                      "decay_shape": "linear", "final_lr_ratio": 0.0}, total=100)
+    schedule = build(
+        {
+            "name": "inverse_sqrt",
+            "peak_lr": PEAK,
+            "warmup_steps": 10,
+            "decay_fraction": 0.2,
+            "decay_shape": "linear",
+            "final_lr_ratio": 0.0,
+        },
+        total=100,
+    )
     lr = schedule.lr(np.arange(100))
     np.testing.assert_allclose(lr[10:80], PEAK * np.sqrt(10 / np.arange(10, 80)), rtol=1e-12)
     start_value = np.sqrt(10 / 80)
@@ -103,6 +135,7 @@ def test_inverse_sqrt_cooldown_over_last_fraction() -> None:
 
 
 # ------------------------------------------------------------------------------------------- power
+
 
 def test_power_formula_in_tokens_and_steps() -> None:
     steps = np.arange(1000)
@@ -127,9 +160,14 @@ def test_power_needs_tokens_per_step_for_tokens() -> None:
 
 # ------------------------------------------------------------------------- decays over a data phase
 
+
 @settings(max_examples=40, deadline=None)
-@given(total=st.integers(20, 3000), tail=st.floats(0.05, 0.5), name=st.sampled_from(["wsd", "power", "inverse_sqrt"]),
-       final=st.sampled_from([0.0, 0.01, 0.05]))
+@given(
+    total=st.integers(20, 3000),
+    tail=st.floats(0.05, 0.5),
+    name=st.sampled_from(["wsd", "power", "inverse_sqrt"]),
+    final=st.sampled_from([0.0, 0.01, 0.05]),
+)
 def test_decay_phase_lands_exactly_on_the_phase(total: int, tail: float, name: str, final: float) -> None:
     from mixers.base import Phase
 
@@ -152,8 +190,9 @@ def test_decay_phase_lands_exactly_on_the_phase(total: int, tail: float, name: s
 
 
 def test_decay_over_a_middle_phase_holds_the_final_value_after_it() -> None:
-    lr = build({"name": "wsd", "peak_lr": PEAK, "decay_phase": "mid", "final_lr_ratio": 0.25},
-               phases={"mid": (300, 600)}).lr(np.arange(1000))
+    lr = build(
+        {"name": "wsd", "peak_lr": PEAK, "decay_phase": "mid", "final_lr_ratio": 0.25}, phases={"mid": (300, 600)}
+    ).lr(np.arange(1000))
     assert np.all(lr[:300] == PEAK) and lr[599] == PEAK * 0.25 and np.all(lr[599:] == PEAK * 0.25)
 
 
@@ -164,10 +203,12 @@ def test_decay_config_errors() -> None:
         build({"name": "power", "a": 1.0, "warmup_steps": 900, "decay_phase": "upsample"})
     with pytest.raises(UserError, match="above the LR where the decay starts"):
         build({"name": "inverse_sqrt", "warmup_steps": 10, "decay_fraction": 0.1, "final_lr_ratio": 0.5})
-    for bad, match in [({"name": "inverse_sqrt", "final_lr_ratio": 0.3}, "only applies to a final decay"),
-                       ({"name": "power", "a": 1.0, "decay_fraction": 0.1, "decay_phase": "upsample"}, "at most one"),
-                       ({"name": "power", "a": 1.0, "b": 0.5}, "less than 0"),
-                       ({"name": "power"}, "a\n"),
-                       ({"name": "wsd"}, "exactly one")]:
+    for bad, match in [
+        ({"name": "inverse_sqrt", "final_lr_ratio": 0.3}, "only applies to a final decay"),
+        ({"name": "power", "a": 1.0, "decay_fraction": 0.1, "decay_phase": "upsample"}, "at most one"),
+        ({"name": "power", "a": 1.0, "b": 0.5}, "less than 0"),
+        ({"name": "power"}, "a\n"),
+        ({"name": "wsd"}, "exactly one"),
+    ]:
         with pytest.raises(ValidationError, match=match):
             SCHEDULES.parse(bad)

@@ -75,14 +75,24 @@ def test_upsampling_and_upweighting_give_the_same_full_batch_gradient(make_recip
     repeats = np.array([2, 1, 3])
     upsampled_batch = int((repeats * sizes).sum())
     weights = {n: float(r * s / upsampled_batch) for n, r, s in zip(store.domain_names, repeats, sizes)}
-    common = {"curriculum": {"order": {"name": "random"}, "past_epoch": "repeat"},
-              "schedule": {"name": "constant", "peak_lr": 1e-3}, "averaging": {"snapshots": None}}
+    common = {
+        "curriculum": {"order": {"name": "random"}, "past_epoch": "repeat"},
+        "schedule": {"name": "constant", "peak_lr": 1e-3},
+        "averaging": {"snapshots": None},
+    }
     grads = {}
     for realise, batch_size in (("sample", upsampled_batch), ("weight", int(sizes.sum()))):
-        recipe = make_recipe(run_dir=str(tmp_path / realise), mixture={
-            "mixer": {"name": "static", "weights": weights}, "realise": realise, "max_epochs": {"default": 3}},
-            training={"steps": 1, "global_batch_size": batch_size, "micro_batch_size": batch_size,
-                      "trackers": ["jsonl"]}, **common)
+        recipe = make_recipe(
+            run_dir=str(tmp_path / realise),
+            mixture={"mixer": {"name": "static", "weights": weights}, "realise": realise, "max_epochs": {"default": 3}},
+            training={
+                "steps": 1,
+                "global_batch_size": batch_size,
+                "micro_batch_size": batch_size,
+                "trackers": ["jsonl"],
+            },
+            **common,
+        )
         run = setup(recipe)
         batch = run.plan.batch(0)
         counts = np.bincount(batch.sequence_ids, minlength=len(store.train))
@@ -97,11 +107,24 @@ def test_upsampling_and_upweighting_give_the_same_full_batch_gradient(make_recip
 
 
 def test_mixture_of_experts_model_trains_with_router_loss(make_recipe, tmp_path: Path) -> None:
-    recipe = make_recipe(run_dir=str(tmp_path / "moe"), model={"hidden_size": 32, "num_layers": 2, "num_heads": 2,
-                                                                "intermediate_size": 32,
-                                                                "moe": {"num_experts": 4, "top_k": 2}},
-                         training={"steps": 3, "global_batch_size": 8, "micro_batch_size": 4, "eval_every_steps": None,
-                                   "trackers": ["jsonl"]}, averaging={"snapshots": None})
+    recipe = make_recipe(
+        run_dir=str(tmp_path / "moe"),
+        model={
+            "hidden_size": 32,
+            "num_layers": 2,
+            "num_heads": 2,
+            "intermediate_size": 32,
+            "moe": {"num_experts": 4, "top_k": 2},
+        },
+        training={
+            "steps": 3,
+            "global_batch_size": 8,
+            "micro_batch_size": 4,
+            "eval_every_steps": None,
+            "trackers": ["jsonl"],
+        },
+        averaging={"snapshots": None},
+    )
     run = setup(recipe)
     assert run.model.config.model_type == "mixtral" and run.model.config.num_local_experts == 4
     out = run.model(input_ids=torch.from_numpy(run.store.train.sequences(run.plan.batch(0).sequence_ids[:2])))

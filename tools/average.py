@@ -39,7 +39,12 @@ from pydantic import Field
 
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
-from tools.average_inputs import MARKER_FILE, CheckpointSource, check_compatible, open_checkpoint
+from tools.average_inputs import (
+    MARKER_FILE,
+    CheckpointSource,
+    check_compatible,
+    open_checkpoint,
+)
 from tools.average_select import select_run_checkpoints
 from tools.average_weights import (
     EMAWeights,
@@ -165,7 +170,9 @@ def average_checkpoints(
         copied = _files_to_copy(sources)
         plan = _output_plan(sources[0], output_dtype)
         if any(not t.dtype.is_floating_point for t in plan):
-            notes.append(f"{sum(not t.dtype.is_floating_point for t in plan)} non-floating tensors copied from the newest checkpoint")
+            notes.append(
+                f"{sum(not t.dtype.is_floating_point for t in plan)} non-floating tensors copied from the newest checkpoint"
+            )
         shards = plan_shards(plan, max_shard_bytes)
         float_dtypes = {str(t.dtype).removeprefix("torch.") for t in plan if t.dtype.is_floating_point}
         report = AverageReport(
@@ -343,7 +350,9 @@ def _files_to_copy(sources: list[CheckpointSource]) -> dict[str, Path]:
         for name in names:
             other = s.config_dir / name
             if other.is_file() and not filecmp.cmp(other, newest / name, shallow=False):
-                raise UserError(f"{other} differs from {newest / name}; the checkpoints do not share a tokenizer/config")
+                raise UserError(
+                    f"{other} differs from {newest / name}; the checkpoints do not share a tokenizer/config"
+                )
     return {name: newest / name for name in names}
 
 
@@ -385,7 +394,6 @@ class OutputDtypeChoice(str, Enum):
     float64 = "float64"
 
 
-
 def average_command(
     inputs: Annotated[
         Optional[list[Path]],
@@ -395,22 +403,69 @@ def average_command(
             show_default=False,
         ),
     ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the averaged model to (appears only when complete).")] = ...,  # type: ignore[assignment]
-    run: Annotated[Optional[Path], typer.Option("--run", help="Run folder of `currimix train` to pick checkpoints from (with --last/--every).")] = None,
-    last: Annotated[Optional[int], typer.Option("--last", min=1, help="With --run: average the K newest checkpoints.")] = None,
-    every: Annotated[Optional[int], typer.Option("--every", min=1, help="With --run: only checkpoints whose step is a multiple of S.")] = None,
-    source: Annotated[SourceChoice, typer.Option("--from", help="With --run: pick from snapshots (weights only) or checkpoints (save_state).")] = SourceChoice.snapshots,
-    weights: Annotated[str, typer.Option("--weights", "-w", help="'sma' (uniform), 'ema' (needs --alpha), 'wma' (linear), or one comma-separated weight per checkpoint, oldest first.")] = "sma",
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="EMA alpha in (0, 1]: w_i ~ (1-alpha)^(K-i), newest heaviest.")] = None,
-    ema_form: Annotated[EMAFormChoice, typer.Option("--ema-form", help="normalized: w_i ~ (1-alpha)^(K-i), summing to 1; recursive: the EMA recursion seeded from the oldest checkpoint.")] = EMAFormChoice.normalized,
-    normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="Scale explicit weights to sum to 1.")] = True,
-    accumulate_dtype: Annotated[AccumulateDtypeChoice, typer.Option("--accumulate-dtype", help="Dtype of the running sum: float32 or float64.")] = AccumulateDtypeChoice.float32,
-    output_dtype: Annotated[Optional[OutputDtypeChoice], typer.Option("--output-dtype", help="Dtype to write floating tensors in; default: the inputs' dtype.")] = None,
-    shard_size: Annotated[str, typer.Option("--shard-size", help="Largest output shard, e.g. 5GB (10^9 bytes) or 2GiB.")] = "5GB",
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder to write the averaged model to (appears only when complete).")
+    ] = ...,  # type: ignore[assignment]
+    run: Annotated[
+        Optional[Path],
+        typer.Option("--run", help="Run folder of `currimix train` to pick checkpoints from (with --last/--every)."),
+    ] = None,
+    last: Annotated[
+        Optional[int], typer.Option("--last", min=1, help="With --run: average the K newest checkpoints.")
+    ] = None,
+    every: Annotated[
+        Optional[int],
+        typer.Option("--every", min=1, help="With --run: only checkpoints whose step is a multiple of S."),
+    ] = None,
+    source: Annotated[
+        SourceChoice,
+        typer.Option("--from", help="With --run: pick from snapshots (weights only) or checkpoints (save_state)."),
+    ] = SourceChoice.snapshots,
+    weights: Annotated[
+        str,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="'sma' (uniform), 'ema' (needs --alpha), 'wma' (linear), or one comma-separated weight per checkpoint, oldest first.",
+        ),
+    ] = "sma",
+    alpha: Annotated[
+        Optional[float], typer.Option("--alpha", help="EMA alpha in (0, 1]: w_i ~ (1-alpha)^(K-i), newest heaviest.")
+    ] = None,
+    ema_form: Annotated[
+        EMAFormChoice,
+        typer.Option(
+            "--ema-form",
+            help="normalized: w_i ~ (1-alpha)^(K-i), summing to 1; recursive: the EMA recursion seeded from the oldest checkpoint.",
+        ),
+    ] = EMAFormChoice.normalized,
+    normalize: Annotated[
+        bool, typer.Option("--normalize/--no-normalize", help="Scale explicit weights to sum to 1.")
+    ] = True,
+    accumulate_dtype: Annotated[
+        AccumulateDtypeChoice, typer.Option("--accumulate-dtype", help="Dtype of the running sum: float32 or float64.")
+    ] = AccumulateDtypeChoice.float32,
+    output_dtype: Annotated[
+        Optional[OutputDtypeChoice],
+        typer.Option("--output-dtype", help="Dtype to write floating tensors in; default: the inputs' dtype."),
+    ] = None,
+    shard_size: Annotated[
+        str, typer.Option("--shard-size", help="Largest output shard, e.g. 5GB (10^9 bytes) or 2GiB.")
+    ] = "5GB",
     device: Annotated[str, typer.Option("--device", help="Where to accumulate: cpu or cuda.")] = "cpu",
-    config_from: Annotated[Optional[Path], typer.Option("--config-from", help="Folder with config.json and tokenizer for inputs that lack them (save_state folders outside a run).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder (never an input).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the inputs and print the weights without writing anything.")] = False,
+    config_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config-from",
+            help="Folder with config.json and tokenizer for inputs that lack them (save_state folders outside a run).",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output folder (never an input).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the inputs and print the weights without writing anything.")
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on stderr).")] = True,
 ) -> None:
     """Average checkpoints (uniform, EMA, linear or explicit weights) into a model folder that loads with transformers."""
@@ -435,7 +490,9 @@ def average_command(
         try:
             values = [float(v) for v in weights.split(",")]
         except ValueError:
-            raise UserError(f"--weights {weights!r} is neither sma, ema, wma nor a comma-separated list of numbers") from None
+            raise UserError(
+                f"--weights {weights!r} is neither sma, ema, wma nor a comma-separated list of numbers"
+            ) from None
         spec = {"name": "explicit", "values": values, "normalize": normalize}
 
     report = average_checkpoints(

@@ -49,7 +49,12 @@ SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
 # Config keys that differ between otherwise identical checkpoints and do not change the model.
 # The dtype keys are left to the per-tensor dtype check, which names the tensor.
 CONFIG_KEYS_IGNORED = {"_name_or_path", "transformers_version", "_commit_hash", "dtype", "torch_dtype"}
@@ -143,9 +148,11 @@ def open_checkpoint(folder: Path, config_from: Path | None = None) -> Checkpoint
 
     raw: dict[str, TensorRef] = {}
     for path in files:
-        for ref in (_safetensors_refs(path) if path.suffix == ".safetensors" else _bin_refs(path)):
+        for ref in _safetensors_refs(path) if path.suffix == ".safetensors" else _bin_refs(path):
             if ref.key in raw:
-                raise UserError(f"tensor {ref.key!r} is stored twice in {folder}: {raw[ref.key].file.name} and {path.name}")
+                raise UserError(
+                    f"tensor {ref.key!r} is stored twice in {folder}: {raw[ref.key].file.name} and {path.name}"
+                )
             raw[ref.key] = ref
     tensors = _strip_wrapper_prefixes(raw, folder, notes)
     source = CheckpointSource(folder, files, config_dir, config, step, tensors, notes)
@@ -246,7 +253,7 @@ def _strip_wrapper_prefixes(raw: dict[str, TensorRef], folder: Path, notes: list
         changed = False
         for prefix in WRAPPER_PREFIXES:
             if all(k.startswith(prefix) for k in tensors):
-                tensors = {k[len(prefix):]: ref for k, ref in tensors.items()}
+                tensors = {k[len(prefix) :]: ref for k, ref in tensors.items()}
                 notes.append(f"{folder}: removed the {prefix!r} prefix from every tensor name")
                 changed = True
     return tensors
@@ -266,7 +273,6 @@ def tied_weights(config: dict[str, Any], config_dir: Path) -> dict[str, str]:
     if not tie:
         return {}
     import transformers
-
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     archs = config.get("architectures") or [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.get("model_type"), "")]

@@ -19,8 +19,20 @@ import sysconfig
 import warnings
 from pathlib import Path
 
-_SKIP_DIRS = {"test", "tests", "idlelib", "turtledemo", "lib2to3", "ensurepip", "site-packages", "pydoc_data",
-              "encodings", "__pycache__", "tkinter", "venv"}
+_SKIP_DIRS = {
+    "test",
+    "tests",
+    "idlelib",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "site-packages",
+    "pydoc_data",
+    "encodings",
+    "__pycache__",
+    "tkinter",
+    "venv",
+}
 
 
 def stdlib_files(limit_bytes: int) -> list[Path]:
@@ -69,10 +81,20 @@ def reference_topics() -> list[str]:
     return [text for _, text in sorted(topics.items()) if len(text) >= 200]
 
 
-_BOILERPLATE = ["Click here to subscribe!", "Copyright (c) All rights reserved.", "Home | About | Contact | Login",
-                "Best price guaranteed!!! Buy now", "Share this: Facebook Twitter Email", "Read more...",
-                "Accept cookies to continue", "FREE shipping on orders over $50", "Posted by admin",
-                "Loading...", "Page 1 2 3 4 5 Next >>", "Sign up for our newsletter"]
+_BOILERPLATE = [
+    "Click here to subscribe!",
+    "Copyright (c) All rights reserved.",
+    "Home | About | Contact | Login",
+    "Best price guaranteed!!! Buy now",
+    "Share this: Facebook Twitter Email",
+    "Read more...",
+    "Accept cookies to continue",
+    "FREE shipping on orders over $50",
+    "Posted by admin",
+    "Loading...",
+    "Page 1 2 3 4 5 Next >>",
+    "Sign up for our newsletter",
+]
 
 
 def noisy_document(rng: random.Random, words: list[str], sentences: list[str]) -> str:
@@ -94,8 +116,9 @@ def noisy_document(rng: random.Random, words: list[str], sentences: list[str]) -
     return "\n".join(lines)
 
 
-def build_corpus(out_dir: str | Path, *, code_bytes: int = 3_000_000, noisy_documents: int = 1500,
-                 seed: int = 0) -> dict[str, Path]:
+def build_corpus(
+    out_dir: str | Path, *, code_bytes: int = 3_000_000, noisy_documents: int = 1500, seed: int = 0
+) -> dict[str, Path]:
     """Write ``code.jsonl``, ``prose.jsonl`` and ``web.jsonl`` under ``out_dir``; returns the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

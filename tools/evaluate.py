@@ -27,10 +27,18 @@ def eval_sequence_ids(split: TokenSplit, per_domain: int) -> dict[int, np.ndarra
 
 
 @torch.no_grad()
-def evaluate_domains(model: PreTrainedModel, split: TokenSplit, *, per_domain: int, micro_batch_size: int,
-                     device: torch.device, rank: int = 0, world_size: int = 1,
-                     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                     autocast: Callable[[], object] | None = None) -> dict[str, float]:
+def evaluate_domains(
+    model: PreTrainedModel,
+    split: TokenSplit,
+    *,
+    per_domain: int,
+    micro_batch_size: int,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    autocast: Callable[[], object] | None = None,
+) -> dict[str, float]:
     """Mean per-sequence loss for each domain of ``split``; ranks share the work when ``reduce`` sums."""
     was_training = model.training
     model.eval()
@@ -40,7 +48,7 @@ def evaluate_domains(model: PreTrainedModel, split: TokenSplit, *, per_domain: i
     for d, ids in eval_sequence_ids(split, per_domain).items():
         mine = ids[rank::world_size]
         for start in range(0, len(mine), micro_batch_size):
-            tokens = torch.from_numpy(split.sequences(mine[start:start + micro_batch_size])).to(device)
+            tokens = torch.from_numpy(split.sequences(mine[start : start + micro_batch_size])).to(device)
             with autocast() if autocast else torch.autocast(device.type, enabled=False):
                 logits = model(input_ids=tokens).logits
             losses = sequence_losses(logits, tokens)
@@ -52,8 +60,15 @@ def evaluate_domains(model: PreTrainedModel, split: TokenSplit, *, per_domain: i
     return {name: float(sums[d] / counts[d]) for d, name in enumerate(split.domain_names) if counts[d] > 0}
 
 
-def evaluate_folder(model_dir: str | Path, store_dir: str | Path, *, split: str = "val", per_domain: int = 64,
-                    micro_batch_size: int = 8, device: str = "auto") -> dict[str, float]:
+def evaluate_folder(
+    model_dir: str | Path,
+    store_dir: str | Path,
+    *,
+    split: str = "val",
+    per_domain: int = 64,
+    micro_batch_size: int = 8,
+    device: str = "auto",
+) -> dict[str, float]:
     """Per-domain loss of a saved model folder (anything `from_pretrained` loads) on a store split."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -61,11 +76,15 @@ def evaluate_folder(model_dir: str | Path, store_dir: str | Path, *, split: str 
     store = TokenStore(store_dir)
     if split not in store.splits:
         raise UserError(f"split must be one of {sorted(store.splits)}, got {split!r}")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32).to(dev)
     if model.config.vocab_size < store.vocab_size:
-        raise UserError(f"model {str(model_dir)!r} has a vocabulary of {model.config.vocab_size}, the store's "
-                        f"tokenizer {store.vocab_size}: they were not trained together")
-    return evaluate_domains(model, store.splits[split], per_domain=per_domain, micro_batch_size=micro_batch_size,
-                            device=dev)
+        raise UserError(
+            f"model {str(model_dir)!r} has a vocabulary of {model.config.vocab_size}, the store's "
+            f"tokenizer {store.vocab_size}: they were not trained together"
+        )
+    return evaluate_domains(
+        model, store.splits[split], per_domain=per_domain, micro_batch_size=micro_batch_size, device=dev
+    )

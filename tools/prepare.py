@@ -57,14 +57,23 @@ def val_mask(domain: str, ids: list[str], fraction: float) -> np.ndarray:
     if fraction <= 0:
         return np.zeros(len(ids), dtype=bool)
     cut = int(fraction * 2**64)
-    return np.fromiter((int.from_bytes(hashlib.blake2b(f"{domain}\0{i}".encode(), digest_size=8).digest(), "little")
-                        < cut for i in ids), dtype=bool, count=len(ids))
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(f"{domain}\0{i}".encode(), digest_size=8).digest(), "little") < cut
+            for i in ids
+        ),
+        dtype=bool,
+        count=len(ids),
+    )
 
 
 def id_tiebreak(ids: list[str]) -> np.ndarray:
     """A deterministic pseudo-random key per document, to break score ties without favouring file order."""
-    return np.fromiter((int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") >> 1
-                        for i in ids), dtype=np.int64, count=len(ids))
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") >> 1 for i in ids),
+        dtype=np.int64,
+        count=len(ids),
+    )
 
 
 def load_and_score(recipe: Recipe, cache_dir: str) -> dict[str, PreparedDomain]:
@@ -91,8 +100,10 @@ def load_and_score(recipe: Recipe, cache_dir: str) -> dict[str, PreparedDomain]:
 
 def tokenizer_texts(domains: dict[str, PreparedDomain], budget_bytes: int) -> Iterator[str]:
     """Round-robin training texts from every domain's train split, up to ``budget_bytes``."""
-    iters = [iter(d.dataset.filter(lambda s: s == "train", input_columns="split").iter(batch_size=256))
-             for d in domains.values()]
+    iters = [
+        iter(d.dataset.filter(lambda s: s == "train", input_columns="split").iter(batch_size=256))
+        for d in domains.values()
+    ]
     used = 0
     while iters and used < budget_bytes:
         for it in list(iters):
@@ -124,13 +135,18 @@ def prepare_store(recipe: Recipe, *, overwrite: bool = False, show_progress: boo
         if recipe.tokenizer.path:
             tokenizer = load_tokenizer(recipe.tokenizer.path)
         else:
-            tokenizer = train_bpe(tokenizer_texts(domains, recipe.tokenizer.train_bytes), recipe.tokenizer.vocab_size,
-                                  recipe.tokenizer.min_frequency)
+            tokenizer = train_bpe(
+                tokenizer_texts(domains, recipe.tokenizer.train_bytes),
+                recipe.tokenizer.vocab_size,
+                recipe.tokenizer.min_frequency,
+            )
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         vocab_size = len(tokenizer)
         token_dtype = np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
-        writers = {split: SplitWriter(tmp / split, recipe.data.seq_len, token_dtype, tokenizer.eos_token_id)
-                   for split in SPLITS}
+        writers = {
+            split: SplitWriter(tmp / split, recipe.data.seq_len, token_dtype, tokenizer.eos_token_id)
+            for split in SPLITS
+        }
 
         backend = tokenizer.backend_tokenizer  # the Rust tokenizer: batched, multi-threaded, no length warnings
 
@@ -138,9 +154,14 @@ def prepare_store(recipe: Recipe, *, overwrite: bool = False, show_progress: boo
             return {"input_ids": [e.ids for e in backend.encode_batch(batch["text"], add_special_tokens=False)]}
 
         for name, prepared in domains.items():
-            tokenized = prepared.dataset.map(tokenize, batched=True, batch_size=BATCH_DOCS,
-                                             num_proc=recipe.data.num_proc, remove_columns=["text"],
-                                             desc=f"tokenize {name}")
+            tokenized = prepared.dataset.map(
+                tokenize,
+                batched=True,
+                batch_size=BATCH_DOCS,
+                num_proc=recipe.data.num_proc,
+                remove_columns=["text"],
+                desc=f"tokenize {name}",
+            )
             splits = np.asarray(tokenized["split"])
             scores = np.asarray(tokenized["score"], dtype=np.float64)
             ties = id_tiebreak(tokenized["id"])
@@ -150,7 +171,7 @@ def prepare_store(recipe: Recipe, *, overwrite: bool = False, show_progress: boo
                 writer.begin_domain(name)
                 bar = tqdm(total=len(order), desc=f"pack {name}/{split}", unit="doc", disable=not show_progress)
                 for start in range(0, len(order), BATCH_DOCS):
-                    batch = tokenized.select(order[start:start + BATCH_DOCS])
+                    batch = tokenized.select(order[start : start + BATCH_DOCS])
                     writer.add_documents(batch["id"], batch["input_ids"], np.asarray(batch["score"]))
                     bar.update(len(batch))
                 bar.close()
@@ -161,15 +182,25 @@ def prepare_store(recipe: Recipe, *, overwrite: bool = False, show_progress: boo
             raise UserError(f"no domain has enough tokens for one {recipe.data.seq_len}-token sequence")
         empty = [n for n, s in writers["train"].stats.items() if s.sequences == 0]
         if empty:
-            raise UserError(f"domains {empty} have fewer than {recipe.data.seq_len} training tokens; "
-                            "add documents or lower data.seq_len")
+            raise UserError(
+                f"domains {empty} have fewer than {recipe.data.seq_len} training tokens; "
+                "add documents or lower data.seq_len"
+            )
         shutil.rmtree(tmp / "hf_cache", ignore_errors=True)
-        write_meta(tmp, seq_len=recipe.data.seq_len, token_dtype=token_dtype.name, eos_id=tokenizer.eos_token_id,
-                   vocab_size=vocab_size, domains=list(domains),
-                   stats={split: w.stats for split, w in writers.items()},
-                   extra={"scorers": {n: d.scorer for n, d in domains.items()},
-                          "data_fingerprint": recipe.fingerprint("data", "tokenizer"),
-                          "seconds": round(time.time() - started, 1)})
+        write_meta(
+            tmp,
+            seq_len=recipe.data.seq_len,
+            token_dtype=token_dtype.name,
+            eos_id=tokenizer.eos_token_id,
+            vocab_size=vocab_size,
+            domains=list(domains),
+            stats={split: w.stats for split, w in writers.items()},
+            extra={
+                "scorers": {n: d.scorer for n, d in domains.items()},
+                "data_fingerprint": recipe.fingerprint("data", "tokenizer"),
+                "seconds": round(time.time() - started, 1),
+            },
+        )
         if root.exists():
             trash = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
             root.rename(trash)

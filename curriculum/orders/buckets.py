@@ -23,10 +23,15 @@ from curriculum.registry import StrictModel
 
 class BucketsConfig(StrictModel):
     name: Literal["buckets"] = "buckets"
-    num_buckets: int = Field(10, ge=1, le=1_000_000, description="Equal-count quality buckets (score quantiles); "
-                             "more buckets than sequences leaves some empty.")
-    order: Literal["ascending", "descending"] = Field("ascending", description="Bucket order: lowest quality "
-                                                      "first (ascending) or best first (descending).")
+    num_buckets: int = Field(
+        10,
+        ge=1,
+        le=1_000_000,
+        description="Equal-count quality buckets (score quantiles); more buckets than sequences leaves some empty.",
+    )
+    order: Literal["ascending", "descending"] = Field(
+        "ascending", description="Bucket order: lowest quality first (ascending) or best first (descending)."
+    )
 
 
 @ORDERINGS.register("buckets", BucketsConfig)

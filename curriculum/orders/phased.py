@@ -50,11 +50,16 @@ SegmentOrder = Annotated[Union[str, dict[str, Any]], AfterValidator(_check_segme
 
 class PhasedConfig(StrictModel):
     name: Literal["phased"] = "phased"
-    boundaries: list[float] = Field(min_length=1, description="Fractions of the epoch (strictly increasing, "
-                                    "inside (0, 1)) where a new segment starts.")
-    orders: list[SegmentOrder] = Field(min_length=2, description="One ordering per segment (one more than "
-                                       "`boundaries`): a name (random, ascending, descending, buckets) or an "
-                                       "ordering config such as {name: buckets, num_buckets: 4}.")
+    boundaries: list[float] = Field(
+        min_length=1,
+        description="Fractions of the epoch (strictly increasing, inside (0, 1)) where a new segment starts.",
+    )
+    orders: list[SegmentOrder] = Field(
+        min_length=2,
+        description="One ordering per segment (one more than "
+        "`boundaries`): a name (random, ascending, descending, buckets) or an "
+        "ordering config such as {name: buckets, num_buckets: 4}.",
+    )
 
     @model_validator(mode="after")
     def _segments(self) -> "PhasedConfig":
@@ -62,8 +67,9 @@ class PhasedConfig(StrictModel):
         if not all(0 < x < 1 for x in b) or any(y <= x for x, y in zip(b, b[1:])):
             raise ValueError(f"boundaries must be strictly increasing and inside (0, 1), got {b}")
         if len(self.orders) != len(b) + 1:
-            raise ValueError(f"{len(b)} boundaries make {len(b) + 1} segments, but `orders` has "
-                             f"{len(self.orders)} entries")
+            raise ValueError(
+                f"{len(b)} boundaries make {len(b) + 1} segments, but `orders` has {len(self.orders)} entries"
+            )
         return self
 
 
@@ -87,8 +93,13 @@ class PhasedOrder(Ordering):
             members = permute(np.arange(lo, hi), self.n, split_key)
             spec = config.orders[s]
             self.members.append(members)
-            self.segments.append(build_ordering({"name": spec} if isinstance(spec, str) else spec,
-                                                self.scores[members], derive_key(key, "phased", s)))
+            self.segments.append(
+                build_ordering(
+                    {"name": spec} if isinstance(spec, str) else spec,
+                    self.scores[members],
+                    derive_key(key, "phased", s),
+                )
+            )
         self.epoch_dependent = any(seg.epoch_dependent for seg in self.segments)
 
     def segment_of(self, positions: np.ndarray) -> np.ndarray:
