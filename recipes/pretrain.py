@@ -123,8 +123,10 @@ def setup(recipe: Recipe) -> Run:
     fpt = flops_per_token(model, store.seq_len)
     if t.compile:
         model = torch.compile(model)
+    # Fused kernels on GPU; on CPU the multi-tensor (foreach) path beats the per-parameter loop.
     optimizer = torch.optim.AdamW(
-        param_groups(model, t.weight_decay), lr=plan.lr(0), betas=t.betas, eps=t.eps, fused=not cpu
+        param_groups(model, t.weight_decay), lr=plan.lr(0), betas=t.betas, eps=t.eps,
+        fused=not cpu, foreach=cpu,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     return Run(
