@@ -288,6 +288,28 @@ def test_classifier_separates_held_out_ham_from_spam_and_is_reproducible(corpus,
         build_scorer(config).fit(corpus["ham"][:5], [])
 
 
+def test_classifier_rule_and_subword_features_fit_save_and_load(corpus, tmp_path):
+    config = {"name": "classifier", "buckets": 1 << 14, "epochs": 4, "rule_features": True, "char_ngrams": 3}
+    scorer = build_scorer(config)
+    scorer.fit(corpus["ham"][:40], corpus["spam"][:40])
+    assert scorer.weights.shape == (scorer.n_features,) and scorer.n_features == (1 << 14) + len(RULE_NAMES)
+    held_out = corpus["ham"][40:60] + corpus["spam"][40:60]
+    scores = scorer.score_texts(held_out + ["", "x"])
+    assert np.isfinite(scores).all()
+    assert roc_auc(scores[:40], np.r_[np.ones(20), np.zeros(20)]) > 0.85
+    scorer.save(tmp_path / "clf")
+    np.testing.assert_array_equal(load_scorer(tmp_path / "clf").score_texts(held_out), scores[:40])
+    # a state saved without the rule slots does not load into a config that expects them
+    plain = build_scorer({**config, "rule_features": False})
+    plain.fit(corpus["ham"][:10], corpus["spam"][:10])
+    plain.save(tmp_path / "plain")
+    state = json.loads((tmp_path / "plain" / "scorer.json").read_text())
+    state["config"]["rule_features"] = True
+    (tmp_path / "plain" / "scorer.json").write_text(json.dumps(state))
+    with pytest.raises(UserError, match="refit"):
+        load_scorer(tmp_path / "plain")
+
+
 def test_loading_a_folder_of_another_scorer_is_a_user_error(corpus, tmp_path):
     scorer = build_scorer({"name": "classifier", "buckets": 1 << 10, "epochs": 1})
     scorer.fit(["good text"], ["bad"])
