@@ -22,6 +22,11 @@ evaluated source out), so each trainable row is three models, one per evaluation
   before looking at the numbers; the ``heuristic+classifier`` combination (marked †) was added
   after the first run showed the n-gram LM adds nothing on spam or votes, so it is chosen
   with knowledge of the evaluation sets.
+- ``combine (heuristic+classifier), weight chosen on other sets``: the heuristic's share ``w``
+  (0, 0.1, ..., 1) is chosen per evaluated set E on the other two sets, each scored by a
+  classifier trained without it and without E (nested leave-source-out), then applied to E.
+- ``heuristic, published rules only``: the heuristic with its five spam-marker rules (no
+  published threshold) switched off, to show what they add.
 - ``in-domain 5-fold`` rows (marked *, *not* cross-source): the classifier trained on 4/5 of the
   evaluated set itself and scored on the held-out fifth, to show what in-domain labels buy.
 
@@ -62,12 +67,25 @@ from curriculum.scorers.metrics import roc_auc, spearman  # noqa: E402
 
 SETS = ("dclm", "spam", "stackexchange")
 DEFAULT_DATATROVE = Path("/work/bench-venvs/datatrove/bin/python")
+#: The heuristic's rules without a published threshold (switched off for the ablation row).
+SPAM_MARKER_RULES = (
+    "exclamation_ratio",
+    "currency_symbol_ratio",
+    "email_address_ratio",
+    "html_entity_ratio",
+    "call_to_action_line_ratio",
+)
 
 
 def load_sets() -> dict[str, tuple[list[str], np.ndarray]]:
-    return {name: (texts, np.asarray(labels)) for name, (texts, labels) in
-            (("dclm", scorers_data.dclm()), ("spam", scorers_data.spamassassin()),
-             ("stackexchange", scorers_data.stackexchange()))}
+    return {
+        name: (texts, np.asarray(labels))
+        for name, (texts, labels) in (
+            ("dclm", scorers_data.dclm()),
+            ("spam", scorers_data.spamassassin()),
+            ("stackexchange", scorers_data.stackexchange()),
+        )
+    }
 
 
 def labelled_pools(sets: dict) -> dict[str, tuple[list[str], list[str]]]:
@@ -98,6 +116,7 @@ class Row:
         self.docs = 0
         self.seconds = 0.0
         self.fit_seconds = 0.0
+        self.note = ""
 
     @property
     def docs_per_s(self) -> float:
@@ -117,8 +136,13 @@ def run_scorer(label: str, sets: dict, make: Callable[[str], Scorer]) -> Row:
         row.docs += len(texts)
         row.scores[name] = scores
         row.values[name] = metric(name, scores, labels)
-    print(f"  {label:34s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.values.items())
-          + f"  {row.docs_per_s:,.0f} docs/s (fit {row.fit_seconds:.0f} s)", file=sys.stderr, flush=True)
+    print(
+        f"  {label:34s} "
+        + "  ".join(f"{k} {v:.3f}" for k, v in row.values.items())
+        + f"  {row.docs_per_s:,.0f} docs/s (fit {row.fit_seconds:.0f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -145,8 +169,10 @@ def in_domain_cv(sets: dict, pools: dict, config: dict, folds: int = 5) -> Row:
         for k in range(folds):
             t0 = time.perf_counter()
             scorer = build_scorer(config)
-            scorer.fit([t for t, g, f in zip(texts, good, fold) if g and f != k],
-                       [t for t, b, f in zip(texts, bad, fold) if b and f != k])
+            scorer.fit(
+                [t for t, g, f in zip(texts, good, fold) if g and f != k],
+                [t for t, b, f in zip(texts, bad, fold) if b and f != k],
+            )
             row.fit_seconds += time.perf_counter() - t0
             held = np.flatnonzero(fold == k)
             t0 = time.perf_counter()
@@ -171,13 +197,56 @@ def combined(label: str, sets: dict, parts: list[Row]) -> Row:
     return row
 
 
+def combined_chosen_weight(
+    label: str, sets: dict, heuristic: Row, make_scorer: Callable[[set[str]], Scorer], grid: int = 10
+) -> Row:
+    """Rank mix ``w * heuristic + (1 - w) * classifier`` with ``w`` chosen without the evaluated set.
+
+    For each evaluated set E, ``w`` maximises the mean metric over the *other* sets V, where the
+    classifier scoring V was trained without V and without E (nested leave-source-out); the
+    chosen ``w`` is then applied to E with the classifier trained without E.
+    """
+    row = Row(label)
+    chosen = {}
+    for evaluated, (texts, labels) in sets.items():
+        validation = []
+        for held, (v_texts, v_labels) in sets.items():
+            if held != evaluated:
+                clf = make_scorer({evaluated, held}).score_texts(v_texts)
+                validation.append((held, rank_normalise(heuristic.scores[held]), rank_normalise(clf), v_labels))
+        weights = np.linspace(0, 1, grid + 1)
+        quality = [np.mean([metric(v, w * h + (1 - w) * c, y) for v, h, c, y in validation]) for w in weights]
+        w = float(weights[int(np.argmax(quality))])
+        chosen[evaluated] = w
+        scorer = make_scorer({evaluated})  # fitting is not timed, as in the other rows
+        start = time.perf_counter()
+        clf = scorer.score_texts(texts)
+        row.seconds += time.perf_counter() - start
+        row.scores[evaluated] = w * rank_normalise(heuristic.scores[evaluated]) + (1 - w) * rank_normalise(clf)
+        row.values[evaluated] = metric(evaluated, row.scores[evaluated], labels)
+    row.seconds += heuristic.seconds
+    row.docs = heuristic.docs
+    row.note = "heuristic weight chosen on the other sets: " + ", ".join(f"{k} {v:.1f}" for k, v in chosen.items())
+    print(
+        f"  {label:34s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.values.items()) + f"  ({row.note})",
+        file=sys.stderr,
+    )
+    return row
+
+
 def datatrove_rows(python: Path, sets: dict) -> tuple[list[Row], str]:
     """Gopher-quality-alone and chained-filter rows from the datatrove side-car venv."""
     if not python.exists():
-        return [], (f"datatrove rows skipped: no venv python at {python} (create it as described in "
-                    "benchmarks/scorers_datatrove.py)")
-    run = subprocess.run([str(python), str(HERE / "scorers_datatrove.py")], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": ""})
+        return [], (
+            f"datatrove rows skipped: no venv python at {python} (create it as described in "
+            "benchmarks/scorers_datatrove.py)"
+        )
+    run = subprocess.run(
+        [str(python), str(HERE / "scorers_datatrove.py")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     if run.returncode != 0:
         return [], f"datatrove rows skipped: the side-car failed:\n{run.stderr[-2000:]}"
     data = json.loads(run.stdout)
@@ -209,9 +278,11 @@ def machine() -> str:
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| scorer | DCLM human labels (ROC-AUC) | SpamAssassin ham vs spam (ROC-AUC) | "
-             "Stack Exchange votes (Spearman) | docs/s per core |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| scorer | DCLM human labels (ROC-AUC) | SpamAssassin ham vs spam (ROC-AUC) | "
+        "Stack Exchange votes (Spearman) | docs/s per core |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         cells = [f"{r.values[s]:.3f}" if s in r.values else "n/a" for s in SETS]
         speed = f"{r.docs_per_s:,.0f}" if r.seconds else "n/a"
@@ -221,8 +292,12 @@ def table(rows: list[Row]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datatrove-python", type=Path, default=DEFAULT_DATATROVE,
-                        help="python of the venv with datatrove installed (rows skipped if missing)")
+    parser.add_argument(
+        "--datatrove-python",
+        type=Path,
+        default=DEFAULT_DATATROVE,
+        help="python of the venv with datatrove installed (rows skipped if missing)",
+    )
     parser.add_argument("--hf-lm", type=Path, help="local causal LM folder for an hf_lm row (optional)")
     parser.add_argument("--hf-classifier", type=Path, help="local sequence classifier folder (optional)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
@@ -233,27 +308,53 @@ def main() -> None:
     pools = labelled_pools(sets)
     generic = [t for texts in scorers_data.reference_positives().values() for t in texts]
     synthetic = scorers_data.shuffled_negatives(generic[::3])
-    print(f"evaluation docs: {sum(len(t) for t, _ in sets.values())}; generic positives {len(generic)}, "
-          f"synthetic negatives {len(synthetic)}", file=sys.stderr)
+    print(
+        f"evaluation docs: {sum(len(t) for t, _ in sets.values())}; generic positives {len(generic)}, "
+        f"synthetic negatives {len(synthetic)}",
+        file=sys.stderr,
+    )
 
-    def others(evaluated: str, side: int) -> list[str]:
-        return [t for name, pool in pools.items() if name != evaluated for t in pool[side]]
+    def others(evaluated: str | set[str], side: int) -> list[str]:
+        excluded = {evaluated} if isinstance(evaluated, str) else evaluated
+        return [t for name, pool in pools.items() if name not in excluded for t in pool[side]]
+
+    def generic_classifier(excluded: set[str]) -> Scorer:
+        scorer = build_scorer({"name": "classifier"})
+        scorer.fit(others(excluded, 0) + generic, others(excluded, 1) + synthetic)
+        return scorer
 
     rows = [run_scorer("length (baseline)", sets, lambda _: build_scorer({"name": "length"}))]
+    published_only = {"name": "heuristic", "weights": {name: 0.0 for name in SPAM_MARKER_RULES}}
+    rows.append(run_scorer("heuristic, published rules only", sets, lambda _: build_scorer(published_only)))
     heuristic = run_scorer("heuristic", sets, lambda _: build_scorer({"name": "heuristic"}))
-    ngram = run_scorer("ngram (4-gram KN)", sets, fitted({"name": "ngram", "order": 4},
-                                                         lambda e: (generic + others(e, 0), [])))
-    clf_labelled = run_scorer("classifier (labelled)", sets, fitted(
-        {"name": "classifier"}, lambda e: (others(e, 0), others(e, 1))))
-    clf_generic = run_scorer("classifier (+generic)", sets, fitted(
-        {"name": "classifier"}, lambda e: (others(e, 0) + generic, others(e, 1) + synthetic)))
+    ngram = run_scorer(
+        "ngram (4-gram KN)", sets, fitted({"name": "ngram", "order": 4}, lambda e: (generic + others(e, 0), []))
+    )
+    clf_labelled = run_scorer(
+        "classifier (labelled)", sets, fitted({"name": "classifier"}, lambda e: (others(e, 0), others(e, 1)))
+    )
+    clf_generic = run_scorer(
+        "classifier (+generic)",
+        sets,
+        fitted({"name": "classifier"}, lambda e: (others(e, 0) + generic, others(e, 1) + synthetic)),
+    )
     rows += [heuristic, ngram, clf_labelled, clf_generic]
     for folder, name in ((args.hf_lm, "hf_lm"), (args.hf_classifier, "hf_classifier")):
         if folder is not None:
-            rows.append(run_scorer(f"{name} ({folder.name})", sets,
-                                   lambda _, f=folder, n=name: build_scorer({"name": n, "path": str(f)})))
+            rows.append(
+                run_scorer(
+                    f"{name} ({folder.name})",
+                    sets,
+                    lambda _, f=folder, n=name: build_scorer({"name": n, "path": str(f)}),
+                )
+            )
     rows.append(combined("combine (heuristic+ngram+classifier)", sets, [heuristic, ngram, clf_generic]))
     rows.append(combined("combine (heuristic+classifier) †", sets, [heuristic, clf_generic]))
+    rows.append(
+        combined_chosen_weight(
+            "combine (heuristic+classifier), weight chosen on other sets", sets, heuristic, generic_classifier
+        )
+    )
     rows.append(in_domain_cv(sets, pools, {"name": "classifier"}))
 
     dt_rows, note = datatrove_rows(args.datatrove_python, sets)
@@ -266,24 +367,39 @@ def main() -> None:
         scorer.score_texts(all_texts)
         ours = len(all_texts) / (time.perf_counter() - start)
         theirs = dt_rows[0].docs_per_s
-        speed_line = (f"heuristic {ours:,.0f} docs/s vs datatrove GopherQualityFilter {theirs:,.0f} docs/s on the same "
-                      f"{len(all_texts)} documents, one process each: {ours / theirs:.1f}x")
+        speed_line = (
+            f"heuristic {ours:,.0f} docs/s vs datatrove GopherQualityFilter {theirs:,.0f} docs/s on the same "
+            f"{len(all_texts)} documents, one process each: {ours / theirs:.1f}x"
+        )
         rows += dt_rows
 
-    header = (f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}. "
-              f"Benchmark wall time: {time.perf_counter() - started:.0f} s.")
+    header = (
+        f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}. "
+        f"Benchmark wall time: {time.perf_counter() - started:.0f} s."
+    )
     print(header)
     print()
     print(table(rows))
     print()
+    for r in rows:
+        if r.note:
+            print(f"{r.label}: {r.note}")
     if speed_line:
         print(speed_line)
     if note:
         print(note)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "date": datetime.date.today().isoformat(),
-                                         "rows": [{"scorer": r.label, **r.values, "docs_per_s": r.docs_per_s}
-                                                  for r in rows], "speed": speed_line}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "date": datetime.date.today().isoformat(),
+                    "rows": [{"scorer": r.label, **r.values, "docs_per_s": r.docs_per_s, "note": r.note} for r in rows],
+                    "speed": speed_line,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":
