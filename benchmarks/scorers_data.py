@@ -89,7 +89,7 @@ def shuffled_negatives(texts: list[str], *, seed: int = 0) -> list[str]:
             out.append(" ".join(words))
         elif kind == 1:  # keyword/tag list: short lines of a few words, no sentences
             rng.shuffle(words)
-            out.append("\n".join(" ".join(words[j:j + rng.randint(1, 4)]) for j in range(0, min(len(words), 200), 3)))
+            out.append("\n".join(" ".join(words[j : j + rng.randint(1, 4)]) for j in range(0, min(len(words), 200), 3)))
         else:  # fragment soup: lines of different documents' openings
             lines = [ln for ln in text.split("\n") if ln.strip()]
             rng.shuffle(lines)

@@ -27,13 +27,19 @@ def main() -> None:
     from datatrove.data import Document
     from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
 
-    filters = {"gopher_quality": GopherQualityFilter(), "gopher_repetition": GopherRepetitionFilter(),
-               "c4_quality": C4QualityFilter()}
+    filters = {
+        "gopher_quality": GopherQualityFilter(),
+        "gopher_repetition": GopherRepetitionFilter(),
+        "c4_quality": C4QualityFilter(),
+    }
     # Warm up: spaCy's tokenizer loads lazily on the first document.
     for f in filters.values():
         f.filter(Document(text="Warm up the word tokenizer with a sentence.", id="warmup"))
-    sets = {"dclm": scorers_data.dclm()[0], "spam": scorers_data.spamassassin()[0],
-            "stackexchange": scorers_data.stackexchange()[0]}
+    sets = {
+        "dclm": scorers_data.dclm()[0],
+        "spam": scorers_data.spamassassin()[0],
+        "stackexchange": scorers_data.stackexchange()[0],
+    }
     out: dict[str, dict] = {}
     for name, texts in sets.items():
         passed = {}

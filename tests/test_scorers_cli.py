@@ -31,8 +31,22 @@ def _ok(args: list[str]):
 
 def test_fit_then_apply_writes_a_scored_jsonl_atomically(tmp_path):
     ham, spam = f"{MAIL}?where.label=ham&max_documents=80", f"{MAIL}?where.label=spam&max_documents=80"
-    _ok(["fit", "classifier", "--out", str(tmp_path / "clf"), "-p", ham, "-n", spam,
-         "--set", "buckets=4096", "--set", "epochs=2"])
+    _ok(
+        [
+            "fit",
+            "classifier",
+            "--out",
+            str(tmp_path / "clf"),
+            "-p",
+            ham,
+            "-n",
+            spam,
+            "--set",
+            "buckets=4096",
+            "--set",
+            "epochs=2",
+        ]
+    )
     assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == ["classifier.npz", "scorer.json"]
     out = tmp_path / "scored.jsonl.gz"
     _ok(["apply", f"{MAIL}?max_documents=50", "--out", str(out), "--scorer", str(tmp_path / "clf")])
@@ -46,12 +60,23 @@ def test_fit_then_apply_writes_a_scored_jsonl_atomically(tmp_path):
 
 
 def test_apply_writes_a_datasets_folder_and_evaluate_reports_auc(tmp_path):
-    _ok(["apply", f"{MAIL}?max_documents=40", "--out", str(tmp_path / "ds"), "--scorer", "heuristic",
-         "--column", "heur", "--set", "softness=2"])
+    _ok(
+        [
+            "apply",
+            f"{MAIL}?max_documents=40",
+            "--out",
+            str(tmp_path / "ds"),
+            "--scorer",
+            "heuristic",
+            "--column",
+            "heur",
+            "--set",
+            "softness=2",
+        ]
+    )
     ds = datasets.load_from_disk(str(tmp_path / "ds"))
     assert len(ds) == 40 and "heur" in ds.column_names
-    result = _ok(["evaluate", str(MAIL), "--label", "label", "--positive-value", "ham",
-                  "--scorer", "heuristic"])
+    result = _ok(["evaluate", str(MAIL), "--label", "label", "--positive-value", "ham", "--scorer", "heuristic"])
     assert "ROC-AUC" in result.output
 
 
@@ -62,13 +87,16 @@ def test_inspect_and_list_show_the_rules():
     assert "ngram" in listing and "trainable" in listing and "dup_5gram_char_ratio" in listing
 
 
-@pytest.mark.parametrize("args, message", [
-    (["apply", "nowhere.jsonl", "--out", "x.jsonl", "--scorer", "length"], "does not exist"),
-    (["apply", str(MAIL), "--out", "x.jsonl", "--scorer", "nope"], "unknown scorer"),
-    (["apply", str(MAIL), "--out", "x.jsonl", "--scorer", "heuristic", "--set", "softness=-1"], "softness"),
-    (["fit", "heuristic", "--out", "x", "-p", str(MAIL)], "not trainable"),
-    (["apply", f"{MAIL}?bogus=1", "--out", "x.jsonl", "--scorer", "length"], "bogus"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["apply", "nowhere.jsonl", "--out", "x.jsonl", "--scorer", "length"], "does not exist"),
+        (["apply", str(MAIL), "--out", "x.jsonl", "--scorer", "nope"], "unknown scorer"),
+        (["apply", str(MAIL), "--out", "x.jsonl", "--scorer", "heuristic", "--set", "softness=-1"], "softness"),
+        (["fit", "heuristic", "--out", "x", "-p", str(MAIL)], "not trainable"),
+        (["apply", f"{MAIL}?bogus=1", "--out", "x.jsonl", "--scorer", "length"], "bogus"),
+    ],
+)
 def test_user_mistakes_exit_2_with_a_message(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, args)

@@ -16,8 +16,13 @@ import torch
 from curriculum.errors import UserError
 from curriculum.scorers import build_scorer
 
-_TRAIN_TEXT = ["the cat sat on the mat", "a dog ran in the park", "free money click here now",
-               "how many apples are left", "python is a programming language"] * 4
+_TRAIN_TEXT = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "free money click here now",
+    "how many apples are left",
+    "python is a programming language",
+] * 4
 
 
 def _tokenizer():
@@ -27,8 +32,9 @@ def _tokenizer():
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(_TRAIN_TEXT, trainers.WordLevelTrainer(special_tokens=["<pad>", "<unk>", "<s>", "</s>"]))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
-                                   eos_token="</s>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
 
 
 def tiny_model_folders(base: Path) -> dict[str, Path]:
@@ -40,16 +46,24 @@ def tiny_model_folders(base: Path) -> dict[str, Path]:
     if all((f / "config.json").exists() for f in folders.values()):
         return folders
     tokenizer = _tokenizer()
-    common = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                  eos_token_id=tokenizer.eos_token_id)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     models = {
         "lm": LlamaForCausalLM(LlamaConfig(**common)),
-        "classifier": LlamaForSequenceClassification(LlamaConfig(**common, num_labels=2,
-                                                                 id2label={0: "bad", 1: "good"},
-                                                                 label2id={"bad": 0, "good": 1})),
+        "classifier": LlamaForSequenceClassification(
+            LlamaConfig(**common, num_labels=2, id2label={0: "bad", 1: "good"}, label2id={"bad": 0, "good": 1})
+        ),
         "regression": LlamaForSequenceClassification(LlamaConfig(**common, num_labels=1)),
     }
     for key, model in models.items():

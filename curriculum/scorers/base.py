@@ -77,23 +77,33 @@ class Scorer(ABC):
         """Columns `score_batch` reads; `score_dataset` ships only these to worker processes."""
         return ["text"]
 
-    def score_dataset(self, ds: datasets.Dataset, *, batch_size: int = 1000, num_proc: int | None = None,
-                      desc: str = "score") -> np.ndarray:
+    def score_dataset(
+        self, ds: datasets.Dataset, *, batch_size: int = 1000, num_proc: int | None = None, desc: str = "score"
+    ) -> np.ndarray:
         """Scores for every row of ``ds`` in order (float64 array of len(ds))."""
         if len(ds) == 0:
             return np.zeros(0, dtype=np.float64)
         missing = [c for c in self.input_columns() if c not in ds.column_names]
         if missing:
-            raise UserError(f"{self.config.name} scorer: documents have no column {missing} "  # type: ignore[attr-defined]
-                            f"(columns: {ds.column_names})")
+            raise UserError(
+                f"{self.config.name} scorer: documents have no column {missing} "  # type: ignore[attr-defined]
+                f"(columns: {ds.column_names})"
+            )
         view = ds.select_columns(self.input_columns())
         num_proc = num_proc if num_proc and num_proc > 1 and len(ds) > batch_size else None
         # keep_in_memory + no cache: scores are cheap to recompute and hashing a fitted model
         # for datasets' cache fingerprint would cost more than the scoring itself.
-        scored = view.map(lambda b: {SCORE_COLUMN: self.score_batch(b).astype(np.float64)}, batched=True,
-                          batch_size=batch_size, num_proc=num_proc, desc=desc, remove_columns=view.column_names,
-                          keep_in_memory=True, load_from_cache_file=False,
-                          new_fingerprint=f"currimix-score-{type(self).__name__}-{ds._fingerprint}")
+        scored = view.map(
+            lambda b: {SCORE_COLUMN: self.score_batch(b).astype(np.float64)},
+            batched=True,
+            batch_size=batch_size,
+            num_proc=num_proc,
+            desc=desc,
+            remove_columns=view.column_names,
+            keep_in_memory=True,
+            load_from_cache_file=False,
+            new_fingerprint=f"currimix-score-{type(self).__name__}-{ds._fingerprint}",
+        )
         scores = np.asarray(scored[SCORE_COLUMN], dtype=np.float64)
         assert scores.shape == (len(ds),) and np.isfinite(scores).all(), "scorer returned bad scores"
         return scores
@@ -107,8 +117,10 @@ class Scorer(ABC):
     def require_fitted(self) -> None:
         if not self.fitted:
             name = self.config.name  # type: ignore[attr-defined]
-            raise UserError(f"{name} scorer has no fitted state: set `path:` to a folder written by "
-                            f"`currimix score fit {name} ...`, or call fit() first")
+            raise UserError(
+                f"{name} scorer has no fitted state: set `path:` to a folder written by "
+                f"`currimix score fit {name} ...`, or call fit() first"
+            )
 
     def fit(self, positives: list[str], negatives: list[str] | None = None) -> None:
         """Learn state from example documents (trainable scorers only)."""
@@ -153,8 +165,10 @@ class Scorer(ABC):
             if not extra.get("fit") or key not in saved:
                 continue
             if key in self.config.model_fields_set and merged[key] != saved[key]:
-                raise UserError(f"{name} scorer: `{key}: {merged[key]!r}` differs from {saved[key]!r} that the "
-                                f"state in {folder} was fitted with; drop `{key}` from the config or refit")
+                raise UserError(
+                    f"{name} scorer: `{key}: {merged[key]!r}` differs from {saved[key]!r} that the "
+                    f"state in {folder} was fitted with; drop `{key}` from the config or refit"
+                )
             merged[key] = saved[key]
         try:
             self.config = type(self.config).model_validate(merged)
@@ -173,8 +187,9 @@ def read_state_meta(folder: Path) -> dict[str, Any]:
     """The parsed ``scorer.json`` of a fitted-scorer folder, with errors that name the file."""
     meta_path = Path(folder) / STATE_FILE
     if not meta_path.is_file():
-        raise UserError(f"{folder} is not a fitted scorer folder (no {STATE_FILE}); "
-                        "write one with `currimix score fit`")
+        raise UserError(
+            f"{folder} is not a fitted scorer folder (no {STATE_FILE}); write one with `currimix score fit`"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -182,6 +197,8 @@ def read_state_meta(folder: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or not {"scorer", "config", "format_version"} <= set(meta):
         raise UserError(f"{meta_path}: expected keys scorer, config, format_version")
     if meta["format_version"] != STATE_FORMAT_VERSION:
-        raise UserError(f"{meta_path}: format_version {meta['format_version']} is not supported "
-                        f"(this currimix reads {STATE_FORMAT_VERSION}); refit the scorer")
+        raise UserError(
+            f"{meta_path}: format_version {meta['format_version']} is not supported "
+            f"(this currimix reads {STATE_FORMAT_VERSION}); refit the scorer"
+        )
     return meta

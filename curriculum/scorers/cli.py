@@ -32,12 +32,17 @@ from curriculum.scorers.base import STATE_FILE, read_state_meta
 from curriculum.scorers.heuristic import RULES, rule_penalties, rule_values
 from curriculum.scorers.metrics import roc_auc, spearman
 
-app = typer.Typer(help="Score documents for quality: list scorers, fit trainable ones, write scores, "
-                  "inspect the heuristic rules, check agreement with labels.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Score documents for quality: list scorers, fit trainable ones, write scores, "
+    "inspect the heuristic rules, check agreement with labels.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
-SOURCE_HELP = ("Documents: PATH[?key=value&...] where keys are source settings (text_field, id_field, "
-               "format, text_split, max_documents, where.COLUMN); e.g. 'mail.jsonl.gz?where.label=ham'.")
+SOURCE_HELP = (
+    "Documents: PATH[?key=value&...] where keys are source settings (text_field, id_field, "
+    "format, text_split, max_documents, where.COLUMN); e.g. 'mail.jsonl.gz?where.label=ham'."
+)
 SCORER_HELP = "Scorer name (see `list`), or a folder written by `fit`."
 SET_HELP = "Scorer option KEY=VALUE (VALUE read as YAML; dotted keys nest), repeatable."
 CONFIG_HELP = "YAML/JSON file with the scorer config mapping ({name: ..., ...}); --set overrides it."
@@ -66,7 +71,7 @@ def parse_source(spec: str) -> SourceConfig:
     for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
         parsed = yaml.safe_load(value) if value else ""
         if key.startswith("where."):
-            where[key[len("where."):]] = parsed
+            where[key[len("where.") :]] = parsed
         else:
             settings[key] = parsed if key != "text_field" or isinstance(parsed, list) else str(value)
     if where:
@@ -153,7 +158,9 @@ def _write_atomic(ds: Any, out: Path) -> None:
 @app.command("list")
 @_user_errors
 def list_scorers(
-    rules: Annotated[bool, typer.Option("--rules", help="Also list the heuristic scorer's rules and thresholds.")] = False,
+    rules: Annotated[
+        bool, typer.Option("--rules", help="Also list the heuristic scorer's rules and thresholds.")
+    ] = False,
 ) -> None:
     """List the registered scorers (and, with --rules, the heuristic rules)."""
     for name in SCORERS.names():
@@ -172,9 +179,13 @@ def list_scorers(
 @_user_errors
 def fit(
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the fitted scorer (scorer.json + state).")],
-    scorer: Annotated[Optional[str], typer.Argument(help="Trainable scorer to fit (see `list`); or use --config.")] = None,
+    scorer: Annotated[
+        Optional[str], typer.Argument(help="Trainable scorer to fit (see `list`); or use --config.")
+    ] = None,
     positive: Annotated[list[str], typer.Option("--positive", "-p", help="Good documents. " + SOURCE_HELP)] = [],  # noqa: B006
-    negative: Annotated[list[str], typer.Option("--negative", "-n", help="Bad documents (classifier). " + SOURCE_HELP)] = [],  # noqa: B006
+    negative: Annotated[
+        list[str], typer.Option("--negative", "-n", help="Bad documents (classifier). " + SOURCE_HELP)
+    ] = [],  # noqa: B006
     set_: Annotated[list[str], typer.Option("--set", "-s", help=SET_HELP)] = [],  # noqa: B006
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
 ) -> None:
@@ -183,8 +194,10 @@ def fit(
     data.pop("path", None)
     built = build_scorer(data)
     if not built.trainable:
-        raise UserError(f"the {data['name']} scorer is not trainable; trainable: "
-                        f"{', '.join(n for n in SCORERS.names() if getattr(SCORERS._lookup(n)[0], 'trainable', False))}")
+        raise UserError(
+            f"the {data['name']} scorer is not trainable; trainable: "
+            f"{', '.join(n for n in SCORERS.names() if getattr(SCORERS._lookup(n)[0], 'trainable', False))}"
+        )
     if not positive:
         raise UserError("give at least one --positive source")
     if out.exists() and any(out.iterdir()):
@@ -200,14 +213,22 @@ def fit(
 @_user_errors
 def apply(
     source: Annotated[str, typer.Argument(help=SOURCE_HELP)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="New output: *.jsonl, *.jsonl.gz, *.parquet, or a "
-                                      "`datasets` folder for any other name.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="New output: *.jsonl, *.jsonl.gz, *.parquet, or a `datasets` folder for any other name."
+        ),
+    ],
     scorer: Annotated[Optional[str], typer.Option("--scorer", help=SCORER_HELP)] = None,
     set_: Annotated[list[str], typer.Option("--set", "-s", help=SET_HELP)] = [],  # noqa: B006
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
-    column: Annotated[str, typer.Option("--column", help="Name of the score column / jsonl field written.")] = "quality_score",
+    column: Annotated[
+        str, typer.Option("--column", help="Name of the score column / jsonl field written.")
+    ] = "quality_score",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Documents per scoring batch.")] = 1000,
-    num_proc: Annotated[int, typer.Option("--num-proc", min=1, help="Worker processes (model scorers run in one).")] = 1,
+    num_proc: Annotated[
+        int, typer.Option("--num-proc", min=1, help="Worker processes (model scorers run in one).")
+    ] = 1,
 ) -> None:
     """Score documents and write them, with the score added as a column, to a new path."""
     if out.exists():
@@ -218,9 +239,12 @@ def apply(
         raise UserError(f"--column {column!r} already exists in the documents; choose another name")
     scores = built.score_dataset(ds, batch_size=batch_size, num_proc=num_proc, desc=f"score {built.config.name}")
     _write_atomic(ds.add_column(column, scores.tolist()), out)
-    typer.echo(f"wrote {len(ds)} documents with `{column}` to {out} "
-               f"(min {scores.min():.4g}, median {np.median(scores):.4g}, max {scores.max():.4g})"
-               if len(ds) else f"wrote 0 documents to {out}")
+    typer.echo(
+        f"wrote {len(ds)} documents with `{column}` to {out} "
+        f"(min {scores.min():.4g}, median {np.median(scores):.4g}, max {scores.max():.4g})"
+        if len(ds)
+        else f"wrote 0 documents to {out}"
+    )
 
 
 @app.command()
@@ -242,8 +266,10 @@ def inspect(
         typer.echo(f"{take} documents; value median [p10, p90]; share with penalty > ln 2 (failing the rule)")
         for r in RULES:
             v = values[r.name]
-            typer.echo(f"  {r.name:28s} {np.median(v):10.4g} [{np.percentile(v, 10):.4g}, {np.percentile(v, 90):.4g}]"
-                       f"  fail {np.mean(penalties[r.name] > np.log(2)):.1%}")
+            typer.echo(
+                f"  {r.name:28s} {np.median(v):10.4g} [{np.percentile(v, 10):.4g}, {np.percentile(v, 90):.4g}]"
+                f"  fail {np.mean(penalties[r.name] > np.log(2)):.1%}"
+            )
         return
     for i in range(take):
         total = sum(float(p[i]) for p in penalties.values())
@@ -258,13 +284,21 @@ def inspect(
 @_user_errors
 def evaluate(
     source: Annotated[str, typer.Argument(help=SOURCE_HELP)],
-    label: Annotated[str, typer.Option("--label", help="Column with the reference (a 0/1 or named label, or a number).")],
+    label: Annotated[
+        str, typer.Option("--label", help="Column with the reference (a 0/1 or named label, or a number).")
+    ],
     scorer: Annotated[Optional[str], typer.Option("--scorer", help=SCORER_HELP)] = None,
     set_: Annotated[list[str], typer.Option("--set", "-s", help=SET_HELP)] = [],  # noqa: B006
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
-    positive_value: Annotated[Optional[str], typer.Option("--positive-value", help="Label value meaning 'good' "
-                                                          "(gives ROC-AUC); without it the label is numeric "
-                                                          "and Spearman is reported.")] = None,
+    positive_value: Annotated[
+        Optional[str],
+        typer.Option(
+            "--positive-value",
+            help="Label value meaning 'good' "
+            "(gives ROC-AUC); without it the label is numeric "
+            "and Spearman is reported.",
+        ),
+    ] = None,
     num_proc: Annotated[int, typer.Option("--num-proc", min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Agreement of a scorer with labels: ROC-AUC (binary) or Spearman (numeric)."""
@@ -279,7 +313,9 @@ def evaluate(
             good = np.array([str(v) == positive_value for v in reference])
             typer.echo(f"ROC-AUC {roc_auc(scores, good):.4f} over {len(ds)} documents ({good.sum()} positive)")
         else:
-            typer.echo(f"Spearman {spearman(scores, np.asarray(reference, dtype=np.float64)):.4f} over {len(ds)} documents")
+            typer.echo(
+                f"Spearman {spearman(scores, np.asarray(reference, dtype=np.float64)):.4f} over {len(ds)} documents"
+            )
     except (ValueError, TypeError) as exc:
         raise UserError(f"--label {label!r}: {exc}") from None
 

@@ -83,11 +83,13 @@ class CombineScorer(Scorer):
     def score_batch(self, batch: dict[str, list[Any]]) -> np.ndarray:
         return self._mix([part.score_batch(batch) for part in self.parts])
 
-    def score_dataset(self, ds: datasets.Dataset, *, batch_size: int = 1000, num_proc: int | None = None,
-                      desc: str = "score") -> np.ndarray:
+    def score_dataset(
+        self, ds: datasets.Dataset, *, batch_size: int = 1000, num_proc: int | None = None, desc: str = "score"
+    ) -> np.ndarray:
         if len(ds) == 0:
             return np.zeros(0, dtype=np.float64)
-        scores = [part.score_dataset(ds, batch_size=batch_size, num_proc=num_proc,
-                                     desc=f"{desc} [{p.scorer.name}]")
-                  for part, p in zip(self.parts, self.config.parts)]
+        scores = [
+            part.score_dataset(ds, batch_size=batch_size, num_proc=num_proc, desc=f"{desc} [{p.scorer.name}]")
+            for part, p in zip(self.parts, self.config.parts)
+        ]
         return self._mix(scores)

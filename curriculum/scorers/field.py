@@ -18,8 +18,9 @@ class FieldScorerConfig(StrictModel):
     name: Literal["field"] = "field"
     field: str = Field("score", description="Column holding a numeric score (higher = better unless `negate`).")
     negate: bool = Field(False, description="Use minus the value (for columns where lower is better, e.g. perplexity).")
-    missing: float | None = Field(None, description="Score for rows where the field is missing or not finite; "
-                                  "None makes such rows an error.")
+    missing: float | None = Field(
+        None, description="Score for rows where the field is missing or not finite; None makes such rows an error."
+    )
 
 
 @SCORERS.register("field", FieldScorerConfig)
@@ -45,8 +46,10 @@ class FieldScorer(Scorer):
                 number = math.nan
             if not math.isfinite(number):
                 if self.config.missing is None:
-                    raise UserError(f"field scorer: row {i} of a batch has {self.config.field}={value!r}, "
-                                    "not a finite number; set `missing:` to give such rows a score")
+                    raise UserError(
+                        f"field scorer: row {i} of a batch has {self.config.field}={value!r}, "
+                        "not a finite number; set `missing:` to give such rows a score"
+                    )
                 number = self.config.missing
             out[i] = -number if self.config.negate else number
         return out

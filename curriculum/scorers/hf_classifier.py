@@ -16,16 +16,25 @@ from pydantic import Field
 
 from curriculum.errors import UserError
 from curriculum.scorers.base import Scorer, clean_texts
-from curriculum.scorers.hf_common import CHARS_PER_TOKEN_BOUND, HFModelFields, load_pretrained, score_dataset_in_process, token_batches
+from curriculum.scorers.hf_common import (
+    CHARS_PER_TOKEN_BOUND,
+    HFModelFields,
+    load_pretrained,
+    score_dataset_in_process,
+    token_batches,
+)
 from curriculum.scorers.registry import SCORERS
 
 
 class HFClassifierConfig(HFModelFields):
     name: Literal["hf_classifier"] = "hf_classifier"
     max_tokens: int = Field(512, ge=2, le=1 << 20, description="Tokens read per document (its first N).")
-    label: int | str | None = Field(None, description="Classification heads: the output meaning 'good', by "
-                                    "index or by name in the model's id2label; None = the last one. "
-                                    "Ignored for a regression head (num_labels 1).")
+    label: int | str | None = Field(
+        None,
+        description="Classification heads: the output meaning 'good', by "
+        "index or by name in the model's id2label; None = the last one. "
+        "Ignored for a regression head (num_labels 1).",
+    )
 
 
 @SCORERS.register("hf_classifier", HFClassifierConfig)
@@ -68,8 +77,10 @@ class HFClassifierScorer(Scorer):
     def score_batch(self, batch: dict[str, list[Any]]) -> np.ndarray:
         import torch
 
-        texts = [t[:self.config.max_tokens * CHARS_PER_TOKEN_BOUND] for t in clean_texts(batch["text"])]
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.config.max_tokens)["input_ids"] if texts else []
+        texts = [t[: self.config.max_tokens * CHARS_PER_TOKEN_BOUND] for t in clean_texts(batch["text"])]
+        encoded = (
+            self.tokenizer(texts, truncation=True, max_length=self.config.max_tokens)["input_ids"] if texts else []
+        )
         encoded = [list(e) or [self.filler_id] for e in encoded]  # an empty document still gets one token
         out = np.zeros(len(encoded), dtype=np.float64)
         for idx in token_batches([len(e) for e in encoded], batch_tokens=self.config.batch_tokens):
@@ -78,19 +89,20 @@ class HFClassifierScorer(Scorer):
             ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(seqs), width), dtype=torch.long)
             for row, s in enumerate(seqs):
-                ids[row, :len(s)] = torch.tensor(s, dtype=torch.long)
-                mask[row, :len(s)] = 1
+                ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+                mask[row, : len(s)] = 1
             with torch.inference_mode():
                 logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
                 if self.label_index is None:
                     value = logits[:, 0]
                 else:
-                    others = torch.cat([logits[:, :self.label_index], logits[:, self.label_index + 1:]], dim=1)
+                    others = torch.cat([logits[:, : self.label_index], logits[:, self.label_index + 1 :]], dim=1)
                     value = logits[:, self.label_index] - torch.logsumexp(others, dim=1)
             out[idx] = value.double().cpu().numpy()
         return np.nan_to_num(out, nan=0.0, posinf=1e6, neginf=-1e6)
 
-    def score_dataset(self, ds: datasets.Dataset, *, batch_size: int = 1000, num_proc: int | None = None,
-                      desc: str = "score") -> np.ndarray:
+    def score_dataset(
+        self, ds: datasets.Dataset, *, batch_size: int = 1000, num_proc: int | None = None, desc: str = "score"
+    ) -> np.ndarray:
         """In-process (one model, GPU when present); ``batch_size`` and ``num_proc`` are not used."""
         return score_dataset_in_process(self, ds.select_columns(["text"]), desc=desc)

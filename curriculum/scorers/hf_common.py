@@ -27,13 +27,16 @@ CHARS_PER_TOKEN_BOUND = 64
 class HFModelFields(StrictModel):
     """Fields common to scorers that run a transformers model from a local folder."""
 
-    path: str = Field(description="Local folder written by `save_pretrained` holding the model and its "
-                      "tokenizer (nothing is downloaded).")
+    path: str = Field(
+        description="Local folder written by `save_pretrained` holding the model and its "
+        "tokenizer (nothing is downloaded)."
+    )
     max_tokens: int = Field(1024, ge=2, le=1 << 20, description="Tokens read per document (its first N).")
     batch_tokens: int = Field(16384, ge=16, description="Most (padded) tokens per forward pass.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto`: CUDA when available, else CPU.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights' dtype; `auto`: bfloat16 on CUDA, float32 on CPU (faster there).")
+        "auto", description="Weights' dtype; `auto`: bfloat16 on CUDA, float32 on CPU (faster there)."
+    )
 
 
 def load_pretrained(config: HFModelFields, auto_class: Any) -> tuple[Any, Any, Any]:
@@ -43,14 +46,21 @@ def load_pretrained(config: HFModelFields, auto_class: Any) -> tuple[Any, Any, A
 
     folder = Path(config.path).expanduser()
     if not (folder / "config.json").is_file():
-        raise UserError(f"{config.path}: not a transformers model folder (no config.json); "
-                        "give the folder written by save_pretrained")
+        raise UserError(
+            f"{config.path}: not a transformers model folder (no config.json); "
+            "give the folder written by save_pretrained"
+        )
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UserError("device: cuda was asked for but no CUDA device is visible; use device: auto")
-    device = torch.device("cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-             "auto": torch.bfloat16 if device.type == "cuda" else torch.float32}[config.dtype]
+    device = torch.device(
+        "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
+    dtype = {
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+        "auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
+    }[config.dtype]
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = auto_class.from_pretrained(folder, local_files_only=True, dtype=dtype)
@@ -83,8 +93,8 @@ def score_dataset_in_process(scorer: Any, ds: datasets.Dataset, *, desc: str) ->
     out = np.zeros(len(ds), dtype=np.float64)
     with tqdm(total=len(ds), desc=desc, unit="doc") as bar:
         for start in range(0, len(ds), SCORE_CHUNK_DOCS):
-            chunk = ds[start:start + SCORE_CHUNK_DOCS]
-            out[start:start + len(chunk["text"])] = scorer.score_batch(chunk)
+            chunk = ds[start : start + SCORE_CHUNK_DOCS]
+            out[start : start + len(chunk["text"])] = scorer.score_batch(chunk)
             bar.update(len(chunk["text"]))
     assert np.isfinite(out).all(), "model scorer produced a non-finite score"
     return out

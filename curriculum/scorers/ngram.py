@@ -41,15 +41,21 @@ _C1, _C2, _C3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np
 
 class NgramConfig(StrictModel):
     name: Literal["ngram"] = "ngram"
-    path: str | None = Field(None, description="Folder written by `currimix score fit ngram` (or "
-                             "Scorer.save); None means the scorer must be fitted before scoring.")
+    path: str | None = Field(
+        None,
+        description="Folder written by `currimix score fit ngram` (or "
+        "Scorer.save); None means the scorer must be fitted before scoring.",
+    )
     order: int = Field(4, ge=1, le=8, json_schema_extra=FIT, description="n of the n-gram model.")
-    min_count: int = Field(2, ge=1, json_schema_extra=FIT, description="Reference-text words seen fewer "
-                           "times than this become <unk>.")
-    max_vocab: int = Field(500_000, ge=10, json_schema_extra=FIT, description="Keep at most this many of "
-                           "the most frequent words.")
-    max_tokens: int = Field(20_000, ge=1, description="Tokens scored per document (its first N); bounds "
-                            "time and memory on huge documents.")
+    min_count: int = Field(
+        2, ge=1, json_schema_extra=FIT, description="Reference-text words seen fewer times than this become <unk>."
+    )
+    max_vocab: int = Field(
+        500_000, ge=10, json_schema_extra=FIT, description="Keep at most this many of the most frequent words."
+    )
+    max_tokens: int = Field(
+        20_000, ge=1, description="Tokens scored per document (its first N); bounds time and memory on huge documents."
+    )
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -67,7 +73,7 @@ def _gram_hashes(ids: np.ndarray, order: int) -> list[np.ndarray]:
     for k in range(2, order + 1):
         g = np.zeros_like(tok)
         with np.errstate(over="ignore"):
-            g[k - 1:] = _mix((grams[-1][k - 2:-1] * _C2) ^ (tok[k - 1:] * _C1))
+            g[k - 1 :] = _mix((grams[-1][k - 2 : -1] * _C2) ^ (tok[k - 1 :] * _C1))
         grams.append(g)
     return grams
 
@@ -106,8 +112,9 @@ class NgramModel:
     def fit(cls, texts: list[str], *, order: int, min_count: int, max_vocab: int) -> "NgramModel":
         docs = [tokens(t) for t in clean_texts(texts)]
         counts = collections.Counter(w for doc in docs for w in doc)
-        kept = sorted((w for w, c in counts.items() if c >= min_count and w not in _SPECIAL),
-                      key=lambda w: (-counts[w], w))[:max_vocab]
+        kept = sorted(
+            (w for w, c in counts.items() if c >= min_count and w not in _SPECIAL), key=lambda w: (-counts[w], w)
+        )[:max_vocab]
         vocab = list(_SPECIAL) + kept
         model = cls(vocab, order, {})
         unk_types = max(1, sum(1 for w in counts if w not in model.index))
@@ -203,8 +210,12 @@ class NgramModel:
             vocab = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
         except (OSError, ValueError) as exc:
             raise UserError(f"{folder}: cannot read the n-gram model: {exc}") from exc
-        missing = [f"{kind}{k}" for k in range(1, order + 1) for kind in ("gram", "num", "ctx", "den", "gam")
-                   if f"{kind}{k}" not in arrays] + [k for k in ("unk_types",) if k not in arrays]
+        missing = [
+            f"{kind}{k}"
+            for k in range(1, order + 1)
+            for kind in ("gram", "num", "ctx", "den", "gam")
+            if f"{kind}{k}" not in arrays
+        ] + [k for k in ("unk_types",) if k not in arrays]
         if missing or vocab[:3] != list(_SPECIAL):
             raise UserError(f"{folder}: incomplete n-gram model (missing {missing or 'special tokens'}); refit it")
         return cls(vocab, order, arrays)
