@@ -1,14 +1,13 @@
 """Scorers: the shared contract every registered scorer passes, plus per-scorer behaviour.
 
 A new scorer gets the contract test by adding one row to `FACTORIES` (the first test fails
-until it has one). Real text comes from small slices of ``../shared/data``; model scorers use
+until it has one). Real text comes from small slices of ``../shared/data`` (or, without it, the
+generated stand-ins of `tests/scorer_corpus.py`); model scorers use
 tiny transformers models built from configs (see `tests/test_scorers_hf.py` for the builders).
 """
 
 from __future__ import annotations
 
-import gzip
-import itertools
 import json
 import os
 import subprocess
@@ -27,31 +26,17 @@ from curriculum.scorers.base import clean_texts
 from curriculum.scorers.heuristic import RULE_NAMES, rule_values
 from curriculum.scorers.metrics import average_ranks, roc_auc, spearman
 from curriculum.scorers.ngram import BOS, NgramModel
+from tests.scorer_corpus import scorer_corpus
 from tests.test_scorers_hf import tiny_model_folders
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _jsonl(relative: str, limit: int) -> list[dict]:
-    path = DATA / relative
-    if not path.exists():
-        pytest.skip(f"shared corpus not found at {DATA}")
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in itertools.islice(fh, limit)]
-
-
 @pytest.fixture(scope="module")
 def corpus() -> dict[str, list[str]]:
-    """Small real slices: good prose (positives) and spam (negatives)."""
-    mail = _jsonl("spamassassin/messages.jsonl.gz", 3126)
-    return {
-        "good": [r["text"] for r in _jsonl("python_docs/docs.jsonl.gz", 40)]
-        + [r["question"] + "\n\n" + r["answer"] for r in _jsonl("gsm8k/train.jsonl.gz", 60)],
-        "ham": [r["text"] for r in mail if r["label"] == "ham"][:60],
-        "spam": [r["text"] for r in mail if r["label"] == "spam"][:60],
-        "dclm": [r["text"] for r in _jsonl("dclm_human_quality/majority_data.jsonl.gz", 30)],
-    }
+    """Small real slices (good prose, ham and spam e-mail, DCLM pages), or generated stand-ins."""
+    return scorer_corpus()
 
 
 # ------------------------------------------------------------------ the shared contract

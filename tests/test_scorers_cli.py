@@ -11,16 +11,16 @@ import pytest
 from typer.testing import CliRunner
 
 from curriculum.scorers.cli import app, parse_source
+from tests.scorer_corpus import mail_file
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-MAIL = DATA / "spamassassin" / "messages.jsonl.gz"
 runner = CliRunner()
+MAIL: Path  # set per test: the real SpamAssassin file, or a generated one with the same fields
 
 
 @pytest.fixture(autouse=True)
-def _need_data():
-    if not MAIL.exists():
-        pytest.skip(f"shared corpus not found at {DATA}")
+def _mail(tmp_path_factory):
+    global MAIL
+    MAIL = mail_file(tmp_path_factory.getbasetemp())
 
 
 def _ok(args: list[str]):
