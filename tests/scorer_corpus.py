@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import os
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -68,7 +69,8 @@ def mail_file(folder: Path) -> Path:
     if not path.exists():
         corpus = _generated()
         rows = [("ham", t) for t in corpus["good"][:90]] + [("spam", t) for t in corpus["spam"]]
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # written whole, then renamed
+        with gzip.open(tmp, "wt", encoding="utf-8") as fh:
             for i, (label, text) in enumerate(rows):
                 record = {
                     "id": f"m{i}",
@@ -81,4 +83,5 @@ def mail_file(folder: Path) -> Path:
                     "text": text,
                 }
                 fh.write(json.dumps(record) + "\n")
+        os.replace(tmp, path)
     return path

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import datasets
@@ -14,13 +16,10 @@ from curriculum.scorers.cli import app, parse_source
 from tests.scorer_corpus import mail_file
 
 runner = CliRunner()
-MAIL: Path  # set per test: the real SpamAssassin file, or a generated one with the same fields
-
-
-@pytest.fixture(autouse=True)
-def _mail(tmp_path_factory):
-    global MAIL
-    MAIL = mail_file(tmp_path_factory.getbasetemp())
+# The real SpamAssassin file, or a generated one with the same fields (parametrize needs it at import).
+_FALLBACK = Path(tempfile.gettempdir()) / f"currimix-tests-{os.getuid()}"
+_FALLBACK.mkdir(exist_ok=True)
+MAIL = mail_file(_FALLBACK)
 
 
 def _ok(args: list[str]):
