@@ -33,7 +33,7 @@ BATCH_DOCS = 1000
 
 @dataclass
 class PreparedDomain:
-    dataset: datasets.Dataset  # columns: id, text, score, split
+    dataset: datasets.Dataset  # columns: id, text, score, is_val, tiebreak
     scorer: str
 
 
@@ -76,6 +76,18 @@ def id_tiebreak(ids: list[str]) -> np.ndarray:
     )
 
 
+def annotate(
+    batch: dict[str, list], indices: list[int], domain: str, scores: np.ndarray, fraction: float
+) -> dict[str, object]:
+    """Score, validation flag and tie-break key of a batch (batch by batch: no column of Python
+    strings is ever held whole in memory)."""
+    return {
+        "score": scores[indices],
+        "is_val": val_mask(domain, batch["id"], fraction),
+        "tiebreak": id_tiebreak(batch["id"]),
+    }
+
+
 def load_and_score(recipe: Recipe, cache_dir: str) -> dict[str, PreparedDomain]:
     out = {}
     for name, domain in recipe.data.domains.items():
@@ -90,10 +102,14 @@ def load_and_score(recipe: Recipe, cache_dir: str) -> dict[str, PreparedDomain]:
             scorer_name = domain.scorer.name
             if scores.shape != (len(ds),) or not np.all(np.isfinite(scores)):
                 raise AssertionError(f"scorer {scorer_name} returned a bad score array for {name}")
-        ids = ds["id"]
-        is_val = val_mask(name, ids, recipe.data.val_fraction)
-        ds = ds.select_columns(["id", "text"]).add_column("score", scores.tolist())
-        ds = ds.add_column("split", np.where(is_val, "val", "train").tolist())
+        ds = ds.select_columns(["id", "text"]).map(
+            annotate,
+            batched=True,
+            with_indices=True,
+            fn_kwargs={"domain": name, "scores": scores, "fraction": recipe.data.val_fraction},
+            new_fingerprint=f"annotate-{name}-{uuid.uuid4().hex}",  # never hash the score array
+            desc=f"split {name}",
+        )
         out[name] = PreparedDomain(ds, scorer_name)
     return out
 
@@ -101,7 +117,7 @@ def load_and_score(recipe: Recipe, cache_dir: str) -> dict[str, PreparedDomain]:
 def tokenizer_texts(domains: dict[str, PreparedDomain], budget_bytes: int) -> Iterator[str]:
     """Round-robin training texts from every domain's train split, up to ``budget_bytes``."""
     iters = [
-        iter(d.dataset.filter(lambda s: s == "train", input_columns="split").iter(batch_size=256))
+        iter(d.dataset.filter(lambda is_val: not is_val, input_columns="is_val").iter(batch_size=256))
         for d in domains.values()
     ]
     used = 0
@@ -162,11 +178,12 @@ def prepare_store(recipe: Recipe, *, overwrite: bool = False, show_progress: boo
                 remove_columns=["text"],
                 desc=f"tokenize {name}",
             )
-            splits = np.asarray(tokenized["split"])
-            scores = np.asarray(tokenized["score"], dtype=np.float64)
-            ties = id_tiebreak(tokenized["id"])
+            columns = tokenized.with_format("numpy")  # numeric columns straight from arrow
+            is_val = np.asarray(columns["is_val"], dtype=bool)
+            scores = np.asarray(columns["score"], dtype=np.float64)
+            ties = np.asarray(columns["tiebreak"], dtype=np.int64)
             for split, writer in writers.items():
-                rows = np.flatnonzero(splits == split)
+                rows = np.flatnonzero(is_val == (split == "val"))
                 order = rows[np.lexsort((ties[rows], scores[rows]))]  # ascending score, hashed tie-break
                 writer.begin_domain(name)
                 bar = tqdm(total=len(order), desc=f"pack {name}/{split}", unit="doc", disable=not show_progress)
