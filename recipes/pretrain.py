@@ -64,7 +64,7 @@ class Run:
 
 
 @dataclass
-class Window:
+class LogTally:
     """Per-domain loss sums and counts since the last log line (on this rank)."""
 
     n_domains: int
@@ -149,7 +149,7 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def accumulate_gradients(run: Run, batch: GlobalBatch, window: Window) -> None:
+def accumulate_gradients(run: Run, batch: GlobalBatch, tally: LogTally) -> None:
     """Forward/backward over this rank's micro-batches of ``batch``; gradients end up in ``.grad``."""
     acc, model = run.accelerator, run.model
     # Each rank sums loss_weight x loss over its sequences / global batch; DDP's mean over ranks
@@ -169,15 +169,15 @@ def accumulate_gradients(run: Run, batch: GlobalBatch, window: Window) -> None:
                 loss = loss + run.recipe.model.moe.aux_loss_coef * aux / len(micro_batches)
             acc.backward(loss)
         domains = torch.from_numpy(micro.domains)
-        window.loss_sum.index_add_(0, domains, losses.detach().double().cpu())
-        window.count.index_add_(0, domains, torch.ones(len(domains), dtype=torch.float64))
-        window.tokens += tokens.numel()
-        window.sequence_ids.append(micro.sequence_ids)
+        tally.loss_sum.index_add_(0, domains, losses.detach().double().cpu())
+        tally.count.index_add_(0, domains, torch.ones(len(domains), dtype=torch.float64))
+        tally.tokens += tokens.numel()
+        tally.sequence_ids.append(micro.sequence_ids)
 
 
-def train_step(run: Run, batch: GlobalBatch, window: Window) -> float:
+def train_step(run: Run, batch: GlobalBatch, tally: LogTally) -> float:
     """One optimizer step on ``batch``: gradients, clip, update. Returns the gradient norm."""
-    accumulate_gradients(run, batch, window)
+    accumulate_gradients(run, batch, tally)
     clip = run.recipe.training.grad_clip
     norm = run.accelerator.clip_grad_norm_(run.model.parameters(), clip if clip else math.inf)
     run.optimizer.step()
@@ -188,7 +188,7 @@ def train_step(run: Run, batch: GlobalBatch, window: Window) -> float:
 def log_train(
     run: Run,
     step: int,
-    window: Window,
+    tally: LogTally,
     grad_norm: float,
     lr: float,
     bar: tqdm,
@@ -197,10 +197,10 @@ def log_train(
 ) -> None:
     """One rank-0 record: loss (overall and per domain), LR, throughput, realised vs planned mix."""
     acc, names = run.accelerator, run.plan.domains.names
-    sums = acc.reduce(window.loss_sum.to(acc.device), reduction="sum").cpu()
-    counts = acc.reduce(window.count.to(acc.device), reduction="sum").cpu()
-    elapsed = time.perf_counter() - window.started
-    tokens_per_s = window.tokens * acc.num_processes / max(elapsed, 1e-9)
+    sums = acc.reduce(tally.loss_sum.to(acc.device), reduction="sum").cpu()
+    counts = acc.reduce(tally.count.to(acc.device), reduction="sum").cpu()
+    elapsed = time.perf_counter() - tally.started
+    tokens_per_s = tally.tokens * acc.num_processes / max(elapsed, 1e-9)
     planned = run.plan.allocation.target_before(step + 1)
     record: dict[str, Any] = {
         "loss": float(sums.sum() / counts.sum()),
@@ -219,7 +219,7 @@ def log_train(
         record[f"mix/{name}/planned"] = round(float(planned[d]), 3)
     if run.recipe.training.log_batch_ids:
         # Gathered from the ranks (rank order): the sequences actually trained on since the last record.
-        mine = torch.from_numpy(np.concatenate(window.sequence_ids)).to(acc.device)
+        mine = torch.from_numpy(np.concatenate(tally.sequence_ids)).to(acc.device)
         record["batch_ids"] = acc.gather(mine).cpu().tolist()
     acc.log(record, step=step)
     postfix = {"loss": f"{record['loss']:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tokens_per_s:,.0f}"}
@@ -277,7 +277,7 @@ def train(
     )
     stop = plan.total_steps if stop_after_steps is None else min(plan.total_steps, stop_after_steps)
     realised = plan.consumed_before(start).copy()
-    window = Window(len(plan.domains.names))
+    tally = LogTally(len(plan.domains.names))
     bar = tqdm(
         range(start, stop),
         initial=start,
@@ -293,12 +293,12 @@ def train(
         for group in run.optimizer.param_groups:
             group["lr"] = lr
         batch = plan.batch(step)
-        grad_norm = train_step(run, batch, window)
+        grad_norm = train_step(run, batch, tally)
         realised += np.bincount(batch.domains, minlength=len(realised))
         done = step + 1
         if done % t.log_every_steps == 0 or done == plan.total_steps:
-            log_train(run, step, window, grad_norm, lr, bar, realised, batch)
-            window = Window(len(plan.domains.names))
+            log_train(run, step, tally, grad_norm, lr, bar, realised, batch)
+            tally = LogTally(len(plan.domains.names))
         if (t.eval_every_steps and done % t.eval_every_steps == 0) or done == plan.total_steps:
             val_losses = validate(run, step)
         if plan.is_snapshot_step(done):

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from curriculum.errors import UserError
-from recipes.pretrain import Window, accumulate_gradients, setup, train
+from recipes.pretrain import LogTally, accumulate_gradients, setup, train
 from recipes.trackers import read_metrics
 
 
@@ -100,7 +100,7 @@ def test_upsampling_and_upweighting_give_the_same_full_batch_gradient(make_recip
         for d in range(3):
             start, stop = store.train.domain_range(d)
             assert (counts[start:stop] == expected[d]).all()
-        accumulate_gradients(run, batch, Window(3))
+        accumulate_gradients(run, batch, LogTally(3))
         grads[realise] = torch.cat([p.grad.flatten() for p in run.model.parameters()])
     assert torch.allclose(grads["sample"], grads["weight"], rtol=1e-4, atol=1e-7)
     assert grads["sample"].abs().max() > 0
