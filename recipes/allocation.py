@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
@@ -34,6 +35,45 @@ def snap_integers(values: np.ndarray) -> np.ndarray:
     return np.where(np.abs(values - nearest) < SNAP, nearest, values)
 
 
+def earliest_deadline_first(
+    lower_rows: list[list[int]],
+    upper_rows: list[list[int]],
+    closeness_rows: list[list[float]],
+    slots: list[int],
+    deadline: Callable[[int, int, int], int],
+) -> list[list[int]]:
+    """The EDF allocation shared by windows and steps: integer counts per interval.
+
+    Interval e must bring each domain's cumulative count into [lower_rows[e][d], upper_rows[e][d]]
+    (the floor and ceiling of its target) using exactly ``slots[e]`` samples. Samples due now are
+    taken first; the free slots go to the domains whose next sample falls due soonest
+    (``deadline(e, d, upper)``: the interval where d's target reaches ``upper``), then to the one
+    closest to it (``closeness``, the target's fractional part), then by index.
+
+    Plain Python ints and lists in the loop: with a handful of domains numpy's per-call overhead
+    would dominate (the window pass runs ~150k times for a 10^7-step plan).
+    """
+    n_domains = len(lower_rows[0]) if lower_rows else 0
+    domains = range(n_domains)
+    realised = [0] * n_domains
+    counts: list[list[int]] = []
+    for e, (lower, upper) in enumerate(zip(lower_rows, upper_rows)):
+        step_counts = [max(0, lower[d] - realised[d]) for d in domains]  # samples due by this edge
+        free = slots[e] - sum(step_counts)
+        candidates = [d for d in domains if realised[d] + step_counts[d] < upper[d]]  # may go one early
+        assert 0 <= free <= len(candidates), "EDF found no feasible allocation (targets inconsistent)"
+        if free:
+            if free < len(candidates):
+                closeness = closeness_rows[e]
+                candidates.sort(key=lambda d: (deadline(e, d, upper[d]), -closeness[d], d))
+            for d in candidates[:free]:
+                step_counts[d] += 1
+        counts.append(step_counts)
+        for d in domains:
+            realised[d] += step_counts[d]
+    return counts
+
+
 def edf_window_counts(cum_targets: np.ndarray, slots: np.ndarray) -> np.ndarray:
     """Per-interval integer counts [E, D] from cumulative targets at the E+1 edges.
 
@@ -42,66 +82,44 @@ def edf_window_counts(cum_targets: np.ndarray, slots: np.ndarray) -> np.ndarray:
     """
     targets = snap_integers(np.asarray(cum_targets, dtype=np.float64))
     n_edges, n_domains = targets.shape
-    # Plain Python ints and lists in the loop: with a handful of domains, numpy's per-call overhead
-    # would dominate (this loop runs once per window, ~150k times for a 10^7-step plan).
-    lower_rows = np.floor(targets).astype(np.int64).tolist()
-    upper_rows = np.ceil(targets).astype(np.int64).tolist()
-    closeness_rows = (targets - np.floor(targets)).tolist()
+    floor = np.floor(targets)
     columns = [targets[:, d].tolist() for d in range(n_domains)]
-    slot_list = np.asarray(slots, dtype=np.int64).tolist()
-    counts: list[list[int]] = []
-    realised = [0] * n_domains
-    domains = range(n_domains)
-    for e in range(1, n_edges):
-        lower, upper = lower_rows[e], upper_rows[e]
-        step_counts = [max(0, lower[d] - realised[d]) for d in domains]  # samples due by this edge
-        free = slot_list[e - 1] - sum(step_counts)
-        candidates = [d for d in domains if realised[d] + step_counts[d] < upper[d]]  # may go one early
-        assert 0 <= free <= len(candidates), "EDF found no feasible allocation (targets inconsistent)"
-        if free:
-            if free < len(candidates):
-                # Earliest deadline first: the edge where a candidate's target reaches `upper`.
-                closeness = closeness_rows[e]
-                candidates.sort(key=lambda d: (bisect_left(columns[d], upper[d] - SNAP), -closeness[d], d))
-            for d in candidates[:free]:
-                step_counts[d] += 1
-        counts.append(step_counts)
-        for d in domains:
-            realised[d] += step_counts[d]
+
+    def deadline(e: int, d: int, upper: int) -> int:  # the edge where the target reaches `upper`
+        return bisect_left(columns[d], upper - SNAP)
+
+    counts = earliest_deadline_first(
+        floor[1:].astype(np.int64).tolist(),
+        np.ceil(targets[1:]).astype(np.int64).tolist(),
+        (targets - floor)[1:].tolist(),
+        np.asarray(slots, dtype=np.int64).tolist(),
+        deadline,
+    )
     return np.array(counts, dtype=np.int64).reshape(n_edges - 1, n_domains)
 
 
 def spread_window(window_counts: tuple[int, ...], steps: int, batch_size: int) -> np.ndarray:
     """Cumulative counts [steps + 1, D] spreading integer window totals evenly over its steps.
 
-    The per-step target of domain d is window_counts[d] / steps (exact integer arithmetic), so the
-    cumulative count after step i is within one sample of window_counts[d] * (i + 1) / steps.
+    The per-step target of domain d is window_counts[d] / steps, in exact integer arithmetic
+    (targets scaled by ``steps``), so the cumulative count after step i is within one sample of
+    window_counts[d] * (i + 1) / steps.
     """
-    k = np.asarray(window_counts, dtype=np.int64)
-    n_domains = len(k)
-    cumulative = np.zeros((steps + 1, n_domains), dtype=np.int64)
-    realised = np.zeros(n_domains, dtype=np.int64)
-    for i in range(steps):
-        scaled = k * (i + 1)  # target x steps, exact
-        lower = scaled // steps
-        upper = -((-scaled) // steps)
-        must = np.maximum(0, lower - realised)
-        free = batch_size - int(must.sum())
-        candidates = np.flatnonzero(realised + must < upper)
-        assert 0 <= free <= len(candidates), "window spreading found no feasible allocation"
-        step_counts = must
-        if free:
-            chosen = candidates
-            if free < len(candidates):
-                # Step at which each candidate's target reaches `upper` (its deadline), exactly.
-                need = upper[candidates] * steps
-                deadlines = -((-need) // k[candidates]) - 1
-                closeness = scaled[candidates] % steps
-                chosen = candidates[np.lexsort((candidates, -closeness, deadlines))[:free]]
-            step_counts = must.copy()
-            step_counts[chosen] += 1
-        realised = realised + step_counts
-        cumulative[i + 1] = realised
+    k = list(window_counts)
+    scaled = [[k_d * (i + 1) for k_d in k] for i in range(steps)]  # target x steps, exact
+
+    def deadline(i: int, d: int, upper: int) -> int:  # the step where the target reaches `upper`
+        return -((-upper * steps) // k[d]) - 1
+
+    counts = earliest_deadline_first(
+        [[x // steps for x in row] for row in scaled],
+        [[-((-x) // steps) for x in row] for row in scaled],
+        [[x % steps for x in row] for row in scaled],
+        [batch_size] * steps,
+        deadline,
+    )
+    cumulative = np.zeros((steps + 1, len(k)), dtype=np.int64)
+    cumulative[1:] = np.cumsum(np.array(counts, dtype=np.int64).reshape(steps, len(k)), axis=0)
     return cumulative
 
 
