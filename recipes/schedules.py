@@ -146,10 +146,15 @@ class Linear(Schedule):
         return decay_curve(q, "linear", self.config.final_lr_ratio)
 
 
-class WSDConfig(ScheduleBase):
-    name: Literal["wsd"] = "wsd"
+class DecayTailConfig(ScheduleBase):
+    """Fields of schedules that end with a decay over the last steps or over a named data phase."""
+
     decay_fraction: float | None = Field(
-        None, gt=0, le=1, description="Decay over the last fraction of steps (e.g. 0.2). Give this or `decay_phase`."
+        None,
+        gt=0,
+        le=1,
+        description="Decay over this last fraction of steps (e.g. 0.2); give at most one of this and "
+        "`decay_phase` (wsd needs one of them).",
     )
     decay_phase: str | None = Field(
         None,
@@ -159,6 +164,52 @@ class WSDConfig(ScheduleBase):
     decay_shape: DecayShape = Field("1-sqrt", description="Shape of the decay: linear, cosine or 1-sqrt.")
 
     @model_validator(mode="after")
+    def _decay_spec(self) -> "DecayTailConfig":
+        if self.decay_fraction is not None and self.decay_phase is not None:
+            raise ValueError("give at most one of `decay_fraction` and `decay_phase`")
+        if self.decay_fraction is None and self.decay_phase is None and "final_lr_ratio" in self.model_fields_set:
+            raise ValueError("`final_lr_ratio` only applies to a final decay; set `decay_fraction` or `decay_phase`")
+        return self
+
+
+class DecayingCurve(Schedule):
+    """A curve c(t) <= 1 after warmup, then optionally a decay from c(start) to exactly the final ratio."""
+
+    def __init__(self, config: DecayTailConfig, total_steps: int, phases: dict[str, tuple[int, int]], **kwargs: Any):
+        super().__init__(config, total_steps, phases, **kwargs)
+        self.window: tuple[int, int] | None = None
+        if config.decay_fraction is not None or config.decay_phase is not None:
+            self.window = self.decay_window(config.decay_fraction, config.decay_phase)
+            start = self.window[0]
+            self.decay_from = float(self.curve(np.array([start]))[0])
+            if config.final_lr_ratio > self.decay_from:
+                raise UserError(
+                    f"schedule.final_lr_ratio={config.final_lr_ratio:g} is above the LR where the decay "
+                    f"starts ({self.decay_from:.4g} x peak at step {start}); lower it, or start the decay "
+                    "earlier"
+                )
+
+    @abstractmethod
+    def curve(self, steps: np.ndarray) -> np.ndarray:
+        """LR / peak of the undecayed curve."""
+
+    def after_warmup(self, steps: np.ndarray) -> np.ndarray:
+        steps = np.asarray(steps, dtype=np.int64)
+        factor = self.curve(steps)
+        if self.window is None:
+            return factor
+        start, stop = self.window
+        q = self.decay_progress(steps, start, stop)
+        final = self.config.final_lr_ratio
+        decayed = self.decay_from * decay_curve(q, self.config.decay_shape, final / self.decay_from)
+        decayed = np.where(q >= 1.0, final, decayed)  # exact on the last decay step, whatever the rounding
+        return np.where(steps >= start, decayed, factor)
+
+
+class WSDConfig(DecayTailConfig):
+    name: Literal["wsd"] = "wsd"
+
+    @model_validator(mode="after")
     def _one_decay_spec(self) -> "WSDConfig":
         if (self.decay_fraction is None) == (self.decay_phase is None):
             raise ValueError("give exactly one of `decay_fraction` and `decay_phase`")
@@ -166,16 +217,11 @@ class WSDConfig(ScheduleBase):
 
 
 @SCHEDULES.register("wsd", WSDConfig)
-class WSD(Schedule):
+class WSD(DecayingCurve):
     """Warmup-stable-decay: peak LR until the decay window, then a short decay to the final LR."""
 
-    def __init__(self, config: WSDConfig, total_steps: int, phases: dict[str, tuple[int, int]], **kwargs: Any):
-        super().__init__(config, total_steps, phases, **kwargs)
-        self.start, self.stop = self.decay_window(config.decay_fraction, config.decay_phase)
-
-    def after_warmup(self, steps: np.ndarray) -> np.ndarray:
-        q = self.decay_progress(steps, self.start, self.stop)
-        return decay_curve(q, self.config.decay_shape, self.config.final_lr_ratio)
+    def curve(self, steps: np.ndarray) -> np.ndarray:
+        return np.ones(np.shape(steps))
 
 
 def build_schedule(

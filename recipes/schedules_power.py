@@ -26,71 +26,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from curriculum.errors import UserError
-from recipes.schedules import SCHEDULES, DecayShape, Schedule, ScheduleBase, decay_curve
+from recipes.schedules import SCHEDULES, DecayingCurve, DecayTailConfig
 
 
-class _DecayTail(ScheduleBase):
-    decay_fraction: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        description="End with a decay over this last fraction "
-        "of steps (e.g. 0.1); None (and no `decay_phase`) = no final decay.",
-    )
-    decay_phase: str | None = Field(
-        None,
-        description="End with a decay exactly over this data phase (e.g. "
-        "`upsample`); the LR stays at the final value after it.",
-    )
-    decay_shape: DecayShape = Field("1-sqrt", description="Shape of the final decay: linear, cosine or 1-sqrt.")
-
-    @model_validator(mode="after")
-    def _decay_spec(self) -> "_DecayTail":
-        if self.decay_fraction is not None and self.decay_phase is not None:
-            raise ValueError("give at most one of `decay_fraction` and `decay_phase`")
-        if self.decay_fraction is None and self.decay_phase is None and "final_lr_ratio" in self.model_fields_set:
-            raise ValueError("`final_lr_ratio` only applies to a final decay; set `decay_fraction` or `decay_phase`")
-        return self
-
-
-class _DecayingCurve(Schedule):
-    """A curve c(t) <= 1 for t >= warmup, then optionally a decay from c(start) to the final ratio."""
-
-    def __init__(self, config: _DecayTail, total_steps: int, phases: dict[str, tuple[int, int]], **kwargs: Any):
-        super().__init__(config, total_steps, phases, **kwargs)
-        self.window: tuple[int, int] | None = None
-        if config.decay_fraction is not None or config.decay_phase is not None:
-            self.window = self.decay_window(config.decay_fraction, config.decay_phase)
-            start = self.window[0]
-            self.decay_from = float(self.curve(np.array([start]))[0])
-            if config.final_lr_ratio > self.decay_from:
-                raise UserError(
-                    f"schedule.final_lr_ratio={config.final_lr_ratio:g} is above the LR where the decay "
-                    f"starts ({self.decay_from:.4g} x peak at step {start}); lower it, or start the decay "
-                    "earlier"
-                )
-
-    def curve(self, steps: np.ndarray) -> np.ndarray:
-        """LR / peak of the undecayed curve."""
-        raise NotImplementedError
-
-    def after_warmup(self, steps: np.ndarray) -> np.ndarray:
-        steps = np.asarray(steps, dtype=np.int64)
-        factor = self.curve(steps)
-        if self.window is None:
-            return factor
-        start, stop = self.window
-        q = self.decay_progress(steps, start, stop)
-        final = self.config.final_lr_ratio
-        decayed = self.decay_from * decay_curve(q, self.config.decay_shape, final / self.decay_from)
-        decayed = np.where(q >= 1.0, final, decayed)  # exact on the last decay step, whatever the rounding
-        return np.where(steps >= start, decayed, factor)
-
-
-class PowerConfig(_DecayTail):
+class PowerConfig(DecayTailConfig):
     name: Literal["power"] = "power"
     a: float = Field(
         gt=0,
@@ -106,7 +48,7 @@ class PowerConfig(_DecayTail):
 
 
 @SCHEDULES.register("power", PowerConfig)
-class Power(_DecayingCurve):
+class Power(DecayingCurve):
     """min(peak, a * n^b) in tokens or steps, optional final decay (Power scheduler)."""
 
     def __init__(
@@ -132,7 +74,7 @@ class Power(_DecayingCurve):
         return float(self.curve(np.array([self.config.warmup_steps - 1]))[0])
 
 
-class InverseSqrtConfig(_DecayTail):
+class InverseSqrtConfig(DecayTailConfig):
     name: Literal["inverse_sqrt"] = "inverse_sqrt"
     timescale_steps: int | None = Field(
         None,
@@ -143,7 +85,7 @@ class InverseSqrtConfig(_DecayTail):
 
 
 @SCHEDULES.register("inverse_sqrt", InverseSqrtConfig)
-class InverseSqrt(_DecayingCurve):
+class InverseSqrt(DecayingCurve):
     """peak * sqrt(tau / max(step, tau)), optional final decay (a cooldown)."""
 
     def __init__(self, config: InverseSqrtConfig, total_steps: int, phases: dict[str, tuple[int, int]], **kwargs: Any):
