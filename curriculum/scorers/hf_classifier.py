@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import datasets
 import numpy as np
 from pydantic import Field
 
 from curriculum.errors import UserError
-from curriculum.scorers.base import Scorer, clean_texts
 from curriculum.scorers.hf_common import (
-    CHARS_PER_TOKEN_BOUND,
     HFModelFields,
+    InProcessModelScorer,
     load_pretrained,
-    score_dataset_in_process,
+    padded_batch,
+    reachable_texts,
     token_batches,
 )
 from curriculum.scorers.registry import SCORERS
@@ -38,7 +37,7 @@ class HFClassifierConfig(HFModelFields):
 
 
 @SCORERS.register("hf_classifier", HFClassifierConfig)
-class HFClassifierScorer(Scorer):
+class HFClassifierScorer(InProcessModelScorer):
     """Regression value, or log-odds of the 'good' label, of a local sequence classifier."""
 
     summary = "transformers sequence classifier from a local folder (FineWeb-Edu style)"
@@ -77,20 +76,14 @@ class HFClassifierScorer(Scorer):
     def score_batch(self, batch: dict[str, list[Any]]) -> np.ndarray:
         import torch
 
-        texts = [t[: self.config.max_tokens * CHARS_PER_TOKEN_BOUND] for t in clean_texts(batch["text"])]
+        texts = reachable_texts(batch["text"], self.config.max_tokens)
         encoded = (
             self.tokenizer(texts, truncation=True, max_length=self.config.max_tokens)["input_ids"] if texts else []
         )
         encoded = [list(e) or [self.filler_id] for e in encoded]  # an empty document still gets one token
         out = np.zeros(len(encoded), dtype=np.float64)
         for idx in token_batches([len(e) for e in encoded], batch_tokens=self.config.batch_tokens):
-            seqs = [encoded[i] for i in idx]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for row, s in enumerate(seqs):
-                ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-                mask[row, : len(s)] = 1
+            ids, mask = padded_batch([encoded[i] for i in idx], self.pad_id)
             with torch.inference_mode():
                 logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
                 if self.label_index is None:
@@ -100,9 +93,3 @@ class HFClassifierScorer(Scorer):
                     value = logits[:, self.label_index] - torch.logsumexp(others, dim=1)
             out[idx] = value.double().cpu().numpy()
         return np.nan_to_num(out, nan=0.0, posinf=1e6, neginf=-1e6)
-
-    def score_dataset(
-        self, ds: datasets.Dataset, *, batch_size: int = 1000, num_proc: int | None = None, desc: str = "score"
-    ) -> np.ndarray:
-        """In-process (one model, GPU when present); ``batch_size`` and ``num_proc`` are not used."""
-        return score_dataset_in_process(self, ds.select_columns(["text"]), desc=desc)

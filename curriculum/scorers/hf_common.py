@@ -17,6 +17,7 @@ from pydantic import Field
 
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
+from curriculum.scorers.base import Scorer, clean_texts
 
 SCORE_CHUNK_DOCS = 2048  # documents read from a Dataset at a time (bounds host memory)
 # Text beyond max_tokens * this many characters cannot be reached by truncation at max_tokens
@@ -98,3 +99,32 @@ def score_dataset_in_process(scorer: Any, ds: datasets.Dataset, *, desc: str) ->
             bar.update(len(chunk["text"]))
     assert np.isfinite(out).all(), "model scorer produced a non-finite score"
     return out
+
+
+def reachable_texts(texts: list[Any], max_tokens: int) -> list[str]:
+    """Clean texts cut to what truncation at ``max_tokens`` could ever reach."""
+    return [t[: max_tokens * CHARS_PER_TOKEN_BOUND] for t in clean_texts(texts)]
+
+
+def padded_batch(seqs: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) of right-padded token lists, as CPU long tensors."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[row, : len(s)] = 1
+    return ids, mask
+
+
+class InProcessModelScorer(Scorer):
+    """Base of the model-folder scorers: whole datasets are scored in this process (one model,
+    GPU when present) instead of in `Dataset.map` worker processes."""
+
+    def score_dataset(
+        self, ds: datasets.Dataset, *, batch_size: int = 1000, num_proc: int | None = None, desc: str = "score"
+    ) -> np.ndarray:
+        """In-process; ``batch_size`` and ``num_proc`` are not used."""
+        return score_dataset_in_process(self, ds.select_columns(["text"]), desc=desc)

@@ -13,15 +13,14 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-import datasets
 import numpy as np
 
-from curriculum.scorers.base import Scorer, clean_texts
 from curriculum.scorers.hf_common import (
-    CHARS_PER_TOKEN_BOUND,
     HFModelFields,
+    InProcessModelScorer,
     load_pretrained,
-    score_dataset_in_process,
+    padded_batch,
+    reachable_texts,
     token_batches,
 )
 from curriculum.scorers.registry import SCORERS
@@ -32,7 +31,7 @@ class HFLMConfig(HFModelFields):
 
 
 @SCORERS.register("hf_lm", HFLMConfig)
-class HFLMScorer(Scorer):
+class HFLMScorer(InProcessModelScorer):
     """Mean log-probability per token under a local causal LM (minus log perplexity)."""
 
     summary = "transformers causal LM from a local folder: -log perplexity"
@@ -55,21 +54,14 @@ class HFLMScorer(Scorer):
     def score_batch(self, batch: dict[str, list[Any]]) -> np.ndarray:
         import torch
 
-        encoded = self._encode(
-            [t[: self.config.max_tokens * CHARS_PER_TOKEN_BOUND] for t in clean_texts(batch["text"])]
-        )
+        encoded = self._encode(reachable_texts(batch["text"], self.config.max_tokens))
         out = np.full(len(encoded), self.floor, dtype=np.float64)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         for idx in token_batches([len(e) for e in encoded], batch_tokens=self.config.batch_tokens):
             seqs = [encoded[i] for i in idx]
-            width = max(len(s) for s in seqs)
-            if width < 2:
+            if max(len(s) for s in seqs) < 2:
                 continue  # nothing to predict: keep the floor
-            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for row, s in enumerate(seqs):
-                ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-                mask[row, : len(s)] = 1
+            ids, mask = padded_batch(seqs, pad)
             ids, mask = ids.to(self.device), mask.to(self.device)
             with torch.inference_mode():
                 logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
@@ -80,9 +72,3 @@ class HFLMScorer(Scorer):
             mean = torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, self.floor))
             out[idx] = mean.double().cpu().numpy()
         return np.nan_to_num(out, nan=self.floor, posinf=0.0, neginf=self.floor)
-
-    def score_dataset(
-        self, ds: datasets.Dataset, *, batch_size: int = 1000, num_proc: int | None = None, desc: str = "score"
-    ) -> np.ndarray:
-        """In-process (one model, GPU when present); ``batch_size`` and ``num_proc`` are not used."""
-        return score_dataset_in_process(self, ds.select_columns(["text"]), desc=desc)
