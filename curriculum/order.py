@@ -9,7 +9,7 @@ their argsort once. Orderings are registered in `ORDERINGS` and named in a recip
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -97,6 +97,21 @@ class DescendingOrder(_SortedOrder):
     """Best data first."""
 
     descending = True
+
+
+def by_segment(
+    positions: np.ndarray, edges: np.ndarray, lookup_in_segment: Callable[[int, np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """For an epoch cut into contiguous segments [edges[s], edges[s + 1]): apply
+    ``lookup_in_segment(s, positions - edges[s])`` to each segment the positions fall in (a batch
+    touches one or two), keeping the positions' order. Empty segments are never selected."""
+    positions = np.asarray(positions, dtype=np.int64)
+    segments = np.searchsorted(edges, positions, side="right") - 1
+    out = np.empty_like(positions)
+    for s in np.unique(segments):
+        rows = segments == s
+        out[rows] = lookup_in_segment(int(s), positions[rows] - edges[s])
+    return out
 
 
 def build_ordering(config: BaseModel | dict[str, Any], scores: np.ndarray, key: int) -> Ordering:

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from curriculum.order import ORDERINGS, Ordering, stable_rank_order
+from curriculum.order import ORDERINGS, Ordering, by_segment, stable_rank_order
 from curriculum.permutation import derive_key, permute
 from curriculum.registry import StrictModel
 
@@ -45,16 +45,9 @@ class BucketOrder(Ordering):
         self._ranked = stable_rank_order(self.scores, config.order == "descending", key)
         self.edges = np.arange(config.num_buckets + 1, dtype=np.int64) * self.n // config.num_buckets
 
-    def bucket_of(self, positions: np.ndarray) -> np.ndarray:
-        """The bucket each epoch position falls in (never an empty bucket)."""
-        return np.searchsorted(self.edges, positions, side="right") - 1
-
     def lookup(self, epoch: int, positions: np.ndarray) -> np.ndarray:
-        positions = np.asarray(positions, dtype=np.int64)
-        buckets = self.bucket_of(positions)
-        ranks = np.empty_like(positions)
-        for b in np.unique(buckets):  # a batch touches one or two buckets
-            rows = buckets == b
-            start, size = int(self.edges[b]), int(self.edges[b + 1] - self.edges[b])
-            ranks[rows] = start + permute(positions[rows] - start, size, derive_key(self.key, "buckets", epoch, int(b)))
-        return self._ranked[ranks]
+        def shuffled_bucket(b: int, local: np.ndarray) -> np.ndarray:
+            size = int(self.edges[b + 1] - self.edges[b])
+            return self.edges[b] + permute(local, size, derive_key(self.key, "buckets", epoch, b))
+
+        return self._ranked[by_segment(positions, self.edges, shuffled_bucket)]

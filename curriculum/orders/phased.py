@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from curriculum.errors import UserError
-from curriculum.order import ORDERINGS, Ordering, build_ordering
+from curriculum.order import ORDERINGS, Ordering, build_ordering, by_segment
 from curriculum.permutation import derive_key, permute
 from curriculum.registry import StrictModel
 
@@ -102,16 +102,8 @@ class PhasedOrder(Ordering):
             )
         self.epoch_dependent = any(seg.epoch_dependent for seg in self.segments)
 
-    def segment_of(self, positions: np.ndarray) -> np.ndarray:
-        """The segment each epoch position falls in (never an empty one)."""
-        return np.searchsorted(self.edges, positions, side="right") - 1
-
     def lookup(self, epoch: int, positions: np.ndarray) -> np.ndarray:
-        positions = np.asarray(positions, dtype=np.int64)
-        segments = self.segment_of(positions)
-        out = np.empty_like(positions)
-        for s in np.unique(segments):
-            rows = segments == s
-            local = self.segments[s].lookup(epoch, positions[rows] - self.edges[s])
-            out[rows] = self.members[s][local]
-        return out
+        def segment(s: int, local: np.ndarray) -> np.ndarray:
+            return self.members[s][self.segments[s].lookup(epoch, local)]
+
+        return by_segment(positions, self.edges, segment)
