@@ -23,6 +23,7 @@ either kind average together and the output loads tied.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -64,6 +65,11 @@ CONFIG_KEYS_OPTIONAL = {"architectures"}
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
+def tensor_nbytes(dtype: torch.dtype, shape: tuple[int, ...]) -> int:
+    """Bytes of a tensor's data."""
+    return math.prod(shape) * dtype.itemsize
+
+
 @dataclass
 class TensorRef:
     """Where one tensor of a checkpoint lives."""
@@ -76,10 +82,7 @@ class TensorRef:
 
     @property
     def nbytes(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n * torch.empty((), dtype=self.dtype).element_size()
+        return tensor_nbytes(self.dtype, self.shape)
 
 
 @dataclass

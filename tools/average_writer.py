@@ -32,7 +32,7 @@ import torch
 from safetensors import safe_open
 
 from curriculum.errors import UserError
-from tools.average_inputs import SAFETENSORS_DTYPES
+from tools.average_inputs import SAFETENSORS_DTYPES, tensor_nbytes
 
 DTYPE_CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
 WRITEBACK_BYTES = 64 << 20
@@ -71,10 +71,7 @@ class OutputTensor:
 
     @property
     def nbytes(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n * torch.empty((), dtype=self.dtype).element_size()
+        return tensor_nbytes(self.dtype, self.shape)
 
 
 def plan_shards(tensors: list[OutputTensor], max_shard_bytes: int) -> list[list[OutputTensor]]:
