@@ -25,9 +25,9 @@ from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from curriculum.errors import UserError
+from tools.average_select import MARKER_FILE  # the file `currimix average` selects runs by
 
 FORMAT = 1
-MARKER = "currimix.json"
 
 
 class _TiedWeightsNotice(logging.Filter):
@@ -47,7 +47,7 @@ def step_folder(parent: Path, step: int) -> Path:
 
 def read_marker(folder: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((folder / MARKER).read_text())
+        return json.loads((folder / MARKER_FILE).read_text())
     except (OSError, ValueError):
         return None
 
@@ -66,7 +66,7 @@ def _finish(accelerator: Accelerator, tmp: Path, final: Path, marker: dict[str, 
     """Rank 0 writes the marker and renames the temp folder into place."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / MARKER).write_text(json.dumps({"format": FORMAT, "time": time.time(), **marker}, indent=2))
+        (tmp / MARKER_FILE).write_text(json.dumps({"format": FORMAT, "time": time.time(), **marker}, indent=2))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
