@@ -195,8 +195,6 @@ def prepare_store(recipe: Recipe, *, overwrite: bool = False, show_progress: boo
                 writer.end_domain()
         for writer in writers.values():
             writer.close()
-        if writers["train"].stats and all(s.sequences == 0 for s in writers["train"].stats.values()):
-            raise UserError(f"no domain has enough tokens for one {recipe.data.seq_len}-token sequence")
         empty = [n for n, s in writers["train"].stats.items() if s.sequences == 0]
         if empty:
             raise UserError(
