@@ -31,25 +31,19 @@ class GlobalBatch:
     def __len__(self) -> int:
         return len(self.sequence_ids)
 
+    def _rows(self, rows: slice) -> "GlobalBatch":
+        return GlobalBatch(self.step, self.sequence_ids[rows], self.domains[rows], self.loss_weights[rows])
+
     def shard(self, rank: int, world_size: int) -> "GlobalBatch":
         """Rank ``rank``'s contiguous slice (the global batch size must divide evenly)."""
         size = len(self) // world_size
         assert size * world_size == len(self), "global batch not divisible by the number of processes"
-        part = slice(rank * size, (rank + 1) * size)
-        return GlobalBatch(self.step, self.sequence_ids[part], self.domains[part], self.loss_weights[part])
+        return self._rows(slice(rank * size, (rank + 1) * size))
 
     def split(self, parts: int) -> list["GlobalBatch"]:
         """Equal consecutive micro-batches."""
         size = len(self) // parts
-        return [
-            GlobalBatch(
-                self.step,
-                self.sequence_ids[i * size : (i + 1) * size],
-                self.domains[i * size : (i + 1) * size],
-                self.loss_weights[i * size : (i + 1) * size],
-            )
-            for i in range(parts)
-        ]
+        return [self._rows(slice(i * size, (i + 1) * size)) for i in range(parts)]
 
 
 class Sampler:
