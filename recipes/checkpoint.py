@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -121,6 +122,38 @@ def save_model_folder(
         tokenizer.save_pretrained(str(tmp))
     _finish(accelerator, tmp, final, marker)
     return final
+
+
+def save_final_model(
+    accelerator: Accelerator,
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    run_dir: Path,
+    step: int,
+    extra: dict[str, Any],
+) -> Path:
+    """``run_dir/final`` after the last step. When a snapshot of that step was just written (the
+    usual end of an averaging window) its files are hard-linked instead of gathering and writing
+    the same weights again; the folders' contents are the same either way."""
+    final = run_dir / "final"
+    marker = {"kind": "final", "step": step, **extra}
+    snapshot = step_folder(run_dir / "snapshots", step)
+    if read_marker(snapshot) is None:
+        return save_model_folder(accelerator, model, tokenizer, final, marker)
+    tmp = final.parent / f".{final.name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(snapshot, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(MARKER_FILE))
+    _finish(accelerator, tmp, final, marker)
+    return final
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    # Weight files are never modified in place, so sharing them is safe; links fail across devices.
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:

@@ -27,12 +27,7 @@ from tqdm.auto import tqdm
 from curriculum.errors import UserError
 from curriculum.store import TokenStore
 from curriculum.tokenizer import load_tokenizer
-from recipes.checkpoint import (
-    resume_point,
-    save_checkpoint,
-    save_model_folder,
-    save_snapshot,
-)
+from recipes.checkpoint import resume_point, save_checkpoint, save_final_model, save_snapshot
 from recipes.config import Recipe, dump_recipe
 from recipes.losses import sequence_losses
 from recipes.model import build_model, flops_per_token, peak_flops
@@ -125,8 +120,12 @@ def setup(recipe: Recipe) -> Run:
         model = torch.compile(model)
     # Fused kernels on GPU; on CPU the multi-tensor (foreach) path beats the per-parameter loop.
     optimizer = torch.optim.AdamW(
-        param_groups(model, t.weight_decay), lr=plan.lr(0), betas=t.betas, eps=t.eps,
-        fused=not cpu, foreach=cpu,
+        param_groups(model, t.weight_decay),
+        lr=plan.lr(0),
+        betas=t.betas,
+        eps=t.eps,
+        fused=not cpu,
+        foreach=cpu,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     return Run(
@@ -308,13 +307,7 @@ def train(
             save_checkpoint(acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last)
     bar.close()
     if stop == plan.total_steps:
-        save_model_folder(
-            acc,
-            run.model,
-            run.tokenizer,
-            run.run_dir / "final",
-            {"kind": "final", "step": stop, "plan_fingerprint": plan.fingerprint},
-        )
+        save_final_model(acc, run.model, run.tokenizer, run.run_dir, stop, {"plan_fingerprint": plan.fingerprint})
     acc.end_training()
     summary = {
         "run_dir": str(run.run_dir),

@@ -42,6 +42,10 @@ def test_run_folder_has_snapshots_checkpoints_and_metrics(make_recipe, tmp_path:
     assert [json.loads((s / "currimix.json").read_text())["step"] for s in snapshots] == [8, 10, 12]
     model = AutoModelForCausalLM.from_pretrained(str(snapshots[-1]))
     assert model.config.num_hidden_layers == 2
+    # The final folder shares the last snapshot's weights but is marked as the final model.
+    assert json.loads((run / "final" / "currimix.json").read_text())["kind"] == "final"
+    assert json.loads((snapshots[-1] / "currimix.json").read_text())["kind"] == "snapshot"
+    assert (run / "final" / "model.safetensors").read_bytes() == (snapshots[-1] / "model.safetensors").read_bytes()
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert checkpoints == ["step_00000004", "step_00000008", "step_00000012"]  # keep_last 3
     assert set(summary["val_loss"]) == {"code", "prose", "web"}
