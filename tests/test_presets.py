@@ -24,24 +24,8 @@ PRESETS = sorted(p.stem for p in preset_path("quickstart").parent.glob("*.yaml")
 SHARED = [p for p in PRESETS if p.startswith("shared-")]
 
 
-@pytest.fixture(scope="module")
-def shared_domains_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny store with the shared presets' seven domain names (sizes differ, like the real corpus)."""
-    base = tmp_path_factory.mktemp("shared")
-    raw = read_recipe_yaml(preset_path("shared-baseline"))
-    for i, name in enumerate(raw["data"]["domains"]):
-        write_domain(base / f"{name}.jsonl", name, 30 + 25 * i, seed=i)
-        raw["data"]["domains"][name] = {
-            "sources": [{"path": str(base / f"{name}.jsonl")}],
-            "scorer": {"name": "field", "field": "score"},
-        }
-    raw["data"].update(store=str(base / "store"), seq_len=32)
-    raw["tokenizer"] = {"vocab_size": 300, "min_frequency": 1}
-    prepare_store(recipe_from_dict(raw), show_progress=False)
-    return base
-
-
-def shrunk(preset: str, corpus: Path, run_dir: Path, **training):
+def on_stand_in_corpus(preset: str, corpus: Path) -> dict:
+    """The preset's raw recipe with every domain read from ``corpus/<domain>.jsonl`` (tiny store)."""
     raw = read_recipe_yaml(preset_path(preset))
     for name in raw["data"]["domains"]:
         raw["data"]["domains"][name] = {
@@ -50,6 +34,22 @@ def shrunk(preset: str, corpus: Path, run_dir: Path, **training):
         }
     raw["data"].update(store=str(corpus / "store"), seq_len=32)
     raw["tokenizer"] = {"vocab_size": 300, "min_frequency": 1}
+    return raw
+
+
+@pytest.fixture(scope="module")
+def shared_domains_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny store with the shared presets' seven domain names (sizes differ, like the real corpus)."""
+    base = tmp_path_factory.mktemp("shared")
+    raw = on_stand_in_corpus("shared-baseline", base)
+    for i, name in enumerate(raw["data"]["domains"]):
+        write_domain(base / f"{name}.jsonl", name, 30 + 25 * i, seed=i)
+    prepare_store(recipe_from_dict(raw), show_progress=False)
+    return base
+
+
+def shrunk(preset: str, corpus: Path, run_dir: Path, **training):
+    raw = on_stand_in_corpus(preset, corpus)
     raw["run_dir"] = str(run_dir)
     raw.setdefault("mixture", {})["on_cap"] = "warn"  # a tiny store is repeated far more than the real one
     raw["training"].update(training)
