@@ -35,6 +35,11 @@ def _validation_lines(error: ValidationError) -> list[str]:
     return [f"{'.'.join(map(str, e['loc'])) or '(mixer)'}: {e['msg']}" for e in error.errors()]
 
 
+def non_numbers(weights: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a weight mapping that are not real numbers (booleans count as not)."""
+    return {k: v for k, v in weights.items() if isinstance(v, bool) or not isinstance(v, Real)}
+
+
 def _check_mix(value: Any) -> Any:
     """Field validator: the shape of a mix spec (domain names are checked when the mixer is built)."""
     if isinstance(value, str):
@@ -49,7 +54,7 @@ def _check_mix(value: Any) -> Any:
         except UserError as exc:
             raise ValueError(str(exc)) from None
         return value
-    bad = {k: v for k, v in value.items() if isinstance(v, bool) or not isinstance(v, Real)}
+    bad = non_numbers(value)
     if bad:
         raise ValueError(f"weights must be numbers, got {bad}; a mix is {MIX_HELP}")
     return {str(k): float(v) for k, v in value.items()}
@@ -81,7 +86,8 @@ class Mix:
             self.mixer = MIXERS.build(parse_nested_mixer(spec, where), domains, where)
         else:
             if isinstance(spec, dict):
-                _check_numbers(spec, where)
+                if non_numbers(spec):
+                    raise UserError(f"{where}: weights must be numbers, got {non_numbers(spec)}")
             elif spec not in ("natural", "uniform"):
                 raise UserError(f"{where}: a mix is {MIX_HELP}; got {spec!r}")
             self.vector = resolve_weights(spec, normalize, domains, where)
@@ -101,12 +107,6 @@ class Mix:
 
     def breakpoints(self) -> list[float]:
         return self.mixer.breakpoints() if self.mixer is not None else []
-
-
-def _check_numbers(spec: dict[str, Any], where: str) -> None:
-    bad = {k: v for k, v in spec.items() if isinstance(v, bool) or not isinstance(v, Real)}
-    if bad:
-        raise UserError(f"{where}: weights must be numbers, got {bad}")
 
 
 def merge_phases(own: list[Phase], mixes: list[Mix], where: str) -> list[Phase]:
