@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
@@ -22,7 +23,7 @@ from curriculum.errors import UserError
 from curriculum.order import ORDERINGS
 from curriculum.registry import StrictModel
 from curriculum.scorers import SCORERS
-from mixers import MIXERS
+from mixers import MIXERS, DomainInfo, build_mixer
 from recipes.schedules import SCHEDULES
 
 ScorerSpec = SCORERS.config_union()
@@ -384,11 +385,8 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
 
 
 def check_semantics(recipe: Recipe) -> list[str]:
-    """Checks that need the registries: every mixer and ordering builds against the domain names."""
-    import numpy as np
-
-    from mixers import DomainInfo, build_mixer
-
+    """Checks that need the domain names: the mixer builds (its weights name real domains and are
+    distributions). Sizes are not known before `prepare`, so every domain counts as size 1 here."""
     problems: list[str] = []
     names = tuple(recipe.data.domains)
     ones = np.ones(len(names), dtype=np.int64)
