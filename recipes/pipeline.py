@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recipes.checkpoint import step_folder
 from recipes.config import Recipe
 from recipes.plan import build_plan
 
@@ -36,7 +37,7 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, eval_per_domain: int = 
     result = PipelineResult(run_dir, run_dir / "final", None)
     plan = build_plan(recipe)
     if plan.averaging is not None:
-        snapshots = [run_dir / "snapshots" / f"step_{s:08d}" for s in plan.averaging.steps]
+        snapshots = [step_folder(run_dir / "snapshots", s) for s in plan.averaging.steps]
         result.averaged_model = run_dir / "averaged"
         average_checkpoints(snapshots, result.averaged_model, list(plan.averaging.weights), overwrite=True)
     models = {"final": result.final_model}

@@ -23,7 +23,7 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     steps = np.unique(np.linspace(0, plan.total_steps - 1, min(MAX_POINTS, plan.total_steps)).astype(int))
     quantile = within_domain_quantiles(plan.store.train)
-    planned = np.array([plan.target_weights(int(s)) for s in steps])
+    planned = plan.mixer.weights(steps / plan.total_steps)  # what plan.target_weights gives, all at once
     quality = np.array([quantile[plan.batch(int(s)).sequence_ids].mean() for s in steps])
 
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True, constrained_layout=True)
