@@ -73,9 +73,17 @@ class DataConfig(StrictModel):
     num_proc: int | None = Field(
         None,
         ge=1,
-        description="Worker processes for reading, scoring and "
-        "tokenizing (None: one process; the tokenizer itself is multi-threaded).",
+        description="Local worker processes for `prepare`'s units of work (None: all local cores); "
+        "does not change the store's contents.",
     )
+    unit_bytes: int = Field(
+        256 << 20,
+        ge=1024,
+        description="Target input bytes per unit of `prepare` work: larger uncompressed JSON-lines and "
+        "line-split text files are cut into byte ranges, `datasets` folders into row ranges. Each unit packs "
+        "its own sequences and drops its last partial one (kept aside in the shard's tail.bin).",
+    )
+    retries: int = Field(2, ge=0, le=100, description="Times a failed unit of `prepare` work is retried alone.")
 
     @model_validator(mode="after")
     def _domain_names(self) -> "DataConfig":
