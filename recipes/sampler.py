@@ -67,8 +67,12 @@ class Sampler:
 
     def domain_positions(self, domain: int, start: int, stop: int) -> np.ndarray:
         """Local sequence indices at stream positions [start, stop) of one domain."""
+        return self.lookup_positions(domain, np.arange(start, stop, dtype=np.int64))
+
+    def lookup_positions(self, domain: int, positions: np.ndarray) -> np.ndarray:
+        """Local sequence indices at any stream positions of one domain (the plan report samples them)."""
         ordering = self.orderings[domain]
-        positions = np.arange(start, stop, dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.int64)
         epochs, local = np.divmod(positions, ordering.n)
         if not self.reshuffle_epochs:
             return ordering.lookup(0, local)
