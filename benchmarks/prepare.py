@@ -91,10 +91,19 @@ def child(arm: str, work: Path) -> dict:
         built = prepare_store(r, overwrite=True, show_progress=False)
         seconds = time.perf_counter() - started
         docs = sum(s["documents"] for split in built.meta["stats"].values() for s in split.values())
-        tokens = sum(s["tokens"] + s["dropped_tokens"] for split in built.meta["stats"].values() for s in split.values())
+        tokens = sum(
+            s["tokens"] + s["dropped_tokens"] for split in built.meta["stats"].values() for s in split.values()
+        )
         tokens -= docs  # EOS tokens are not tokenizer output
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"arm": arm, "seconds": seconds, "docs": docs, "tokens": tokens, "rss_mb": peak_rss_mb(), "child_rss_mb": kids}
+    return {
+        "arm": arm,
+        "seconds": seconds,
+        "docs": docs,
+        "tokens": tokens,
+        "rss_mb": peak_rss_mb(),
+        "child_rss_mb": kids,
+    }
 
 
 def peak_rss_mb() -> float:
@@ -151,9 +160,13 @@ def main() -> None:
             results[arm].append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = statistics.median(r["seconds"] for r in results["encode"])
     tokens = results["encode"][0]["tokens"]
-    print(f"shared corpus via shared-baseline: {results['encode'][0]['docs']:,} documents, {tokens:,} tokens; "
-          f"{args.repeats} alternated rounds; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"{'arm':<18}{'median s':>10}{'min-max s':>14}{'tokens/s':>12}{'vs encode':>11}{'per core':>10}{'RSS MB':>9}{'worker MB':>11}")
+    print(
+        f"shared corpus via shared-baseline: {results['encode'][0]['docs']:,} documents, {tokens:,} tokens; "
+        f"{args.repeats} alternated rounds; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    print(
+        f"{'arm':<18}{'median s':>10}{'min-max s':>14}{'tokens/s':>12}{'vs encode':>11}{'per core':>10}{'RSS MB':>9}{'worker MB':>11}"
+    )
     for arm in ARMS:
         secs = [r["seconds"] for r in results[arm]]
         med = statistics.median(secs)

@@ -167,7 +167,9 @@ def _columns(source: SourceConfig, tables: list[pa.Table], ids: list[list[str]],
     generated = [x for chunk in id_lists for x in chunk]
     origin = f"data source {source.path!r}"
     tokens_field = getattr(source, "tokens_field", None)
-    fields = [] if tokens_field else ([source.text_field] if isinstance(source.text_field, str) else list(source.text_field))
+    fields = (
+        [] if tokens_field else ([source.text_field] if isinstance(source.text_field, str) else list(source.text_field))
+    )
     needed = fields + ([tokens_field] if tokens_field else []) + ([source.id_field] if source.id_field else [])
     missing = [f for f in needed if f not in table.column_names]
     if missing:

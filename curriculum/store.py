@@ -209,9 +209,7 @@ class TokenSplit:
 
     # ------------------------------------------------------------------ sorted orders
     def _domain_runs(self, domain: int) -> list[np.ndarray]:
-        return [
-            self._open(s.folder, "score")[s.row0 : s.row0 + s.length] for s in self.segments if s.domain == domain
-        ]
+        return [self._open(s.folder, "score")[s.row0 : s.row0 + s.length] for s in self.segments if s.domain == domain]
 
     def ascending_order(self, domain: int) -> tuple[np.ndarray, bool]:
         """(local indices in ascending score order, whether any scores tie): the saved merge when the
@@ -234,11 +232,19 @@ class TokenSplit:
         path = self.orders_dir / "keyed" / f"{self.split}-{name}-{'desc' if descending else 'asc'}-{key:016x}.npy"
         if path.is_file():
             return np.load(path, mmap_mode="r")
-        start = self.domain_offsets[domain]
-        order = keyed_rank_order(ascending, self.score[start + np.asarray(ascending)], descending, key)
+        start = int(self.domain_offsets[domain])
+
+        def scores_along(a: int, b: int) -> np.ndarray:
+            return self.score[start + np.asarray(ascending[a:b])]
+
+        def fill(out: np.ndarray) -> None:
+            keyed_rank_order(ascending, scores_along, out, descending, key)
+
         try:
-            save_array(path, lambda out: out.__setitem__(slice(None), order), len(order))
+            save_array(path, fill, len(ascending))
         except OSError:  # a read-only store: keep the order in memory for this process
+            order = np.empty(len(ascending), dtype=np.int64)
+            fill(order)
             return order
         return np.load(path, mmap_mode="r")
 
@@ -300,7 +306,9 @@ class TokenStore:
         for shard in self.meta["shards"]:  # already in (domain, unit) order
             n = int(shard["splits"][split]["sequences"])
             if n:
-                segments.append(Segment(start, n, self.root / "shards" / shard["name"] / split, 0, index[shard["domain"]]))
+                segments.append(
+                    Segment(start, n, self.root / "shards" / shard["name"] / split, 0, index[shard["domain"]])
+                )
                 start += n
         return segments
 

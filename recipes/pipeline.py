@@ -24,10 +24,10 @@ class PipelineResult:
 
 def run_recipe(recipe: Recipe, *, progress: bool = True, eval_per_domain: int = 64) -> PipelineResult:
     """Run every stage of ``recipe``; a finished stage (store present, run complete) is skipped."""
+    from curriculum.store import is_complete_store
     from recipes.pretrain import train
     from tools.average import average_checkpoints
     from tools.evaluate import evaluate_folder
-    from curriculum.store import is_complete_store
     from tools.prepare import prepare_store
 
     if not is_complete_store(recipe.store_path):

@@ -94,7 +94,9 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
             if counts[d] == 0:
                 mean_score[domain] = None
                 continue
-            positions = np.unique(np.linspace(before[d], after[d] - 1, min(SAMPLES_PER_DOMAIN, counts[d])).astype(np.int64))
+            positions = np.unique(
+                np.linspace(before[d], after[d] - 1, min(SAMPLES_PER_DOMAIN, counts[d])).astype(np.int64)
+            )
             ids = split.domain_offsets[d] + plan.sampler.lookup_positions(d, positions)
             scores = split.score[ids]
             quantiles = score_quantiles(split, d, scores)

@@ -29,7 +29,9 @@ def brute_force(plan) -> tuple[list[dict], np.ndarray]:
                 scores[names[d]].append(s)
             bins = np.minimum((q * QUINTILES).astype(int), QUINTILES - 1)
             np.add.at(lr_tokens, bins, plan.lr(step) * plan.store.seq_len)
-        per_segment.append({"mean_score": {n: np.mean(v) if v else None for n, v in scores.items()}, "q": np.mean(quants)})
+        per_segment.append(
+            {"mean_score": {n: np.mean(v) if v else None for n, v in scores.items()}, "q": np.mean(quants)}
+        )
     return per_segment, lr_tokens
 
 
@@ -77,7 +79,10 @@ def test_quantiles_by_binary_search_match_ranking(tiny_store) -> None:
 def test_report_is_fast_at_a_million_steps(make_recipe) -> None:
     recipe = make_recipe(
         training={"steps": 1_000_000, "global_batch_size": 8, "micro_batch_size": 4},
-        mixture={"mixer": {"name": "static", "weights": {"code": 0.3, "prose": 0.5, "web": 0.2}}, "max_epochs": {"default": 1e9}},
+        mixture={
+            "mixer": {"name": "static", "weights": {"code": 0.3, "prose": 0.5, "web": 0.2}},
+            "max_epochs": {"default": 1e9},
+        },
         checkpoint={"every_steps": 100_000, "keep_last": 1},
         averaging={"snapshots": 3, "every_steps": 1000, "method": "ema", "alpha": 0.2},
     )

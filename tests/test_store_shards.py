@@ -60,7 +60,9 @@ def documents_and_tokens(root: Path) -> dict[tuple[str, str], tuple[int, ...]]:
     for shard in manifest["shards"]:
         for split in ("train", "val"):
             folder = root / "shards" / shard["name"] / split
-            stream = np.concatenate([np.fromfile(folder / "tokens.bin", dtype), np.fromfile(folder / "tail.bin", dtype)])
+            stream = np.concatenate(
+                [np.fromfile(folder / "tokens.bin", dtype), np.fromfile(folder / "tail.bin", dtype)]
+            )
             docs = pq.read_table(folder / "documents.parquet").to_pydict()
             ends = np.flatnonzero(stream == manifest["eos_id"])
             assert len(ends) == len(docs["id"])
@@ -153,7 +155,9 @@ def test_a_unit_that_fails_for_good_names_its_input_and_keeps_the_others(corpus:
     assert store.meta["units"] == 3
 
 
-def test_job_array_slices_and_datatrove_build_the_same_store(corpus: Path, one_unit_store: Path, tmp_path: Path) -> None:
+def test_job_array_slices_and_datatrove_build_the_same_store(
+    corpus: Path, one_unit_store: Path, tmp_path: Path
+) -> None:
     tokenizer = one_unit_store / "tokenizer"
     arrays = tmp_path / "array"
     recipe = make(corpus, arrays, tokenizer, unit_bytes=UNIT_BYTES, num_proc=1)
@@ -262,3 +266,32 @@ def test_training_on_a_sharded_store_resumes_bitwise(corpus: Path, tmp_path: Pat
         return [found[s] for s in range(12)]
 
     assert losses("full") == losses("split")  # bitwise
+
+
+def test_slurm_submission_is_built_over_the_missing_units(corpus: Path, one_unit_store: Path, tmp_path: Path) -> None:
+    """The Slurm path builds datatrove's executor (one array task per missing unit) without submitting."""
+    pytest.importorskip("datatrove")
+    from tools.prepare import submit_slurm
+
+    recipe = make(corpus, tmp_path / "store", one_unit_store / "tokenizer", unit_bytes=UNIT_BYTES)
+    executor = submit_slurm(recipe, submit=False, partition="cpu", time="01:00:00")
+    assert executor.world_size == json.loads((tmp_path / "store" / "units.json").read_text())[-1]["index"] + 1
+    assert (tmp_path / "store" / "tokenizer" / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_chunked_merge_and_keyed_order_equal_whole_sorts(seed: int) -> None:
+    """Small windows (chunk 7) over runs with many ties, a huge tie group and empty runs."""
+    from curriculum.merge import keyed_rank_order, merge_runs
+
+    rng = np.random.default_rng(seed)
+    runs = [np.sort(rng.integers(0, 6, size=rng.integers(0, 40)).astype(np.float32)) for _ in range(5)]
+    runs.append(np.full(50, 3, dtype=np.float32))  # one big group of equal scores
+    flat = np.concatenate(runs)
+    merged = np.empty(len(flat), dtype=np.int64)
+    ties = merge_runs(runs, merged, chunk=7)
+    assert ties and np.array_equal(merged, np.argsort(flat, kind="stable"))
+    for descending in (False, True):
+        out = np.empty(len(flat), dtype=np.int64)
+        keyed_rank_order(merged, lambda a, b: flat[merged[a:b]], out, descending, key=seed, chunk=7)
+        assert np.array_equal(out, stable_rank_order(flat.astype(np.float64), descending, seed))

@@ -31,7 +31,7 @@ from tools.prepare.progress import UnitProgress
 from tools.prepare.units import describe, plan_units, save_or_check_units
 from tools.prepare.work import Job, id_tiebreak, val_mask
 
-__all__ = ["prepare_store", "check_inputs", "val_mask", "id_tiebreak", "plan_units"]
+__all__ = ["prepare_store", "submit_slurm", "check_inputs", "val_mask", "id_tiebreak", "plan_units"]
 
 
 def check_inputs(recipe: Recipe) -> None:
@@ -159,7 +159,7 @@ def prepare_store(
     if engine == "slurm":
         raise UserError(
             "--engine slurm needs cluster settings (partition, time, environment): submit with "
-            "`tools.prepare.engines.slurm_executor` as README 'Preparing a corpus on a cluster' shows"
+            "`tools.prepare.submit_slurm(recipe, partition=..., time=...)` as README 'Preparing a large corpus' shows"
         )
     progress = UnitProgress(len(plan), len(plan) - len(missing_units(root, plan)), show_progress)
     try:
@@ -195,3 +195,25 @@ def prepare_store(
         },
     )
     return TokenStore(root)
+
+
+def submit_slurm(recipe: Recipe, *, submit: bool = True, **slurm: object) -> object:
+    """Prepare the store folder and tokenizer here, then submit the missing units as a Slurm job
+    array through datatrove's `SlurmPipelineExecutor` (``slurm``: its settings, at least
+    ``partition`` and ``time``). Returns the executor; run `currimix prepare` once the array is
+    done to merge the orders and write the manifest."""
+    from tools.prepare.engines import slurm_executor
+
+    root = recipe.store_path
+    if is_complete_store(root):
+        raise UserError(f"token store {str(root)!r} already exists; remove it or use `currimix prepare --overwrite`")
+    check_inputs(recipe)
+    plan = plan_units(recipe)
+    root.mkdir(parents=True, exist_ok=True)
+    save_or_check_units(root, plan)
+    eos_id, vocab_size = ensure_tokenizer(recipe, root, plan, may_train=True)
+    job = Job(recipe, str(root), tuple(plan), eos_id, vocab_size)
+    executor = slurm_executor(job, [u["index"] for u in missing_units(root, plan)], **slurm)
+    if submit:
+        executor.run()
+    return executor

@@ -156,9 +156,7 @@ def slurm_executor(job: Job, indices: list[int], **slurm: Any) -> Any:
     return SlurmPipelineExecutor(pipeline=datatrove_pipeline(job, indices), tasks=len(indices), **slurm)
 
 
-def run_engine(
-    engine: str, job: Job, indices: list[int], workers: int, retries: int, report: Report
-) -> dict[int, str]:
+def run_engine(engine: str, job: Job, indices: list[int], workers: int, retries: int, report: Report) -> dict[int, str]:
     """Run ``indices`` on ``engine``; returns the units that failed for good with their errors."""
     if engine == "datatrove":
         return run_datatrove(job, indices, workers, retries, report)

@@ -58,7 +58,9 @@ def source_units(source: SourceConfig, unit_bytes: int) -> list[dict[str, Any]]:
         size = os.path.getsize(path)
         if _splittable(path, fmt, source) and size > unit_bytes:
             for a in range(0, size, unit_bytes):
-                out.append({"format": fmt, "files": [path], "file_indices": [k], "start": a, "stop": min(a + unit_bytes, size)})
+                out.append(
+                    {"format": fmt, "files": [path], "file_indices": [k], "start": a, "stop": min(a + unit_bytes, size)}
+                )
         else:
             out.append({"format": fmt, "files": [path], "file_indices": [k], "start": 0, "stop": None})
     return out
@@ -79,7 +81,9 @@ def plan_units(recipe: Recipe) -> list[dict[str, Any]]:
 
 def describe(unit: dict[str, Any]) -> str:
     """A unit's input, for messages: file(s) and range."""
-    files = ", ".join(unit["files"]) if len(unit["files"]) <= 2 else f"{unit['files'][0]} (+{len(unit['files']) - 1} files)"
+    files = (
+        ", ".join(unit["files"]) if len(unit["files"]) <= 2 else f"{unit['files'][0]} (+{len(unit['files']) - 1} files)"
+    )
     if unit["format"] == "arrow":
         return f"{files} rows {unit['start']}..{unit['stop']}"
     return files if unit["stop"] is None else f"{files} bytes {unit['start']}..{unit['stop']}"
