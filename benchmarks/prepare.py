@@ -13,7 +13,12 @@ Arms:
 - ``prepare/1+score``: the same with the preset's scorers (heuristic; field for forum).
 - ``prepare/2``: two worker processes, scorers off.
 
-Run: ``PYTHONPATH=. python benchmarks/prepare.py [--repeats 3]`` (about 2-4 minutes on 2 cores).
+Then `currimix plan`'s report on the ``prepare/1+score`` store: the previous report (one
+`plan.batch` per sampled step, at most 20,000 steps, over in-memory score and quantile arrays;
+copied here as the baseline) against the report computed from the allocation, at the preset's
+690 steps and at 10^6 steps.
+
+Run: ``PYTHONPATH=. python benchmarks/prepare.py [--repeats 3]`` (about 5-8 minutes on 2 busy cores).
 """
 
 from __future__ import annotations
@@ -114,6 +119,59 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+def old_report_seconds(plan) -> float:
+    """The previous `plan_summary` loop (every sampled step's batch), timed; the baseline."""
+    import numpy as np
+
+    from recipes.plan_report import QUINTILES, timeline_segments, within_domain_quantiles
+
+    started = time.perf_counter()
+    split = plan.store.train
+    score = np.asarray(split.score[:])  # the old store held these in memory
+    quantile = within_domain_quantiles(split)
+    stride = max(1, -(-plan.total_steps // 20_000))
+    lr_tokens = np.zeros(QUINTILES)
+    n = len(plan.domains.names)
+    for _, a, b in timeline_segments(plan):
+        score_sum, quant_sum, seen = np.zeros(n), np.zeros(n), np.zeros(n)
+        for step in range(a, b, stride):
+            batch = plan.batch(step)
+            q = quantile[batch.sequence_ids]
+            np.add.at(score_sum, batch.domains, score[batch.sequence_ids])
+            np.add.at(quant_sum, batch.domains, q)
+            np.add.at(seen, batch.domains, 1)
+            bins = np.minimum((q * QUINTILES).astype(int), QUINTILES - 1)
+            np.add.at(lr_tokens, bins, plan.lr(step) * plan.store.seq_len * stride)
+    return time.perf_counter() - started
+
+
+def report_child(work: Path) -> dict:
+    import warnings
+
+    from recipes.plan import build_plan
+    from recipes.plan_report import plan_summary
+
+    out = {}
+    for steps in (690, 1_000_000):
+        r = recipe(work / "store-prepare-1+score", work / "tokenizer", scorers=True, workers=1)
+        raw = r.model_dump(mode="json")
+        raw["training"]["steps"] = steps
+        raw["mixture"]["max_epochs"] = {"default": 1e9}
+        raw["averaging"] = {"snapshots": None}
+        from recipes.config import recipe_from_dict
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            started = time.perf_counter()
+            plan = build_plan(recipe_from_dict(raw))
+            out[f"build {steps}"] = time.perf_counter() - started
+            started = time.perf_counter()
+            plan_summary(plan)
+            out[f"new {steps}"] = time.perf_counter() - started
+            out[f"old {steps}"] = old_report_seconds(plan)
+    return out
+
+
 def setup(work: Path) -> None:
     """The fixed tokenizer (trained by prepare once) and the texts prepare reads (for the baselines)."""
     import pyarrow as pa  # noqa: F401
@@ -139,11 +197,11 @@ def setup(work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--child", choices=ARMS)
+    parser.add_argument("--child", choices=(*ARMS, "report"))
     parser.add_argument("--work", type=Path)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.work)))
+        print(json.dumps(report_child(args.work) if args.child == "report" else child(args.child, args.work)))
         return
     work = Path(tempfile.mkdtemp(prefix="currimix-bench-prepare-"))
     setup(work)
@@ -177,6 +235,17 @@ def main() -> None:
             f"{base / med * tok / tokens:>11.2f}{base / med * tok / tokens / cores:>10.2f}"
             f"{results[arm][0]['rss_mb']:>9.0f}{results[arm][0]['child_rss_mb']:>11.0f}"
         )
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "report", "--work", str(work)], env=env, capture_output=True, text=True
+    )
+    if out.returncode:
+        sys.exit(f"report failed:\n{out.stderr[-3000:]}")
+    rep = json.loads(out.stdout.strip().splitlines()[-1])
+    print("\n`currimix plan` report on the prepare/1+score store (shared-baseline recipe)")
+    print(f"{'steps':>10}{'plan build s':>14}{'old report s':>14}{'new report s':>14}{'speed-up':>10}")
+    for steps in (690, 1_000_000):
+        old, new = rep[f"old {steps}"], rep[f"new {steps}"]
+        print(f"{steps:>10,}{rep[f'build {steps}']:>14.2f}{old:>14.2f}{new:>14.2f}{old / new:>10.0f}")
     print(f"(work folder {work}; delete it when done)")
 
 

@@ -205,7 +205,8 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; seq_len {SEQ_LEN}; unit {UNIT_BYTES >> 20} MB"
     )
     print(
-        f"{'target seqs':>12} {'step':<32}{'seconds':>9}{'ready s':>9}{'peak RSS MB':>13}{'worker MB':>11}{'units':>7}{'train seqs':>12}"
+        f"{'target seqs':>12} {'step':<32}{'seconds':>9}{'ready s':>9}{'peak RSS MB':>13}{'anon MB':>9}{'file MB':>9}"
+        f"{'worker MB':>11}{'units':>7}{'train seqs':>12}"
     )
     for size, label, r in rows:
         print(
