@@ -71,9 +71,9 @@ def child(arm: str, work: Path) -> dict:
         tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
         if arm == "encode":
             texts = json.loads(texts_file.read_text())
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_now()
         else:
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_now()
             texts = []
             for path, fields in json.loads((work / "files.json").read_text()):
                 with gzip.open(path, "rt", encoding="utf-8") as fh:
@@ -92,7 +92,7 @@ def child(arm: str, work: Path) -> dict:
         workers = 2 if arm == "prepare/2" else 1
         store = work / f"store-{arm.replace('/', '-')}"
         r = recipe(store, tokenizer_dir, scorers=arm.endswith("+score"), workers=workers)
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_now()
         built = prepare_store(r, overwrite=True, show_progress=False)
         seconds = time.perf_counter() - started
         docs = sum(s["documents"] for split in built.meta["stats"].values() for s in split.values())
@@ -104,11 +104,18 @@ def child(arm: str, work: Path) -> dict:
     return {
         "arm": arm,
         "seconds": seconds,
+        "cpu_seconds": cpu_now() - cpu_before,
         "docs": docs,
         "tokens": tokens,
         "rss_mb": peak_rss_mb(),
         "child_rss_mb": kids,
     }
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process and its finished children (workers), user + system."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -223,16 +230,20 @@ def main() -> None:
         f"{args.repeats} alternated rounds; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print(
-        f"{'arm':<18}{'median s':>10}{'min-max s':>14}{'tokens/s':>12}{'vs encode':>11}{'per core':>10}{'RSS MB':>9}{'worker MB':>11}"
+        f"{'arm':<18}{'median s':>10}{'min-max s':>14}{'tokens/s':>12}{'vs encode':>11}{'per core':>10}"
+        f"{'CPU s':>8}{'tokens/CPU-s':>14}{'vs encode':>11}{'RSS MB':>9}{'worker MB':>11}"
     )
+    base_cpu = statistics.median(r["cpu_seconds"] for r in results["encode"])
     for arm in ARMS:
         secs = [r["seconds"] for r in results[arm]]
         med = statistics.median(secs)
         cores = 2 if arm == "prepare/2" else 1
         tok = results[arm][0]["tokens"]
+        cpu = statistics.median(r["cpu_seconds"] for r in results[arm])
         print(
             f"{arm:<18}{med:>10.2f}{f'{min(secs):.2f}-{max(secs):.2f}':>14}{tok / med:>12,.0f}"
             f"{base / med * tok / tokens:>11.2f}{base / med * tok / tokens / cores:>10.2f}"
+            f"{cpu:>8.1f}{tok / cpu:>14,.0f}{base_cpu / cpu * tok / tokens:>11.2f}"
             f"{results[arm][0]['rss_mb']:>9.0f}{results[arm][0]['child_rss_mb']:>11.0f}"
         )
     out = subprocess.run(

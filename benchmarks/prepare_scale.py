@@ -119,6 +119,7 @@ def child(kind: str, corpus: Path, store: Path, tokenizer: Path, scored: bool) -
         out["units"] = built.meta["units"]
         out["sequences"] = len(built.train)
         out["ties"] = all(v["ties"] for v in built.meta["orders"]["train"].values())
+        out["merge_s"] = built.meta["merge_seconds"]
         out["tokens"] = sum(s["tokens"] for s in built.meta["stats"]["train"].values())
     elif kind == "rank":
         from curriculum.store import TokenStore
@@ -216,12 +217,21 @@ def main() -> None:
         )
     big = [r for s, label, r in rows if label == "prepare" and s == max(args.sizes)][0]
     tokens_per_unit = big["tokens"] / big["units"]
-    unit_seconds = big["seconds"] / big["units"] * min(os.cpu_count() or 1, big["units"])  # core-seconds per unit
+    unit_seconds = (big["seconds"] - big["merge_s"]) / big["units"] * min(os.cpu_count() or 1, big["units"])
+    merge_per_seq = big["merge_s"] / big["sequences"]
     print(
-        f"\nprojection (packing path, pre-tokenized input): {tokens_per_unit:,.0f} tokens per {UNIT_BYTES >> 20} MB unit, "
-        f"{unit_seconds:.1f} core-s per unit -> 10^12 tokens = {1e12 / tokens_per_unit:,.0f} units, "
-        f"{1e12 / tokens_per_unit * unit_seconds / 3600:,.0f} core-hours"
+        f"\nmeasured (packing path, pre-tokenized input): {tokens_per_unit:,.0f} tokens per {UNIT_BYTES >> 20} MB "
+        f"unit in {unit_seconds:.2f} core-s ({tokens_per_unit / unit_seconds:,.0f} tokens/core-s); "
+        f"merge of the orders {big['merge_s']:.1f} s for {big['sequences']:,} sequences "
+        f"({merge_per_seq * 1e9:.0f} ns/sequence, one process)"
     )
+    for seq_len in (2048,):
+        sequences = 1e12 / seq_len
+        print(
+            f"projection to 10^12 tokens (seq_len {seq_len}, {sequences:.2e} sequences): packing "
+            f"{1e12 / (tokens_per_unit / unit_seconds) / 3600:,.0f} core-hours; merge "
+            f"{sequences * merge_per_seq / 60:,.0f} min on one process"
+        )
     print(f"(work folder {work}; delete it when done)")
 
 

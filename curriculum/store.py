@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -334,6 +335,6 @@ class TokenStore:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temp name and a rename (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")  # unique across hosts of a job array
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)

@@ -125,3 +125,22 @@ def test_domain_too_small_for_one_sequence_is_a_clear_error(tmp_path: Path) -> N
     with pytest.raises(UserError, match="fewer than 4096 training tokens"):
         prepare_store(recipe_from_dict(raw), show_progress=False)
     assert not (tmp_path / "store" / "manifest.json").exists()
+
+
+def test_cli_job_array_builds_the_store(corpus_dir: Path, tmp_path: Path) -> None:
+    """`prepare --tokenizer-only`, then each `--unit i --units N` task; the last one finalizes."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from recipes.cli import app
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe_dict(corpus_dir, tmp_path / "run", tmp_path / "store", data={"num_proc": 1})))
+    runner = CliRunner()
+    result = runner.invoke(app, ["prepare", str(path), "--tokenizer-only", "--no-progress"])
+    assert result.exit_code == 0 and "tokenizer ready" in result.output, result.output
+    result = runner.invoke(app, ["prepare", str(path), "--unit", "1", "--units", "2", "--no-progress"])
+    assert result.exit_code == 0 and "store not complete yet" in result.output, result.output
+    result = runner.invoke(app, ["prepare", str(path), "--unit", "0", "--units", "2", "--no-progress"])
+    assert result.exit_code == 0 and "train seqs" in result.output, result.output
+    assert TokenStore(tmp_path / "store").meta["units"] == 3

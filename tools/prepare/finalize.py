@@ -7,6 +7,7 @@ The manifest is written last: it is what makes the folder a store.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ def finalize_store(
             "add documents, lower data.seq_len or raise data.unit_bytes"
         )
     orders = {}
+    started = time.perf_counter()
     for d in domains:
         runs = [
             np.load(root / "shards" / u["name"] / "train" / "score.npy", mmap_mode="r")
@@ -66,6 +68,7 @@ def finalize_store(
         ],
         "stats": stats,
         "orders": {"train": orders},
+        "merge_seconds": round(time.perf_counter() - started, 3),
         **extra,
     }
     write_json_atomic(root / MANIFEST, manifest)
