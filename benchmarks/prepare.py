@@ -7,6 +7,8 @@ same texts identically. Every arm runs in a fresh process; arms are alternated o
 
 Arms:
 - ``encode`` (baseline): the texts already in memory, `Tokenizer.encode_batch` on one thread.
+- ``encode_fast`` (baseline): the same with `encode_batch_fast` (no character offsets), which
+  is what `prepare` calls.
 - ``read+encode`` (baseline): gzip + `json.loads` + `encode_batch` on one thread.
 - ``prepare/1``: `prepare` with one worker (one tokenizer thread), scorers off: the data path
   (read, validation split, tokenize, sort, pack, write shards, merge, manifest).
@@ -36,7 +38,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS = ("encode", "read+encode", "prepare/1", "prepare/1+score", "prepare/2")
+ARMS = ("encode", "encode_fast", "read+encode", "prepare/1", "prepare/1+score", "prepare/2")
 
 
 def recipe(store: Path, tokenizer: Path | None, scorers: bool, workers: int):
@@ -67,9 +69,9 @@ def child(arm: str, work: Path) -> dict:
 
     tokenizer_dir = work / "tokenizer"
     texts_file = work / "texts.json"
-    if arm in ("encode", "read+encode"):
+    if arm in ("encode", "encode_fast", "read+encode"):
         tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-        if arm == "encode":
+        if arm in ("encode", "encode_fast"):
             texts = json.loads(texts_file.read_text())
             started, cpu_before = time.perf_counter(), cpu_now()
         else:
@@ -82,8 +84,9 @@ def child(arm: str, work: Path) -> dict:
                             row = json.loads(line)
                             texts.append("\n\n".join(str(row.get(f) or "") for f in fields))
         tokens = 0
+        encode = tok.encode_batch_fast if arm == "encode_fast" else tok.encode_batch
         for i in range(0, len(texts), 1000):
-            tokens += sum(len(e.ids) for e in tok.encode_batch(texts[i : i + 1000], add_special_tokens=False))
+            tokens += sum(len(e.ids) for e in encode(texts[i : i + 1000], add_special_tokens=False))
         seconds = time.perf_counter() - started
         docs = len(texts)
     else:

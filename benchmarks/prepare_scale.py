@@ -230,7 +230,7 @@ def main() -> None:
         print(
             f"projection to 10^12 tokens (seq_len {seq_len}, {sequences:.2e} sequences): packing "
             f"{1e12 / (tokens_per_unit / unit_seconds) / 3600:,.0f} core-hours; merge "
-            f"{sequences * merge_per_seq / 60:,.0f} min on one process"
+            f"{sequences * merge_per_seq:,.0f} s on one process"
         )
     print(f"(work folder {work}; delete it when done)")
 
