@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import time
@@ -107,7 +108,7 @@ def ensure_tokenizer(recipe: Recipe, root: Path, units: list[dict], may_train: b
     return int(tokenizer.eos_token_id), len(tokenizer)
 
 
-def _start_folder(recipe: Recipe, root: Path, overwrite: bool) -> None:
+def _start_folder(root: Path, overwrite: bool) -> None:
     if is_complete_store(root) or (root.exists() and not (root / "units.json").is_file() and any(root.iterdir())):
         if not overwrite:
             raise UserError(f"token store {str(root)!r} already exists; pass --overwrite to rebuild it")
@@ -137,12 +138,19 @@ def prepare_store(
     """
     if engine not in ENGINES:
         raise UserError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if engine == "slurm":
+        raise UserError(
+            "--engine slurm needs cluster settings (partition, time, environment): submit with "
+            "`tools.prepare.submit_slurm(recipe, partition=..., time=...)` as README 'Preparing a large corpus' shows"
+        )
+    if engine == "datatrove" and importlib.util.find_spec("datatrove") is None:
+        raise UserError('--engine datatrove needs datatrove: pip install -e ".[cluster]"')
     if (unit is None) != (units is None) or (units is not None and not 0 <= unit < units):
         raise UserError("--unit i and --units N go together, with 0 <= i < N")
     root = recipe.store_path
     in_array = units is not None
     if not in_array:
-        _start_folder(recipe, root, overwrite)
+        _start_folder(root, overwrite)
     elif is_complete_store(root):
         return TokenStore(root)
     check_inputs(recipe)
@@ -156,11 +164,6 @@ def prepare_store(
     job = Job(recipe, str(root), tuple(plan), eos_id, vocab_size)
     todo = [u["index"] for u in missing_units(root, plan) if not in_array or u["index"] % units == unit]
     workers = min(recipe.data.num_proc or local_cores(), max(len(todo), 1))
-    if engine == "slurm":
-        raise UserError(
-            "--engine slurm needs cluster settings (partition, time, environment): submit with "
-            "`tools.prepare.submit_slurm(recipe, partition=..., time=...)` as README 'Preparing a large corpus' shows"
-        )
     progress = UnitProgress(len(plan), len(plan) - len(missing_units(root, plan)), show_progress)
     try:
         failed = run_engine(engine, job, todo, workers, recipe.data.retries, progress)
