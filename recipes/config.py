@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from curriculum.documents import SourceConfig
 from curriculum.errors import UserError
-from curriculum.order import ORDERINGS
+from curriculum.orders import ORDERINGS
 from curriculum.registry import StrictModel
 from curriculum.scorers import SCORERS
 from mixers import MIXERS, DomainInfo, build_mixer

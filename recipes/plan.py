@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from curriculum.errors import UserError
-from curriculum.order import Ordering, build_ordering
+from curriculum.orders import Ordering, build_ordering
 from curriculum.permutation import derive_key
 from curriculum.store import TokenStore
 from mixers import DomainInfo, Mixer, Phase, build_mixer

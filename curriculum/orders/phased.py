@@ -24,7 +24,8 @@ import numpy as np
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from curriculum.errors import UserError
-from curriculum.order import ORDERINGS, Ordering, build_ordering, by_segment
+from curriculum.orders.base import Ordering, by_segment
+from curriculum.orders.registry import ORDERINGS, build_ordering
 from curriculum.permutation import derive_key, permute
 from curriculum.registry import StrictModel
 

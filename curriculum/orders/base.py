@@ -1,0 +1,65 @@
+"""Curriculum orderings: the base class and the helpers shared by every ordering.
+
+An ordering answers "which sequence sits at position p of epoch e" (`lookup`) as a pure function
+of (scores, key, epoch, p), so the sampler can serve any step without replaying earlier ones.
+Random-access orderings (random, buckets) never materialise a permutation; sorted ones compute
+their argsort once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+import numpy as np
+from pydantic import BaseModel
+
+from curriculum.permutation import derive_key, permute
+
+
+class Ordering(ABC):
+    """Base class: built as ``Ordering(config, scores, key)`` for one domain.
+
+    ``scores`` are the per-sequence quality scores of the domain (higher = better), ``key`` a 64-bit
+    seed unique to (recipe seed, domain). `epoch_dependent` says whether later epochs differ.
+    """
+
+    epoch_dependent: bool = False
+
+    def __init__(self, config: BaseModel, scores: np.ndarray, key: int):
+        self.config = config
+        self.scores = np.asarray(scores, dtype=np.float64)
+        self.n = len(self.scores)
+        self.key = key
+
+    @abstractmethod
+    def lookup(self, epoch: int, positions: np.ndarray) -> np.ndarray:
+        """Local sequence indices at ``positions`` (each in [0, n)) of ``epoch``."""
+
+    def permutation(self, epoch: int = 0) -> np.ndarray:
+        """The whole order of ``epoch`` (for plotting and tests)."""
+        return self.lookup(epoch, np.arange(self.n))
+
+
+def stable_rank_order(scores: np.ndarray, descending: bool, key: int) -> np.ndarray:
+    """Indices sorted by score; ties are broken by a keyed shuffle, not by position in the store."""
+    primary = -scores if descending else scores
+    if len(np.unique(primary)) == len(primary):  # no ties: a plain (and, on a sorted store, linear) sort
+        return np.argsort(primary, kind="stable")
+    tiebreak = permute(np.arange(len(scores)), len(scores), derive_key(key, "ties"))
+    return np.lexsort((tiebreak, primary))
+
+
+def by_segment(
+    positions: np.ndarray, edges: np.ndarray, lookup_in_segment: Callable[[int, np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """For an epoch cut into contiguous segments [edges[s], edges[s + 1]): apply
+    ``lookup_in_segment(s, positions - edges[s])`` to each segment the positions fall in (a batch
+    touches one or two), keeping the positions' order. Empty segments are never selected."""
+    positions = np.asarray(positions, dtype=np.int64)
+    segments = np.searchsorted(edges, positions, side="right") - 1
+    out = np.empty_like(positions)
+    for s in np.unique(segments):
+        rows = segments == s
+        out[rows] = lookup_in_segment(int(s), positions[rows] - edges[s])
+    return out
