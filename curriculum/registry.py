@@ -1,4 +1,5 @@
-"""Name -> implementation registries with typed configs (scorers, mixers, orderings, LR schedules).
+"""Name -> implementation registries with typed configs (scorers, mixers, orderings, LR schedules,
+averaging weights), the strict config base, and the one formatter of validation errors.
 
 Each entry is a class plus a pydantic config model whose ``name`` field is a ``Literal`` of the
 registered name. `Registry.config_union()` turns the registry into a discriminated union, so a
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Callable, Generic, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curriculum.errors import UserError
 
@@ -75,3 +76,41 @@ class Registry(Generic[T]):
         if len(configs) == 1:
             return configs[0]
         return Annotated[Union[configs], Field(discriminator="name")]  # type: ignore[valid-type]
+
+
+def validation_problems(error: ValidationError, data: Any = None, top: str = "(top)") -> list[str]:
+    """One line per problem of a pydantic error: ``key.path: message``, in words a user can act on.
+
+    Discriminated unions add the chosen tag (e.g. ``static``) to the error's path; it only confuses
+    users. With the validated input ``data`` given, the path is walked through it and an element
+    that is not a key of its mapping but the mapping's ``name`` is dropped as such a tag. ``top``
+    names the whole object when a problem has no path.
+    """
+    lines = []
+    for err in error.errors():
+        where = ".".join(_user_path(err["loc"], data)) or top
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (not part of the schema; check the spelling)"
+        elif err["type"] == "union_tag_invalid":
+            given = err["input"].get("name") if isinstance(err["input"], dict) else err["input"]
+            message = f"unknown name {given!r}; choose one of: {err['ctx']['expected_tags']}"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def _user_path(loc: tuple[Any, ...], data: Any) -> list[str]:
+    path, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("name") == part:
+            continue  # a discriminator tag, not a key of the input
+        path.append(str(part))
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return path

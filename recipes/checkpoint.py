@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -26,9 +27,10 @@ from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from curriculum.errors import UserError
-from tools.average_select import MARKER_FILE  # the file `currimix average` selects runs by
 
 FORMAT = 1
+MARKER_FILE = "currimix.json"  # marks a folder complete; `currimix average` selects run folders by it
+STEP_NAME = re.compile(r"step_(\d+)")
 
 
 class _TiedWeightsNotice(logging.Filter):
@@ -46,18 +48,47 @@ def step_folder(parent: Path, step: int) -> Path:
     return parent / f"step_{step:08d}"
 
 
-def read_marker(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / MARKER_FILE).read_text())
-    except (OSError, ValueError):
+def read_marker(folder: Path) -> dict | None:
+    """The folder's ``currimix.json`` as a dict, or None when it has none."""
+    path = folder / MARKER_FILE
+    if not path.is_file():
         return None
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); it should hold the run's step and kind") from None
+    if not isinstance(marker, dict):
+        raise UserError(f"{path} should hold a JSON object with 'step' and 'kind'")
+    return marker
+
+
+def checkpoint_step(folder: Path) -> tuple[int | None, str | None]:
+    """(step, note): the step from ``currimix.json``, else from a ``step_<digits>`` folder name.
+
+    The note says when the name was used, so callers can report it; (None, None) when neither exists.
+    """
+    marker = read_marker(folder)
+    if marker is not None and "step" in marker:
+        step = marker["step"]
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise UserError(f"{folder / MARKER_FILE}: 'step' must be a non-negative integer, got {step!r}")
+        return step, None
+    match = STEP_NAME.fullmatch(folder.name)
+    if match:
+        note = f"{folder}: no 'step' in {MARKER_FILE}; step {int(match.group(1))} read from the folder name"
+        return int(match.group(1)), note
+    return None, None
 
 
 def complete_folders(parent: Path) -> list[tuple[int, Path]]:
     """(step, folder) of every complete checkpoint or snapshot under ``parent``, oldest first."""
     found = []
     for folder in parent.glob("step_*") if parent.is_dir() else []:
-        marker = read_marker(folder)
+        try:
+            marker = read_marker(folder)
+        except UserError as exc:
+            logging.getLogger(__name__).warning("skipping %s: %s", folder, exc)
+            continue
         if marker and marker.get("format") == FORMAT and isinstance(marker.get("step"), int):
             found.append((marker["step"], folder))
     return sorted(found)

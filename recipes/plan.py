@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -25,22 +24,13 @@ from mixers import DomainInfo, Mixer, Phase, build_mixer
 from mixers.base import boundary_step
 from mixers.static import StaticConfig, StaticMixer
 from recipes.allocation import Allocation, edf_window_counts
-from recipes.config import AveragingConfig, Recipe
+from recipes.averaging import averaging_window
+from recipes.config import Recipe
 from recipes.sampler import GlobalBatch, Sampler
 from recipes.schedules import Schedule, build_schedule
-from tools.average_weights import resolve_weights
 
 WEIGHT_TOLERANCE = 1e-6
 CHUNK_STEPS = 1 << 16
-
-
-@dataclass(frozen=True)
-class AveragingWindow:
-    """Where the averaging snapshots are taken (after that many optimizer steps) and their weights."""
-
-    steps: tuple[int, ...]
-    weights: tuple[float, ...]
-    method: str
 
 
 def window_edges(total_steps: int, resolution: int, breakpoints: list[int]) -> np.ndarray:
@@ -81,52 +71,6 @@ def cumulative_targets(
         out[inside] = cumulative[edges[inside] - start - 1]
         running = cumulative[-1]
     return out
-
-
-def averaging_window(
-    config: AveragingConfig, total_steps: int, phases: dict[str, tuple[int, int]]
-) -> AveragingWindow | None:
-    """Snapshot steps and weights from the recipe's averaging section (None when averaging is off)."""
-    if config.snapshots is None:
-        return None
-    k = config.snapshots
-
-    def phase_range(name: str, key: str) -> tuple[int, int]:
-        if name not in phases:
-            raise UserError(f"averaging.{key} names phase {name!r}; phases of this plan: {sorted(phases) or 'none'}")
-        return phases[name]
-
-    if config.end_at == "end":
-        end = total_steps
-    else:
-        name, _, edge = config.end_at.rpartition(".")
-        if edge not in {"start", "end"} or not name:
-            raise UserError(f"averaging.end_at={config.end_at!r}: use `end`, `<phase>.start` or `<phase>.end`")
-        first, stop = phase_range(name, "end_at")
-        end = first if edge == "start" else stop
-    if config.over_phase is not None:
-        first, stop = phase_range(config.over_phase, "over_phase")
-        steps = np.round(np.linspace(first + (stop - first) / k, stop, k)).astype(int).tolist()
-    else:
-        spacing = config.every_steps or 0
-        steps = [end - (k - 1 - i) * spacing for i in range(k)]
-    if steps[0] < 1 or len(set(steps)) != k:
-        raise UserError(
-            f"averaging window of {k} snapshots (steps {steps[0]}..{steps[-1]}) does not fit in a "
-            f"run of {total_steps} steps; use fewer snapshots or a smaller spacing"
-        )
-    weights = averaging_weights(config, k)
-    return AveragingWindow(tuple(int(s) for s in steps), tuple(float(w) for w in weights), config.method)
-
-
-def averaging_weights(config: AveragingConfig, k: int) -> list[float]:
-    """Weights of the K snapshots, oldest first, with the conventions of `tools.average_weights`."""
-    spec: dict = {"name": config.method}
-    if config.method == "ema":
-        spec.update(alpha=config.alpha, form=config.ema_form)
-    elif config.method == "explicit":
-        spec.update(values=config.weights)
-    return resolve_weights(spec, k)
 
 
 class Plan:

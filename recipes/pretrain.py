@@ -28,13 +28,14 @@ from curriculum.errors import UserError
 from curriculum.store import TokenStore
 from curriculum.tokenizer import load_tokenizer
 from recipes.checkpoint import resume_point, save_checkpoint, save_final_model, save_snapshot
-from recipes.config import Recipe, dump_recipe
+from recipes.config import Recipe
+from recipes.evaluation import evaluate_domains
+from recipes.loading import dump_recipe
 from recipes.losses import sequence_losses
 from recipes.model import build_model, flops_per_token, peak_flops
 from recipes.plan import Plan, build_plan
 from recipes.sampler import GlobalBatch
 from recipes.trackers import make_trackers
-from tools.evaluate import evaluate_domains
 
 
 @dataclass

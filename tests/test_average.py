@@ -23,8 +23,9 @@ from tests.average_fixtures import (
     save_state,
     tiny_model,
 )
-from tools import average_writer
-from tools.average import EMAWeights, average_checkpoints, average_command
+from tools.average import writer as average_writer
+from recipes.cli.average import average_command
+from tools.average import EMAWeights, average_checkpoints
 
 K = 3
 INPUT_IDS = torch.tensor([[1, 5, 9, 33, 62, 7, 0, 12]])

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from recipes.config import recipe_from_dict
+from recipes.loading import recipe_from_dict
 from recipes.pipeline import run_recipe
 from tests.conftest import recipe_dict
 from tools.corpus import build_corpus

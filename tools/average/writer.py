@@ -32,7 +32,7 @@ import torch
 from safetensors import safe_open
 
 from curriculum.errors import UserError
-from tools.average_inputs import SAFETENSORS_DTYPES, tensor_nbytes
+from tools.average.inputs import SAFETENSORS_DTYPES, tensor_nbytes
 
 DTYPE_CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
 WRITEBACK_BYTES = 64 << 20

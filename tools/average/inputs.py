@@ -34,7 +34,7 @@ import torch
 from safetensors import safe_open
 
 from curriculum.errors import UserError
-from tools.average_select import MARKER_FILE, checkpoint_step, read_marker
+from recipes.checkpoint import MARKER_FILE, checkpoint_step, read_marker
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
