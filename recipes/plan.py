@@ -178,6 +178,22 @@ class Plan:
         """The mixture the loss sees at ``step`` (the mixer's weights)."""
         return self.mixer.weights(np.array([step / self.total_steps]))[0]
 
+    # ------------------------------------------------------------------ timing: what happens after a step
+    # Each takes the number of completed steps (1-based) and is true when that action is due; the
+    # last step always logs, validates and checkpoints.
+    def is_log_step(self, completed_steps: int) -> bool:
+        every = self.recipe.training.log_every_steps
+        return completed_steps % every == 0 or completed_steps == self.total_steps
+
+    def is_eval_step(self, completed_steps: int) -> bool:
+        every = self.recipe.training.eval_every_steps
+        return bool(every and completed_steps % every == 0) or completed_steps == self.total_steps
+
+    def is_checkpoint_step(self, completed_steps: int, stop_at: int | None = None) -> bool:
+        """Due every ``checkpoint.every_steps``, at the end, and where the process stops early (``stop_at``)."""
+        every = self.recipe.checkpoint.every_steps
+        return bool(every and completed_steps % every == 0) or completed_steps in (self.total_steps, stop_at)
+
     def is_snapshot_step(self, completed_steps: int) -> bool:
         return self.averaging is not None and completed_steps in self.averaging.steps
 

@@ -192,7 +192,6 @@ def log_train(
     grad_norm: float,
     lr: float,
     bar: tqdm,
-    realised: np.ndarray,
     batch: GlobalBatch,
 ) -> None:
     """One rank-0 record: loss (overall and per domain), LR, throughput, realised vs planned mix."""
@@ -201,7 +200,8 @@ def log_train(
     counts = acc.reduce(tally.count.to(acc.device), reduction="sum").cpu()
     elapsed = time.perf_counter() - tally.started
     tokens_per_s = tally.tokens * acc.num_processes / max(elapsed, 1e-9)
-    planned = run.plan.allocation.target_before(step + 1)
+    planned = run.plan.allocation.target_before(step + 1)  # the mixer's exact (fractional) cumulative target
+    realised = run.plan.consumed_before(step + 1)  # the integer counts the batches took
     record: dict[str, Any] = {
         "loss": float(sums.sum() / counts.sum()),
         "lr": lr,
@@ -263,7 +263,7 @@ def train(
     crash would: it exists so resume can be tested and long runs can be split into jobs.
     """
     run = setup(recipe)
-    acc, plan, t = run.accelerator, run.plan, recipe.training
+    acc, plan = run.accelerator, run.plan
     start = 0
     found = resume_point(run.run_dir, plan.fingerprint, ignore_plan_mismatch) if resume else None
     if found:
@@ -276,7 +276,6 @@ def train(
         config={"recipe": recipe.name, "plan": plan.fingerprint, "processes": acc.num_processes, "start_step": start},
     )
     stop = plan.total_steps if stop_after_steps is None else min(plan.total_steps, stop_after_steps)
-    realised = plan.consumed_before(start).copy()
     tally = LogTally(len(plan.domains.names))
     bar = tqdm(
         range(start, stop),
@@ -294,17 +293,15 @@ def train(
             group["lr"] = lr
         batch = plan.batch(step)
         grad_norm = train_step(run, batch, tally)
-        realised += np.bincount(batch.domains, minlength=len(realised))
         done = step + 1
-        if done % t.log_every_steps == 0 or done == plan.total_steps:
-            log_train(run, step, tally, grad_norm, lr, bar, realised, batch)
+        if plan.is_log_step(done):
+            log_train(run, step, tally, grad_norm, lr, bar, batch)
             tally = LogTally(len(plan.domains.names))
-        if (t.eval_every_steps and done % t.eval_every_steps == 0) or done == plan.total_steps:
+        if plan.is_eval_step(done):
             val_losses = validate(run, step)
         if plan.is_snapshot_step(done):
             save_snapshot(acc, run.model, run.tokenizer, run.run_dir, done, {"plan_fingerprint": plan.fingerprint})
-        every = recipe.checkpoint.every_steps
-        if (every and done % every == 0) or done in (plan.total_steps, stop):
+        if plan.is_checkpoint_step(done, stop_at=stop):
             save_checkpoint(acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last)
     bar.close()
     if stop == plan.total_steps:

@@ -167,3 +167,25 @@ def test_upweighting_samples_naturally_and_weights_losses(make_recipe) -> None:
     batch = plan.batch(3)
     expected = np.array(list(weights.values())) / natural
     assert np.allclose(batch.loss_weights, expected[batch.domains])
+
+
+def test_plan_owns_the_timing_of_logs_evals_checkpoints_and_snapshots(make_recipe):
+    plan = build_plan(
+        make_recipe(
+            training={
+                "steps": 10,
+                "global_batch_size": 4,
+                "micro_batch_size": 4,
+                "log_every_steps": 3,
+                "eval_every_steps": 4,
+            },
+            checkpoint={"every_steps": 5},
+            averaging={"snapshots": 2, "every_steps": 3, "weights": {"name": "sma"}},
+        )
+    )
+    done = range(1, 11)
+    assert [d for d in done if plan.is_log_step(d)] == [3, 6, 9, 10]
+    assert [d for d in done if plan.is_eval_step(d)] == [4, 8, 10]
+    assert [d for d in done if plan.is_checkpoint_step(d)] == [5, 10]
+    assert [d for d in done if plan.is_checkpoint_step(d, stop_at=7)] == [5, 7, 10]
+    assert [d for d in done if plan.is_snapshot_step(d)] == [7, 10]
