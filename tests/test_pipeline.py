@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -15,6 +16,7 @@ from tests.conftest import recipe_dict
 from tools.corpus import build_corpus
 
 
+@pytest.mark.slow
 def test_run_recipe_end_to_end_on_the_quickstart_corpus(tmp_path: Path) -> None:
     paths = build_corpus(tmp_path / "corpus", code_bytes=200_000, noisy_documents=150)
     raw = recipe_dict(tmp_path / "corpus", tmp_path / "run")

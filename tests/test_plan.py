@@ -140,7 +140,9 @@ def test_caps_and_stop_policy_refuse_repeats(make_recipe) -> None:
 
 
 def test_averaging_window_and_weights(make_recipe) -> None:
-    plan = build_plan(make_recipe(averaging={"snapshots": 6, "every_steps": 2, "weights": {"name": "ema", "alpha": 0.2}}))
+    plan = build_plan(
+        make_recipe(averaging={"snapshots": 6, "every_steps": 2, "weights": {"name": "ema", "alpha": 0.2}})
+    )
     assert plan.averaging.steps == (2, 4, 6, 8, 10, 12)
     weights = np.asarray(plan.averaging.weights)
     expected = 0.8 ** np.arange(5, -1, -1)

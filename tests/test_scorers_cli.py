@@ -12,7 +12,8 @@ import datasets
 import pytest
 from typer.testing import CliRunner
 
-from recipes.cli.score import parse_source, score_app as app
+from recipes.cli.score import parse_source
+from recipes.cli.score import score_app as app
 from tests.scorer_corpus import mail_file
 
 runner = CliRunner()

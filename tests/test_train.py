@@ -19,6 +19,7 @@ def losses_by_step(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
 
 
+@pytest.mark.slow
 def test_resume_gives_bitwise_identical_losses(make_recipe, tmp_path: Path) -> None:
     full = make_recipe(run_dir=str(tmp_path / "full"))
     train(full, show_progress=False)
@@ -66,6 +67,7 @@ def test_resume_refuses_a_different_plan(make_recipe, tmp_path: Path) -> None:
         train(changed, resume=True, show_progress=False)
 
 
+@pytest.mark.slow
 def test_upsampling_and_upweighting_give_the_same_full_batch_gradient(make_recipe, tmp_path: Path) -> None:
     """Both arms of the upsample-vs-upweight comparison from one recipe switch.
 
