@@ -119,7 +119,9 @@ HASH_CHUNK = 8 << 20
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file, read in chunks (OpenSSL's SHA-NI path: about 1-2 GB/s)."""
+    """SHA-256 of a file, read in chunks. Cost: one extra read of each checkpoint at save and at
+    resume; 0.36 GB/s was measured on the shared 2-core dev box at load ~11 (2026-11-29), i.e. about
+    45 s for the 16 GB checkpoint (weights + AdamW state) of a 1B-parameter model."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(HASH_CHUNK):

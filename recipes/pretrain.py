@@ -252,13 +252,26 @@ def validate(run: Run, step: int) -> dict[str, float]:
     return losses
 
 
-def train(recipe: Recipe, **options: Any) -> dict[str, Any]:
+def train(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    ignore_plan_mismatch: bool = False,
+    stop_after_steps: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Run (or resume) the recipe's training; see `run_training`. A run folder this call created is
     removed again when the run fails before producing anything (no checkpoint, snapshot or step record)."""
     check_batch_divides(recipe)  # before any rank creates anything
     with remove_if_left_empty(recipe.run_path):
         check_run_dir_writable(recipe.run_path)
-        return run_training(recipe, **options)
+        return run_training(
+            recipe,
+            resume=resume,
+            ignore_plan_mismatch=ignore_plan_mismatch,
+            stop_after_steps=stop_after_steps,
+            show_progress=show_progress,
+        )
 
 
 def run_training(
