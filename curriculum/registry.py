@@ -9,19 +9,76 @@ unknown names with the list of choices and every bad field with its key path.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Generic, TypeVar, Union
+import types
+from typing import Annotated, Any, Callable, Generic, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from curriculum.errors import UserError
 
 T = TypeVar("T")
 
 
+def _alternatives(annotation: Any) -> list[Any]:
+    """The types an annotation admits, with Optional/Union/Annotated unwrapped."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _alternatives(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return [t for arg in get_args(annotation) for t in _alternatives(arg)]
+    return [annotation]
+
+
+def _numbers_only(annotation: Any) -> bool:
+    kinds = _alternatives(annotation)
+    return any(k in (int, float) for k in kinds) and not any(k in (bool, Any) for k in kinds)
+
+
+def boolean_as_number(annotation: Any, value: Any) -> str | None:
+    """Where ``value`` holds a YAML boolean that pydantic would quietly read as 1 or 0 for a number
+    field (``steps: true``, a mixture weight ``code: yes``), or None."""
+    if isinstance(value, bool):
+        return "" if _numbers_only(annotation) else None
+    for kind in _alternatives(annotation):
+        origin, args = get_origin(kind), get_args(kind)
+        if origin is dict and isinstance(value, dict) and len(args) == 2 and _numbers_only(args[1]):
+            bad = [str(k) for k, v in value.items() if isinstance(v, bool)]
+            if bad:
+                return f" (at {', '.join(bad)})"
+        if origin in (list, tuple) and isinstance(value, (list, tuple)) and args:
+            element = args[0] if origin is list or (len(args) == 2 and args[1] is Ellipsis) else None
+            items = [(i, v, element or (args[i] if i < len(args) else None)) for i, v in enumerate(value)]
+            bad = [
+                str(i) for i, v, kind_i in items if isinstance(v, bool) and kind_i is not None and _numbers_only(kind_i)
+            ]
+            if bad:
+                return f" (at item {', '.join(bad)})"
+    return None
+
+
 class StrictModel(BaseModel):
-    """Base for every config model: unknown keys are errors, values are validated on assignment."""
+    """Base for every config model: unknown keys are errors, values are validated on assignment,
+    and a boolean is never accepted where a number is expected."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        errors = []
+        for key, value in data.items():
+            field = cls.model_fields.get(key) if isinstance(key, str) else None
+            where = boolean_as_number(field.annotation, value) if field is not None else None
+            if where is not None:
+                message = f"expected a number, got a boolean{where} (true/false/yes/no are booleans in YAML)"
+                errors.append({"type": PydanticCustomError("bool_as_number", message), "loc": (key,), "input": value})
+        if errors:
+            # Raised as a ValidationError so each problem keeps its key path (training.steps).
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
 
 
 class Registry(Generic[T]):

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curriculum.errors import UserError
+from curriculum.validation import check_domain_ids, load_store_array, read_store_meta
 
 STORE_FORMAT = 1
 SPLITS = ("train", "val")
@@ -153,9 +154,14 @@ class TokenSplit:
         self.folder = folder
         self.seq_len = seq_len
         self.domain_names = domain_names
-        self.domain = np.load(folder / "domain.npy")
-        self.score = np.load(folder / "score.npy")
+        self.domain = load_store_array(folder / "domain.npy", "i")
+        check_domain_ids(self.domain, len(domain_names), folder / "domain.npy")
+        self.score = load_store_array(folder / "score.npy", "f", len(self.domain))
         n = len(self.domain)
+        if not (folder / "tokens.bin").is_file():
+            raise UserError(
+                f"token store {folder}: tokens.bin is missing; run `prepare --overwrite` to rebuild the store"
+            )
         size = (folder / "tokens.bin").stat().st_size
         itemsize = np.dtype(token_dtype).itemsize
         if size != n * seq_len * itemsize:
@@ -207,7 +213,7 @@ class TokenStore:
             raise UserError(
                 f"{str(self.root)!r} is not a complete token store: no meta.json{hint}; run `currimix prepare` first"
             )
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.meta: dict[str, Any] = read_store_meta(self.root, STORE_FORMAT)
         if self.meta.get("format") != STORE_FORMAT:
             raise UserError(
                 f"token store {str(self.root)!r} has format {self.meta.get('format')}, "

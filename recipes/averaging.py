@@ -100,9 +100,16 @@ def explicit_weights(config: ExplicitWeights, k: int) -> list[float]:
         raise UserError(f"{len(values)} explicit weights given for {k} checkpoints; give exactly one per checkpoint")
     if not all(math.isfinite(v) for v in values):
         raise UserError(f"explicit weights must be finite numbers, got {values}")
+    try:
+        total = math.fsum(values)
+    except OverflowError:
+        total = math.inf
+    if not math.isfinite(total):
+        raise UserError(
+            f"explicit weights {values} overflow when summed; use weights of a sensible size (e.g. summing to 1)"
+        )
     if not config.normalize:
         return values
-    total = math.fsum(values)
     if total == 0.0:
         raise UserError(f"explicit weights {values} sum to 0 and cannot be normalized")
     return [v / total for v in values]

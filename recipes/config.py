@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from curriculum.documents import SourceConfig
 from curriculum.orders import ORDERINGS
@@ -98,6 +99,10 @@ class MoEConfig(StrictModel):
     aux_loss_coef: float = Field(0.01, ge=0, description="Weight of the router load-balancing loss.")
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+STORE_KEYS = {"vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"}
+
+
 class ModelConfig(StrictModel):
     """The `model` section: a transformers causal LM built from these fields (or a local folder)."""
 
@@ -123,6 +128,18 @@ class ModelConfig(StrictModel):
         description="Start from the weights of this local model folder "
         "instead of a random init (its config wins over the fields above).",
     )
+
+    @model_validator(mode="after")
+    def _extra_keys(self) -> "ModelConfig":
+        # These come from the token store and its tokenizer; a different value would build a model
+        # whose embedding does not match the tokens (a vocab smaller than the store's ids crashes).
+        taken = sorted(set(self.extra) & STORE_KEYS)
+        if taken:
+            raise ValueError(
+                f"model.extra may not set {taken}: they come from the token store and its tokenizer "
+                "(change the tokenizer or data.seq_len instead)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _heads(self) -> "ModelConfig":
@@ -296,6 +313,18 @@ class Recipe(StrictModel):
     @property
     def store_path(self) -> Path:
         return Path(self.data.store) if self.data.store else self.run_path / "store"
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        # The name becomes a folder (runs/<name>): one plain path component, so every output stays
+        # under the folder the user chose (no `../x`, `/abs`, `a/b` or hidden names).
+        if not RUN_NAME.fullmatch(name):
+            raise ValueError(
+                f"name {name!r} must be one plain folder name: letters, digits, '.', '_' or '-', not starting "
+                "with '.' (set run_dir to choose where the run goes)"
+            )
+        return name
 
     @model_validator(mode="after")
     def _cross_refs(self) -> "Recipe":

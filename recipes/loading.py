@@ -19,6 +19,31 @@ from recipes.config import Recipe
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (plain YAML keeps the last
+    one silently, so a recipe with two `steps:` would train with whichever came second)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice in one mapping (lines {seen[key]} and {line}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML from a recipe file: safe types only, duplicate keys refused."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise UserError(f"--set {item!r}: expected key.path=value")
@@ -107,7 +132,9 @@ def read_recipe_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any
     if path.resolve() in _chain:
         raise UserError(f"recipe {str(path)!r} extends itself through {[str(p) for p in _chain]}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
+    except UnicodeDecodeError as exc:
+        raise UserError(f"recipe {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise UserError(f"recipe {str(path)!r} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

@@ -216,6 +216,31 @@ class Plan:
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Training settings that shape the optimizer state or how it is used; a checkpoint's optimizer.bin
+# restores its own values of these, so resuming under other ones would silently ignore them.
+OPTIMIZER_KEYS = ("weight_decay", "betas", "eps", "grad_clip")
+
+
+def model_settings(recipe: Recipe) -> dict[str, object]:
+    """The model section and optimizer settings as flat ``{dotted key: value}``: what a checkpoint's
+    weights and optimizer state were made under. Compared key by key on resume, so a refusal can
+    name exactly what changed (the plan fingerprint covers the data order and LR)."""
+    dumped = recipe.model_dump(mode="json")
+    flat: dict[str, object] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}", item)
+        else:
+            flat[prefix] = value
+
+    walk("model", dumped["model"])
+    for key in OPTIMIZER_KEYS:
+        walk(f"training.{key}", dumped["training"][key])
+    return flat
+
+
 def build_plan(recipe: Recipe, store: TokenStore | None = None) -> Plan:
     """The plan of ``recipe`` over its token store (opened from the recipe when not given)."""
     return Plan(recipe, store or TokenStore(recipe.store_path))

@@ -13,10 +13,12 @@ import contextlib
 import json
 import math
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -33,7 +35,7 @@ from recipes.evaluation import evaluate_domains
 from recipes.loading import dump_recipe
 from recipes.losses import sequence_losses
 from recipes.model import build_model, flops_per_token, peak_flops
-from recipes.plan import Plan, build_plan
+from recipes.plan import Plan, build_plan, model_settings
 from recipes.sampler import GlobalBatch
 from recipes.trackers import make_trackers
 
@@ -91,6 +93,7 @@ def setup(recipe: Recipe) -> Run:
     if t.device == "cuda" and not torch.cuda.is_available():
         raise UserError("training.device=cuda but no CUDA device is visible")
     run_dir = recipe.run_path
+    check_batch_divides(recipe)
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and not cpu)
     accelerator = Accelerator(
         cpu=cpu,
@@ -257,6 +260,28 @@ def train(
     stop_after_steps: int | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
+    """Run (or resume) the recipe's training; see `run_training`. A run folder this call created is
+    removed again when the run fails before producing anything (no checkpoint, snapshot or step record)."""
+    check_batch_divides(recipe)  # before any rank creates anything
+    with remove_if_left_empty(recipe.run_path):
+        check_run_dir_writable(recipe.run_path)
+        return run_training(
+            recipe,
+            resume=resume,
+            ignore_plan_mismatch=ignore_plan_mismatch,
+            stop_after_steps=stop_after_steps,
+            show_progress=show_progress,
+        )
+
+
+def run_training(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    ignore_plan_mismatch: bool = False,
+    stop_after_steps: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Run (or resume) the recipe's training; returns a summary with the final validation losses.
 
     ``stop_after_steps`` ends the process early after that many steps (with a checkpoint), as a
@@ -265,10 +290,10 @@ def train(
     run = setup(recipe)
     acc, plan = run.accelerator, run.plan
     start = 0
-    found = resume_point(run.run_dir, plan.fingerprint, ignore_plan_mismatch) if resume else None
+    found = find_resume_point(run, ignore_plan_mismatch) if resume else None
     if found:
         start, folder = found
-        acc.load_state(str(folder))
+        load_checkpoint(acc, folder)
     elif acc.is_main_process:
         write_run_files(run)
     acc.init_trackers(
@@ -302,7 +327,7 @@ def train(
         if plan.is_snapshot_step(done):
             save_snapshot(acc, run.model, run.tokenizer, run.run_dir, done, {"plan_fingerprint": plan.fingerprint})
         if plan.is_checkpoint_step(done, stop_at=stop):
-            save_checkpoint(acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last)
+            save_checkpoint(acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last, model_settings(recipe))
     bar.close()
     if stop == plan.total_steps:
         save_final_model(acc, run.model, run.tokenizer, run.run_dir, stop, {"plan_fingerprint": plan.fingerprint})
@@ -328,3 +353,91 @@ def write_run_files(run: Run) -> None:
     config_dir = run.run_dir / "model_config"
     run.accelerator.unwrap_model(run.model).config.save_pretrained(str(config_dir))
     run.tokenizer.save_pretrained(str(config_dir))
+
+
+# ---------------------------------------------------------------------------- failure handling
+# Kept apart from the loop: what happens before it starts and when it cannot.
+
+
+def check_batch_divides(recipe: Recipe) -> None:
+    """The global batch must split evenly over the processes; checked from the launcher's
+    WORLD_SIZE before any process group exists, so every rank stops at once (no hang in a
+    collective) and only rank 0 prints the message (see `recipes.cli.app.user_errors`)."""
+    t = recipe.training
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if t.global_batch_size % (t.micro_batch_size * world):
+        raise UserError(
+            f"training.global_batch_size={t.global_batch_size} must be a multiple of micro_batch_size "
+            f"({t.micro_batch_size}) x processes ({world}); with {world} processes use a global batch of "
+            f"{t.micro_batch_size * world * max(1, round(t.global_batch_size / (t.micro_batch_size * world)))}, "
+            "or another micro_batch_size"
+        )
+
+
+def check_run_dir_writable(run_dir: Path) -> None:
+    """Fail before any work when the run folder cannot be created or written."""
+    probe = run_dir / f".write-test-{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to the run folder {str(run_dir)!r}: {exc.strerror or exc}") from None
+
+
+def _holds_results(run_dir: Path) -> bool:
+    if any((run_dir / name).exists() for name in ("checkpoints", "snapshots", "final")):
+        return True
+    metrics = run_dir / "metrics.jsonl"
+    return metrics.is_file() and '"step": ' in metrics.read_text().replace('"step": null', "")
+
+
+@contextlib.contextmanager
+def remove_if_left_empty(run_dir: Path) -> Iterator[None]:
+    """When the body fails, remove ``run_dir`` (and parents) if this call created it and the run
+    produced nothing: a failed start leaves no empty run folder behind to confuse the next one."""
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        if missing and _is_main() and run_dir.is_dir() and not _holds_results(run_dir):
+            shutil.rmtree(missing[-1], ignore_errors=True)  # the outermost folder this call created
+        raise
+
+
+def find_resume_point(run: Run, ignore_plan_mismatch: bool) -> tuple[int, Path] | None:
+    """The verified checkpoint to resume from: chosen (and reported) by rank 0, shared with the others
+    so every rank loads the same one and the files are hashed once."""
+    from accelerate.utils import broadcast_object_list
+
+    acc = run.accelerator
+    choice: list[Any] = [None]
+    if acc.is_main_process:
+        try:
+            found = resume_point(run.run_dir, run.plan.fingerprint, ignore_plan_mismatch, model_settings(run.recipe))
+            choice = [("ok", found[0], str(found[1])) if found else ("none",)]
+        except UserError as exc:
+            choice = [("error", str(exc))]
+        if choice[0][0] == "none":
+            print(
+                f"note: --resume found no checkpoint in {run.run_dir / 'checkpoints'}; starting at step 0",
+                file=sys.stderr,
+            )
+    if acc.num_processes > 1:
+        broadcast_object_list(choice)
+    kind, *rest = choice[0]
+    if kind == "error":
+        raise UserError(rest[0])
+    return (rest[0], Path(rest[1])) if kind == "ok" else None
+
+
+def load_checkpoint(acc: Accelerator, folder: Path) -> None:
+    """`load_state`, with a failure explained (a verified checkpoint that still will not load was
+    written by an incompatible version, or its marker predates checksums)."""
+    try:
+        acc.load_state(str(folder))
+    except Exception as exc:  # torch, safetensors and pickle raise many types for a bad file
+        raise UserError(
+            f"cannot load checkpoint {str(folder)!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+            "move it away to resume from an older one"
+        ) from None

@@ -116,3 +116,22 @@ def make_recipe(corpus_dir: Path, tiny_store: Path, tmp_path: Path):
         return recipe_from_dict(recipe_dict(corpus_dir, Path(run_dir or tmp_path / "run"), tiny_store, **sections))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def finished_run(corpus_dir: Path, tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-step tiny run: checkpoints and averaging snapshots at steps 2 and 4."""
+    from recipes.loading import recipe_from_dict
+    from recipes.pretrain import train
+
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    raw = recipe_dict(
+        corpus_dir,
+        run_dir,
+        tiny_store,
+        training={"steps": 4, "eval_every_steps": None, "eval_sequences_per_domain": 2},
+        checkpoint={"every_steps": 2, "keep_last": 3},
+        averaging={"snapshots": 2, "every_steps": 2, "weights": {"name": "sma"}},
+    )
+    train(recipe_from_dict(raw), show_progress=False)
+    return run_dir

@@ -9,7 +9,9 @@ when complete, so an interrupted run never leaves a store that looks finished.
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import os
 import shutil
 import time
 import uuid
@@ -26,6 +28,7 @@ from curriculum.errors import UserError
 from curriculum.scorers import build_scorer
 from curriculum.store import SPLITS, SplitWriter, TokenStore, write_meta
 from curriculum.tokenizer import load_tokenizer, train_bpe
+from curriculum.validation import check_unique_ids, is_token_store
 from recipes.config import Recipe
 
 BATCH_DOCS = 1000
@@ -94,6 +97,7 @@ def load_and_score(recipe: Recipe, cache_dir: str) -> dict[str, PreparedDomain]:
         ds = load_domain(domain.sources, domain=name, cache_dir=cache_dir, num_proc=recipe.data.num_proc)
         if len(ds) == 0:
             raise UserError(f"data.domains.{name}: the sources hold no documents")
+        check_unique_ids(ds, f"data.domains.{name}")
         if domain.scorer is None:
             scores, scorer_name = np.zeros(len(ds)), "none"
         else:
@@ -134,14 +138,57 @@ def tokenizer_texts(domains: dict[str, PreparedDomain], budget_bytes: int) -> It
                 yield text
 
 
+def check_replaceable(root: Path, overwrite: bool) -> None:
+    """Refuse to touch an existing ``data.store`` unless asked, and even then unless it is a currimix
+    token store (its meta.json says so) or an empty folder: never the user's own files."""
+    blocker = next((p for p in root.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"data.store {str(root)!r} cannot be created: {str(blocker)!r} is a file, not a folder")
+    if not root.exists():
+        return
+    if not overwrite:
+        raise UserError(f"token store {str(root)!r} already exists; pass --overwrite to rebuild it")
+    if root.is_dir() and (is_token_store(root) or not any(root.iterdir())):
+        return
+    raise UserError(
+        f"data.store {str(root)!r} is not a currimix token store (no store meta.json in it), so --overwrite will "
+        "not replace it: it may hold your own files. Point data.store at a new folder, or move that one away"
+    )
+
+
+def remove_stale_temp_folders(root: Path) -> None:
+    """Remove the hidden temp and trash folders that killed `prepare` runs left beside ``root``.
+
+    A temp folder is named ``.<store>.tmp-<pid>-<hex>``; one whose process is gone is stale (one
+    from a still-running prepare of the same store is left alone)."""
+    for folder in root.parent.glob(f".{glob.escape(root.name)}.*-*"):
+        kind, _, rest = folder.name[len(root.name) + 2 :].partition("-")
+        if kind not in ("tmp", "old") or not folder.is_dir():
+            continue
+        pid = rest.split("-")[0]
+        if kind == "tmp" and pid.isdigit() and _process_alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def prepare_store(recipe: Recipe, *, overwrite: bool = False, show_progress: bool = True) -> TokenStore:
     """Build the recipe's token store; returns it opened. Refuses to replace one unless ``overwrite``."""
     root = recipe.store_path
-    if root.exists() and not overwrite:
-        raise UserError(f"token store {str(root)!r} already exists; pass --overwrite to rebuild it")
+    check_replaceable(root, overwrite)
     check_inputs(recipe)
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
+    remove_stale_temp_folders(root)
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     started = time.time()
     if not show_progress:
         datasets.disable_progress_bars()

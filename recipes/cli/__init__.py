@@ -9,12 +9,12 @@ are the only places where `recipes` reaches into `tools`.
 
 from __future__ import annotations
 
-import os
+from recipes.cli.offline import enforce_offline
 
-# Local paths only, for every command and whatever the caller's environment says: datasets and
-# huggingface_hub read these when first imported, which happens inside the commands below.
-for _key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_key, "1")
+# Local paths only, for every command and whatever the caller's environment says (forced, not a
+# default): datasets and huggingface_hub read these when first imported, which happens inside the
+# commands below; each command calls `enforce_offline` again for in-process callers.
+enforce_offline()
 
 from recipes.cli import average, evaluate, plan, prepare, recipe, score, train  # noqa: E402,F401  (each registers its commands)
 from recipes.cli.app import app  # noqa: E402

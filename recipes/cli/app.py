@@ -7,13 +7,17 @@ A `UserError` raised by any command is printed as one paragraph on stderr with e
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
 
 from curriculum.errors import UserError
+from recipes.cli.offline import enforce_offline
 
 if TYPE_CHECKING:
     from recipes.config import Recipe
@@ -38,18 +42,69 @@ SetOpt = Annotated[
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 
 
+# File-system failures a user causes or fixes (permissions, a full or read-only disk, a path through
+# a regular file): reported like a UserError, naming the path. Other OSErrors stay tracebacks.
+USER_OS_ERRORS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+}
+
+
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a `UserError` into a one-paragraph message on stderr and exit status 2."""
+    """Turn a `UserError` (or a file-system error the user can fix) into a one-paragraph message on
+    stderr and exit status 2. Under a launcher only rank 0 prints it: every rank reads the same
+    recipe and files, so the others would repeat the same message."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        enforce_offline()
         try:
             return command(*args, **kwargs)
         except UserError as exc:
-            err_console.print(f"error: {exc}", style="bold red", markup=False, highlight=False, soft_wrap=True)
+            _report(str(exc))
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.errno not in USER_OS_ERRORS:
+                raise
+            _report(describe_os_error(exc))
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One sentence for a file-system error: the path, the cause, and a file blocking the path."""
+    path = Path(exc.filename) if exc.filename else None
+    blocker = _blocking_file(path) if path is not None else None
+    if blocker is not None:
+        return f"cannot create {str(path)!r}: {str(blocker)!r} is a file, not a folder"
+    where = f" {str(path)!r}" if path is not None else ""
+    return f"cannot write or read{where}: {exc.strerror or exc}; choose another folder or fix its permissions"
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The regular file standing where ``path`` needs a folder (itself, or one of its parents)."""
+    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """Before any work: ``path`` can be written (no part of its folder is a regular file, it is not a folder)."""
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"{what} {str(path)!r} cannot be written: {str(blocker)!r} is a file, not a folder")
+    if path.is_dir():
+        raise UserError(f"{what} {str(path)!r} is a folder; give a file name")
+
+
+def _report(message: str) -> None:
+    if os.environ.get("RANK", "0") == "0":
+        err_console.print(f"error: {message}", style="bold red", markup=False, highlight=False, soft_wrap=True)
 
 
 def command(

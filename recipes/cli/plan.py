@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from recipes.cli.app import RecipeArg, SetOpt, command, console, load
+from recipes.cli.app import RecipeArg, SetOpt, check_output_file, command, console, load
 
 
 @command()
@@ -30,12 +30,15 @@ def plan(
     from tools.plotting import plot_plan
 
     r = load(recipe, set_)
+    out = png or (r.run_path / "plan.png")
+    check_output_file(out, "--png")
+    if json_out:
+        check_output_file(json_out, "--json")
     if show_recipe:
         typer.echo(dump_recipe(r))
     p = build_plan(r)
     summary = plan_summary(p)
     print_summary(summary, console)
-    out = png or (r.run_path / "plan.png")
     plot_plan(p, out)
     console.print(f"timeline plot: {out}")
     if json_out:

@@ -18,7 +18,8 @@ def train(
     resume: Annotated[
         bool,
         typer.Option(
-            help="Continue from the newest complete checkpoint in the run folder (starts fresh if there is none)."
+            help="Continue from the newest checkpoint in the run folder whose files verify (starts fresh if there "
+            "is none; refuses if there are some but none verifies)."
         ),
     ] = False,
     ignore_plan_mismatch: Annotated[

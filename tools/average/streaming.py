@@ -53,6 +53,7 @@ from tools.average.writer import (
     OutputTensor,
     StreamingShardWriter,
     atomic_output_dir,
+    check_output_folder,
     parse_size,
     plan_shards,
     shard_names,
@@ -138,14 +139,19 @@ def average_checkpoints(
     max_shard_bytes = parse_size(shard_size)
     if len(set(p.resolve() for p in inputs)) != len(inputs):
         raise UserError(f"the same checkpoint is given twice in {[str(p) for p in inputs]}")
-    if Path(output).exists() and not overwrite:  # checked again when renaming; this saves the work
-        raise UserError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
+    check_output_folder(Path(output).absolute(), overwrite)  # checked again when writing; this saves the work
 
     sources = [open_checkpoint(p, config_from) for p in inputs]
     try:
         _refuse_overlap(Path(output), sources)
         check_compatible(sources)
         notes = [n for s in sources for n in s.notes]
+        negative = [f"{w:g} ({s.label})" for s, w in zip(sources, weight_values) if w < 0]
+        if negative:
+            notes.append(
+                f"negative weights {', '.join(negative)}: the result extrapolates away from those checkpoints "
+                "instead of averaging them"
+            )
         _check_step_order(sources, spec, notes)
         copied = _files_to_copy(sources)
         plan = _output_plan(sources[0], output_dtype)
