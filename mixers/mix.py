@@ -47,7 +47,9 @@ def _check_mix(value: Any) -> Any:
         try:
             MIXERS.parse(value)
         except ValidationError as exc:
-            raise ValueError("not a valid nested mixer: " + "; ".join(validation_problems(exc, value, top="(mixer)"))) from None
+            raise ValueError(
+                "not a valid nested mixer: " + "; ".join(validation_problems(exc, value, top="(mixer)"))
+            ) from None
         except UserError as exc:
             raise ValueError(str(exc)) from None
         return value
@@ -66,7 +68,8 @@ def parse_nested_mixer(spec: dict[str, Any] | BaseModel, where: str) -> BaseMode
         return MIXERS.parse(spec)
     except ValidationError as exc:
         raise UserError(
-            f"{where} is not a valid mixer:", [f"{where}.{line}" for line in validation_problems(exc, spec, top="(mixer)")]
+            f"{where} is not a valid mixer:",
+            [f"{where}.{line}" for line in validation_problems(exc, spec, top="(mixer)")],
         ) from None
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None

@@ -327,7 +327,9 @@ def run_training(
         if plan.is_snapshot_step(done):
             save_snapshot(acc, run.model, run.tokenizer, run.run_dir, done, {"plan_fingerprint": plan.fingerprint})
         if plan.is_checkpoint_step(done, stop_at=stop):
-            save_checkpoint(acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last, model_settings(recipe))
+            save_checkpoint(
+                acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last, model_settings(recipe)
+            )
     bar.close()
     if stop == plan.total_steps:
         save_final_model(acc, run.model, run.tokenizer, run.run_dir, stop, {"plan_fingerprint": plan.fingerprint})
