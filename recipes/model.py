@@ -115,7 +115,11 @@ def prepare_for_speed(model: PreTrainedModel, *, activation_checkpointing: bool,
     """
     if activation_checkpointing:
         # Non-reentrant checkpointing: works with compile, FSDP2 and inputs that need no grad.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if compile:
         blocks = transformer_blocks(model)
         if not blocks:
