@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+from accelerate.utils import FullyShardedDataParallelPlugin
+from accelerate.utils.launch import prepare_multi_gpu_env
+
 from recipes.config import recipe_from_dict
 from recipes.pretrain import fsdp_plugin, train
 from recipes.runtime import Runtime
@@ -32,6 +36,29 @@ def test_fsdp_is_fsdp2_per_block_with_reshardable_checkpoints() -> None:
     assert plugin.state_dict_type.name == "SHARDED_STATE_DICT"  # DCP shards: load reshards to any world size
     assert plugin.auto_wrap_policy is not None and plugin.reshard_after_forward
     assert fsdp_plugin(Runtime(**{**runtime.__dict__, "fsdp": False})) is None
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name, fsdp", [("ddp", False), ("fsdp", True)])
+def test_example_accelerate_configs_match_the_recipe_switch(name: str, fsdp: bool, monkeypatch) -> None:
+    """`accelerate launch --config_file recipes/accelerate/fsdp.yaml` sets up the same FSDP2 as
+    `training.distributed: fsdp`; both leave precision to the loop's autocast."""
+    args = launch_command_parser().parse_args(["--config_file", str(REPO / "recipes/accelerate" / f"{name}.yaml"), "x.py"])
+    validated = _validate_launch_command(args)
+    env = prepare_multi_gpu_env(validated[0] if isinstance(validated, tuple) else validated)
+    assert env["ACCELERATE_MIXED_PRECISION"] == "no"
+    assert env.get("ACCELERATE_USE_FSDP", "false") == ("true" if fsdp else "false")
+    if fsdp:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        from_config = FullyShardedDataParallelPlugin()
+        runtime = Runtime(cpu=False, bf16=True, attention="sdpa", moe_backend=None, fused_cross_entropy=False, fsdp=True)
+        from_recipe = fsdp_plugin(runtime)
+        for field in ("fsdp_version", "state_dict_type", "reshard_after_forward", "cpu_ram_efficient_loading"):
+            assert getattr(from_config, field) == getattr(from_recipe, field), field
+        assert from_config.auto_wrap_policy.__name__ == from_recipe.auto_wrap_policy.__name__
 
 
 @pytest.mark.multiprocess

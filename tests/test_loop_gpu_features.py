@@ -83,6 +83,7 @@ def test_prefetch_gives_bitwise_the_same_batches_and_losses(make_recipe, tmp_pat
     assert all(0.0 <= r["data_wait_fraction"] <= 1.0 for r in sync + ahead)
 
 
+@pytest.mark.slow  # inductor compiles one block graph on CPU: ~20 s of the ~30
 def test_bf16_and_compile_train_and_checkpoints_keep_plain_keys(make_recipe, tmp_path: Path) -> None:
     """bf16 autocast + per-block compile on CPU; the checkpoint resumes in an eager fp32 run."""
     fast = make_recipe(
