@@ -187,7 +187,7 @@ def test_moe_trains_on_cpu_with_router_loss_and_load_in_the_log(make_recipe, tmp
         run_dir=str(tmp_path / "moe"),
         model={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 32, "moe": {"num_experts": 4}},
         schedule={"name": "constant", "peak_lr": 3e-3, "warmup_steps": 2},
-        training={**SHORT, "steps": 30, "log_batch_ids": False, "log_every_steps": 5},
+        training={**SHORT, "steps": 20, "log_batch_ids": False, "log_every_steps": 5},
         averaging=NO_SNAPSHOTS,
         checkpoint={"every_steps": None},
     )
@@ -195,7 +195,7 @@ def test_moe_trains_on_cpu_with_router_loss_and_load_in_the_log(make_recipe, tmp
     assert run.runtime.moe_backend == "transformers"
     train(recipe, show_progress=False)
     records = [r for r in read_metrics(tmp_path / "moe") if "loss" in r]
-    assert len(records) == 6
+    assert len(records) == 4
     assert records[-1]["loss"] < records[0]["loss"] - 0.5  # it learns
     for r in records:
         assert np.isfinite(r["moe/aux_loss"]) and r["moe/aux_loss"] > 0
