@@ -74,8 +74,13 @@ FULL = Size(
     vocab=32_000,
     seq_len=2048,
     dense={"hidden_size": 1024, "num_layers": 24, "num_heads": 16, "tie_embeddings": True},
-    moe={"hidden_size": 512, "num_layers": 8, "num_heads": 8, "intermediate_size": 1408,
-         "moe": {"num_experts": 8, "top_k": 2}},
+    moe={
+        "hidden_size": 512,
+        "num_layers": 8,
+        "num_heads": 8,
+        "intermediate_size": 1408,
+        "moe": {"num_experts": 8, "top_k": 2},
+    },
     micro_batch=16,
     global_batch=64,
     moe_micro_batch=16,
@@ -88,8 +93,13 @@ TINY = Size(
     vocab=512,
     seq_len=64,
     dense={"hidden_size": 64, "num_layers": 2, "num_heads": 2},
-    moe={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 32,
-         "moe": {"num_experts": 4, "top_k": 2}},
+    moe={
+        "hidden_size": 32,
+        "num_layers": 2,
+        "num_heads": 2,
+        "intermediate_size": 32,
+        "moe": {"num_experts": 4, "top_k": 2},
+    },
     micro_batch=4,
     global_batch=8,
     moe_micro_batch=4,
@@ -142,8 +152,9 @@ def synthetic_store(root: Path, size: Size) -> Path:
     return root
 
 
-def make_recipe(store: Path, run_dir: Path, size: Size, model: dict, micro: int, global_: int, gpu: bool,
-                compile: bool = True):
+def make_recipe(
+    store: Path, run_dir: Path, size: Size, model: dict, micro: int, global_: int, gpu: bool, compile: bool = True
+):
     return recipe_from_dict(
         {
             "name": "gpu-bench",
@@ -189,8 +200,9 @@ def timed_windows(run_dir: Path, warmup: int) -> tuple[float, float, float]:
     return tokens, seconds, waited
 
 
-def bench_currimix(store: Path, work: Path, size: Size, model: dict, micro: int, global_: int, gpu: bool,
-                   backend: str | None = None) -> dict[str, Any]:
+def bench_currimix(
+    store: Path, work: Path, size: Size, model: dict, micro: int, global_: int, gpu: bool, backend: str | None = None
+) -> dict[str, Any]:
     from recipes.pretrain import train
 
     if backend:
@@ -224,8 +236,15 @@ def bench_trainer(store: Path, work: Path, size: Size, model_cfg: dict, gpu: boo
     recipe = make_recipe(store, work / "trainer", size, model_cfg, size.micro_batch, size.global_batch, gpu)
     runtime = resolve_runtime(recipe.training, recipe.model)
     meta = TokenStore(store)
-    model = build_model(recipe.model, vocab_size=meta.vocab_size, seq_len=meta.seq_len, eos_id=0, pad_id=1,
-                        seed=0, attention=runtime.attention)
+    model = build_model(
+        recipe.model,
+        vocab_size=meta.vocab_size,
+        seq_len=meta.seq_len,
+        eos_id=0,
+        pad_id=1,
+        seed=0,
+        attention=runtime.attention,
+    )
     clock: dict[str, float] = {"waited": 0.0}
 
     def sync() -> None:
@@ -292,8 +311,9 @@ def flops_of(model_cfg: dict, size: Size) -> tuple[float, int]:
     from recipes.model import count_parameters
 
     with torch.device("meta"):
-        model = build_model(ModelConfig(**model_cfg), vocab_size=size.vocab, seq_len=size.seq_len, eos_id=0,
-                            pad_id=1, seed=0)
+        model = build_model(
+            ModelConfig(**model_cfg), vocab_size=size.vocab, seq_len=size.seq_len, eos_id=0, pad_id=1, seed=0
+        )
     return flops_per_token(model, size.seq_len), count_parameters(model)
 
 
@@ -318,16 +338,38 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         store = synthetic_store(work / "store", size)
         dense_fpt, dense_params = flops_of(size.dense, size)
         moe_fpt, moe_params = flops_of(size.moe, size)
-        arms = [("currimix", "dense", dense_fpt, dense_params,
-                 lambda: bench_currimix(store, work, size, size.dense, size.micro_batch, size.global_batch, gpu))]
+        arms = [
+            (
+                "currimix",
+                "dense",
+                dense_fpt,
+                dense_params,
+                lambda: bench_currimix(store, work, size, size.dense, size.micro_batch, size.global_batch, gpu),
+            )
+        ]
         if not args.skip_trainer:
-            arms.append(("transformers Trainer", "dense", dense_fpt, dense_params,
-                         lambda: bench_trainer(store, work, size, size.dense, gpu)))
+            arms.append(
+                (
+                    "transformers Trainer",
+                    "dense",
+                    dense_fpt,
+                    dense_params,
+                    lambda: bench_trainer(store, work, size, size.dense, gpu),
+                )
+            )
         moe_backends = ["transformers"] + (["megablocks"] if gpu and installed("megablocks") else [])
         for backend in moe_backends:
-            arms.append((f"currimix MoE ({backend} experts)", "moe", moe_fpt, moe_params,
-                         lambda b=backend: bench_currimix(store, work, size, size.moe, size.moe_micro_batch,
-                                                          size.moe_global_batch, gpu, b)))
+            arms.append(
+                (
+                    f"currimix MoE ({backend} experts)",
+                    "moe",
+                    moe_fpt,
+                    moe_params,
+                    lambda b=backend: bench_currimix(
+                        store, work, size, size.moe, size.moe_micro_batch, size.moe_global_batch, gpu, b
+                    ),
+                )
+            )
         for name, kind, fpt, params, run in arms:
             result = run()
             mfu = result["tokens_per_s"] * fpt / peak if peak else None
@@ -339,8 +381,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def print_table(rows: list[dict], size: Size, device: torch.device, peak: float | None, total_s: float,
-                moe_backends: list[str]) -> None:
+def print_table(
+    rows: list[dict], size: Size, device: torch.device, peak: float | None, total_s: float, moe_backends: list[str]
+) -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     peak_text = f"peak {peak / 1e12:g} TFLOP/s" if peak else "no peak FLOP/s known: MFU n/a"
     print(
@@ -354,8 +397,10 @@ def print_table(rows: list[dict], size: Size, device: torch.device, peak: float 
         batch = size.global_batch if r["kind"] == "dense" else size.moe_global_batch
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         ratio = f"{r['tokens_per_s'] / trainer['tokens_per_s']:.2f}x" if trainer and r["kind"] == "dense" else ""
-        print(f"| {r['arm']} | {r['params'] / 1e6:.2f} M | {batch} x {size.seq_len} | {r['tokens_per_s']:,.0f} | "
-              f"{mfu} | {r['data_wait']:.2%} | {ratio} |")
+        print(
+            f"| {r['arm']} | {r['params'] / 1e6:.2f} M | {batch} x {size.seq_len} | {r['tokens_per_s']:,.0f} | "
+            f"{mfu} | {r['data_wait']:.2%} | {ratio} |"
+        )
     if "megablocks" not in moe_backends:
         print("\nmegablocks: not run (needs the `moe` extra and a GPU; see README, 'Mixture of experts').")
 

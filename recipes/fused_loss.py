@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
+
 @dataclass
 class FusedLossOutput(ModelOutput):
     sequence_losses: torch.Tensor | None = None

@@ -25,8 +25,17 @@ from recipes.moe import experts_implementation
 # Dense architectures whose MoE twin is Mixtral (same attention, MLP swapped for routed experts).
 _MOE_TWIN = {"llama": "mixtral", "mistral": "mixtral", "mixtral": "mixtral"}
 
-# Dense bf16 peak FLOP/s per device, for MFU (vendor figures, no sparsity).
-PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "4090": 165e12}
+# Dense bf16 peak FLOP/s per device, for MFU (vendor figures, no sparsity). The first key found in
+# the device name wins, so the more specific names come first (an H100 PCIe is not an SXM H100).
+PEAK_BF16_FLOPS = {
+    "H100 PCIe": 756e12,
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 125e12,
+    "4090": 165e12,
+}
 
 
 def default_intermediate_size(hidden_size: int) -> int:

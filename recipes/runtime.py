@@ -73,7 +73,9 @@ def resolve_runtime(t: TrainingConfig, model: ModelConfig) -> Runtime:
 
     if t.fused_cross_entropy:
         if cpu:
-            problems.append("training.fused_cross_entropy needs a CUDA GPU (liger-kernel is Triton); turn it off on CPU")
+            problems.append(
+                "training.fused_cross_entropy needs a CUDA GPU (liger-kernel is Triton); turn it off on CPU"
+            )
         elif not installed("liger_kernel"):
             problems.append("training.fused_cross_entropy needs liger-kernel: pip install liger-kernel")
 
@@ -85,12 +87,16 @@ def resolve_runtime(t: TrainingConfig, model: ModelConfig) -> Runtime:
             moe_backend = "megablocks" if megablocks_ready and not cpu and bf16 else "transformers"
         elif moe_backend == "megablocks":
             if cpu:
-                problems.append("model.moe.backend=megablocks needs a CUDA GPU; use backend: transformers (or auto) on CPU")
+                problems.append(
+                    "model.moe.backend=megablocks needs a CUDA GPU; use backend: transformers (or auto) on CPU"
+                )
             elif not megablocks_ready:
                 missing = [m for m in ("megablocks", "grouped_gemm") if not installed(m)]
                 problems.append(f"model.moe.backend=megablocks but {missing} not installed; {MOE_INSTALL}")
             if not bf16:
-                problems.append("model.moe.backend=megablocks runs its grouped GEMMs in bf16 only; set training.precision: bf16")
+                problems.append(
+                    "model.moe.backend=megablocks runs its grouped GEMMs in bf16 only; set training.precision: bf16"
+                )
 
     fsdp = t.distributed == "fsdp"
     if fsdp and cpu:

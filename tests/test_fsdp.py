@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils import FullyShardedDataParallelPlugin
 from accelerate.utils.launch import prepare_multi_gpu_env
@@ -28,9 +27,7 @@ from tests.test_multiprocess import _free_port, _launch
 
 
 def test_fsdp_is_fsdp2_per_block_with_reshardable_checkpoints() -> None:
-    runtime = Runtime(
-        cpu=False, bf16=True, attention="sdpa", moe_backend=None, fused_cross_entropy=False, fsdp=True
-    )
+    runtime = Runtime(cpu=False, bf16=True, attention="sdpa", moe_backend=None, fused_cross_entropy=False, fsdp=True)
     plugin = fsdp_plugin(runtime)
     assert plugin.fsdp_version == 2
     assert plugin.state_dict_type.name == "SHARDED_STATE_DICT"  # DCP shards: load reshards to any world size
@@ -45,7 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_example_accelerate_configs_match_the_recipe_switch(name: str, fsdp: bool, monkeypatch) -> None:
     """`accelerate launch --config_file recipes/accelerate/fsdp.yaml` sets up the same FSDP2 as
     `training.distributed: fsdp`; both leave precision to the loop's autocast."""
-    args = launch_command_parser().parse_args(["--config_file", str(REPO / "recipes/accelerate" / f"{name}.yaml"), "x.py"])
+    args = launch_command_parser().parse_args(
+        ["--config_file", str(REPO / "recipes/accelerate" / f"{name}.yaml"), "x.py"]
+    )
     validated = _validate_launch_command(args)
     env = prepare_multi_gpu_env(validated[0] if isinstance(validated, tuple) else validated)
     assert env["ACCELERATE_MIXED_PRECISION"] == "no"
@@ -54,7 +53,9 @@ def test_example_accelerate_configs_match_the_recipe_switch(name: str, fsdp: boo
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         from_config = FullyShardedDataParallelPlugin()
-        runtime = Runtime(cpu=False, bf16=True, attention="sdpa", moe_backend=None, fused_cross_entropy=False, fsdp=True)
+        runtime = Runtime(
+            cpu=False, bf16=True, attention="sdpa", moe_backend=None, fused_cross_entropy=False, fsdp=True
+        )
         from_recipe = fsdp_plugin(runtime)
         for field in ("fsdp_version", "state_dict_type", "reshard_after_forward", "cpu_ram_efficient_loading"):
             assert getattr(from_config, field) == getattr(from_recipe, field), field
