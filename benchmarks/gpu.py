@@ -32,6 +32,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -371,13 +372,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 )
             )
         for name, kind, fpt, params, run in arms:
-            result = run()
-            mfu = result["tokens_per_s"] * fpt / peak if peak else None
+            # GPU time is scarce: an arm that fails is reported in its row, the others still run.
+            try:
+                result = run()
+            except Exception as exc:  # noqa: BLE001 - reported, and the exit status says so
+                traceback.print_exc()
+                _free()
+                result = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}"}
+            mfu = result["tokens_per_s"] * fpt / peak if peak and "error" not in result else None
             result.update(arm=name, kind=kind, params=params, flops_per_token=fpt, mfu=mfu)
             rows.append(result)
     print_table(rows, size, device, peak, time.perf_counter() - started, moe_backends)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    if any("error" in r for r in rows):
+        sys.exit(1)
     return rows
 
 
@@ -390,11 +399,14 @@ def print_table(
         f"\n{name}, torch {torch.__version__}, {datetime.date.today()}, total {total_s:.0f} s; "
         f"seq {size.seq_len}, {size.warmup} warm-up + {size.steps} timed steps; {peak_text}"
     )
-    trainer = next((r for r in rows if r["arm"] == "transformers Trainer"), None)
+    trainer = next((r for r in rows if r["arm"] == "transformers Trainer" and "error" not in r), None)
     print("\n| arm | params | global batch | tokens/s | MFU | data wait | vs Trainer |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         batch = size.global_batch if r["kind"] == "dense" else size.moe_global_batch
+        if "error" in r:
+            print(f"| {r['arm']} | {r['params'] / 1e6:.2f} M | {batch} x {size.seq_len} | failed: {r['error']} | | | |")
+            continue
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         ratio = f"{r['tokens_per_s'] / trainer['tokens_per_s']:.2f}x" if trainer and r["kind"] == "dense" else ""
         print(

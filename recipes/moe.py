@@ -125,19 +125,23 @@ def dmoe_experts_forward(
     return kernels.scatter(down, indices, bin_ids, weights, bins, top_k).to(hidden_states.dtype)
 
 
-def register_megablocks_backend() -> None:
-    """Register ``experts_implementation="megablocks"`` with transformers (idempotent)."""
+def register_experts_backend(name: str, kernels: DmoeKernels, dtype: torch.dtype | None) -> None:
+    """Register ``experts_implementation=name`` with transformers: the dMoE forward on ``kernels``."""
     from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
-    if BACKEND_NAME in ALL_EXPERTS_FUNCTIONS:
-        return
-    kernels = MegablocksKernels()
-
     def forward(experts, hidden_states, top_k_index, top_k_weights):
-        # grouped_gemm is bf16-only: compute in bf16 whatever autocast left the activations in.
-        return dmoe_experts_forward(experts, hidden_states, top_k_index, top_k_weights, kernels, torch.bfloat16)
+        return dmoe_experts_forward(experts, hidden_states, top_k_index, top_k_weights, kernels, dtype)
 
-    ALL_EXPERTS_FUNCTIONS.register(BACKEND_NAME, forward)
+    ALL_EXPERTS_FUNCTIONS.register(name, forward)
+
+
+def register_megablocks_backend() -> None:
+    """``experts_implementation="megablocks"``: megablocks' kernels, in bf16 whatever autocast left
+    the activations in (grouped_gemm is bf16-only). Idempotent."""
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+    if BACKEND_NAME not in ALL_EXPERTS_FUNCTIONS:
+        register_experts_backend(BACKEND_NAME, MegablocksKernels(), torch.bfloat16)
 
 
 def experts_implementation(backend: str) -> str:

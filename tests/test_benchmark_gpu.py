@@ -20,6 +20,7 @@ def test_gpu_benchmark_tiny_runs_every_arm_and_prints_the_table(tmp_path: Path) 
     rows = json.loads(out.read_text())
     assert [r["arm"] for r in rows] == ["currimix", "transformers Trainer", "currimix MoE (transformers experts)"]
     for row in rows:
+        assert "error" not in row, row
         assert row["tokens_per_s"] > 0 and 0 <= row["data_wait"] <= 1
         assert row["mfu"] == row["tokens_per_s"] * row["flops_per_token"] / 1e9
     assert "| arm | params | global batch | tokens/s | MFU | data wait | vs Trainer |" in proc.stdout

@@ -17,7 +17,7 @@ from curriculum.errors import UserError
 from recipes import runtime as runtime_module
 from recipes.fused_loss import enable_fused_cross_entropy, reference_loss_sum
 from recipes.losses import sequence_losses
-from recipes.moe import TorchKernels, dmoe_experts_forward
+from recipes.moe import TorchKernels, dmoe_experts_forward, register_experts_backend
 from recipes.pretrain import setup, train
 from recipes.trackers import read_metrics
 
@@ -200,3 +200,33 @@ def test_moe_trains_on_cpu_with_router_loss_and_load_in_the_log(make_recipe, tmp
     for r in records:
         assert np.isfinite(r["moe/aux_loss"]) and r["moe/aux_loss"] > 0
         assert 1.0 <= r["moe/load_max_over_mean"] <= 4.0 and r["moe/load_cv"] >= 0
+
+
+def test_dmoe_backend_registers_with_transformers_and_saves_a_plain_model(tmp_path: Path) -> None:
+    """The registration path the megablocks backend uses, with the reference kernels: a Mixtral
+    built with it computes what the eager experts compute, and its saved folder loads anywhere."""
+    from transformers import AutoModelForCausalLM
+
+    register_experts_backend("currimix_torch_dmoe", TorchKernels(), None)
+    config = MixtralConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        output_router_logits=True,
+    )
+    torch.manual_seed(0)
+    eager = AutoModelForCausalLM.from_config(config, experts_implementation="eager")
+    dmoe = AutoModelForCausalLM.from_config(config, experts_implementation="currimix_torch_dmoe")
+    dmoe.load_state_dict(eager.state_dict())
+    tokens = torch.randint(0, 64, (3, 12))
+    a, b = eager(input_ids=tokens), dmoe(input_ids=tokens)
+    assert torch.allclose(a.logits, b.logits, atol=1e-5) and torch.allclose(a.aux_loss, b.aux_loss)
+    dmoe.save_pretrained(str(tmp_path / "m"))
+    assert "currimix_torch_dmoe" not in (tmp_path / "m" / "config.json").read_text()
+    reloaded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "m"))
+    assert torch.allclose(reloaded(input_ids=tokens).logits, a.logits, atol=1e-5)
