@@ -8,7 +8,8 @@ per domain, so reducing *per domain* is exact: each sequence gets its domain's m
 the micro-batch, which gives the same weighted sum, the same gradients and the same per-domain
 log sums as true per-sequence losses (a test checks this against the unfused path).
 
-`enable_fused_cross_entropy` gives the model's ``forward`` an optional ``loss_groups`` argument;
+`enable_fused_cross_entropy` gives the model's ``forward`` an optional ``loss_groups`` argument
+(`LossGroups`, built by the prefetcher from the batch's domains);
 called without it the model is unchanged (evaluation, generation, saving). Patching the instance's
 ``forward`` keeps the call going through ``model(...)``, so DDP and FSDP hooks run as usual.
 """
@@ -16,7 +17,7 @@ called without it the model is unchanged (evaluation, generation, saving). Patch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,16 @@ class FusedLossOutput(ModelOutput):
     sequence_losses: torch.Tensor | None = None
     aux_loss: torch.Tensor | None = None
     router_logits: tuple[torch.Tensor, ...] | None = None
+
+
+class LossGroups(NamedTuple):
+    """A micro-batch's rows grouped by domain. ``order`` sorts the rows by domain and ``inverse``
+    undoes it (device tensors); ``sizes`` are the groups' lengths in that order, as host ints, so
+    slicing the groups never waits for the GPU (a boolean mask would)."""
+
+    order: torch.Tensor
+    inverse: torch.Tensor
+    sizes: list[int]
 
 
 LossSum = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (weight, hidden, targets) -> sum
@@ -53,18 +64,21 @@ def enable_fused_cross_entropy(model: torch.nn.Module, loss_sum: LossSum | None 
     if getattr(config, "final_logit_softcapping", None):
         raise ValueError("fused cross-entropy does not apply logit soft-capping; turn training.fused_cross_entropy off")
 
-    def forward(input_ids: torch.Tensor | None = None, loss_groups: torch.Tensor | None = None, **kwargs):
+    def forward(input_ids: torch.Tensor | None = None, loss_groups: LossGroups | None = None, **kwargs):
         if loss_groups is None:
             return original(input_ids=input_ids, **kwargs)
         out = getattr(model, model.base_model_prefix)(input_ids=input_ids, **kwargs)
         weight = model.get_output_embeddings().weight
-        hidden, targets = out.last_hidden_state[:, :-1], input_ids[:, 1:]
+        hidden = out.last_hidden_state[:, :-1].index_select(0, loss_groups.order)
+        targets = input_ids[:, 1:].index_select(0, loss_groups.order)
         positions = targets.shape[1]
-        losses = torch.zeros(len(input_ids), dtype=torch.float32, device=input_ids.device)
-        for group in torch.unique(loss_groups).tolist():
-            member = loss_groups == group
-            total = loss_sum(weight, hidden[member].reshape(-1, hidden.shape[-1]), targets[member].reshape(-1))
-            losses = losses + member.float() * (total.float() / (int(member.sum()) * positions))
+        means, start = [], 0
+        for size in loss_groups.sizes:
+            rows = slice(start, start + size)
+            total = loss_sum(weight, hidden[rows].reshape(-1, hidden.shape[-1]), targets[rows].reshape(-1))
+            means.append((total.float() / (size * positions)).expand(size))
+            start += size
+        losses = torch.cat(means).index_select(0, loss_groups.inverse)  # back to the batch's row order
         router_logits = getattr(out, "router_logits", None)
         if not router_logits:
             return FusedLossOutput(sequence_losses=losses)

@@ -21,10 +21,25 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from curriculum.store import TokenSplit
 from recipes.sampler import GlobalBatch
+
+
+@dataclass
+class MicroBatch:
+    """One forward pass's inputs: which sequences, and every host tensor the step needs on the
+    device (pinned on CUDA, so no copy ever waits for the GPU; a copy from pageable memory would
+    synchronise the stream and stall the host between micro-batches)."""
+
+    rows: GlobalBatch  # sequence ids, domains and loss weights (numpy, host)
+    host: dict[str, torch.Tensor]  # tokens, domains, loss_weights, group_order, group_inverse
+    group_sizes: list[int]  # sequences per domain present, in domain order (for the fused loss)
+
+    def to(self, device: torch.device) -> dict[str, torch.Tensor]:
+        return {k: v.to(device, non_blocking=True) for k, v in self.host.items()}
 
 
 @dataclass
@@ -33,13 +48,25 @@ class StepData:
 
     step: int
     batch: GlobalBatch  # the whole global batch (for logging the realised mix)
-    micro: list[GlobalBatch]  # this rank's micro-batches
-    tokens: list[torch.Tensor]  # their tokens on the host (pinned on CUDA), int64 [micro, seq_len]
+    micro: list[MicroBatch]  # this rank's micro-batches
     wait_s: float = 0.0  # how long the loop waited for this step's data
 
-    def device_tokens(self, i: int, device: torch.device) -> torch.Tensor:
-        # From pinned memory the copy is asynchronous; the forward pass queues behind it on the stream.
-        return self.tokens[i].to(device, non_blocking=True)
+
+def micro_batch(split: TokenSplit, rows: GlobalBatch, pin_memory: bool) -> MicroBatch:
+    """Tokens from the memory-mapped store plus the per-sequence tensors, ready to copy."""
+    order = np.argsort(rows.domains, kind="stable")  # rows grouped by domain, for the fused loss
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    host = {
+        "tokens": torch.from_numpy(split.sequences(rows.sequence_ids)),
+        "domains": torch.from_numpy(np.ascontiguousarray(rows.domains, dtype=np.int64)),
+        "loss_weights": torch.from_numpy(np.asarray(rows.loss_weights, dtype=np.float32)),
+        "group_order": torch.from_numpy(order.astype(np.int64)),
+        "group_inverse": torch.from_numpy(inverse.astype(np.int64)),
+    }
+    if pin_memory:
+        host = {k: v.pin_memory() for k, v in host.items()}
+    return MicroBatch(rows, host, np.unique(rows.domains, return_counts=True)[1].tolist())
 
 
 def load_step(
@@ -52,14 +79,10 @@ def load_step(
     accumulation: int,
     pin_memory: bool,
 ) -> StepData:
-    """Step ``step``'s global batch, this rank's micro-batches and their tokens."""
+    """Step ``step``'s global batch and this rank's micro-batches with their tensors."""
     batch = batch_of(step)
-    micro = batch.shard(rank, world_size).split(accumulation)
-    tokens = []
-    for m in micro:
-        t = torch.from_numpy(split.sequences(m.sequence_ids))
-        tokens.append(t.pin_memory() if pin_memory else t)
-    return StepData(step, batch, micro, tokens)
+    micro = [micro_batch(split, m, pin_memory) for m in batch.shard(rank, world_size).split(accumulation)]
+    return StepData(step, batch, micro)
 
 
 class BatchFeed:

@@ -37,12 +37,12 @@ from curriculum.store import TokenStore
 from curriculum.tokenizer import load_tokenizer
 from recipes.checkpoint import resume_point, save_checkpoint, save_final_model, save_snapshot
 from recipes.config import Recipe, dump_recipe
-from recipes.fused_loss import enable_fused_cross_entropy
+from recipes.fused_loss import LossGroups, enable_fused_cross_entropy
 from recipes.losses import sequence_losses
 from recipes.model import build_model, flops_per_token, peak_flops, prepare_for_speed
 from recipes.moe import load_balance_record, router_load
 from recipes.plan import Plan, build_plan
-from recipes.prefetch import BatchFeed, StepData, load_step
+from recipes.prefetch import BatchFeed, MicroBatch, StepData, load_step
 from recipes.runtime import Runtime, resolve_runtime
 from recipes.trackers import make_trackers
 from tools.evaluate import evaluate_domains
@@ -203,10 +203,12 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def forward_losses(run: Run, tokens: torch.Tensor, domains: torch.Tensor) -> tuple[Any, torch.Tensor]:
+def forward_losses(run: Run, inputs: dict[str, torch.Tensor], micro: MicroBatch) -> tuple[Any, torch.Tensor]:
     """The model's output and the per-sequence losses of one micro-batch (fused or not)."""
+    tokens = inputs["tokens"]
     if run.runtime.fused_cross_entropy:
-        out = run.model(input_ids=tokens, loss_groups=domains)
+        groups = LossGroups(inputs["group_order"], inputs["group_inverse"], micro.group_sizes)
+        out = run.model(input_ids=tokens, loss_groups=groups)
         return out, out.sequence_losses
     out = run.model(input_ids=tokens)
     return out, sequence_losses(out.logits, tokens)
@@ -220,12 +222,11 @@ def accumulate_gradients(run: Run, data: StepData, tally: LogTally) -> None:
     scale = acc.num_processes / len(data.batch)
     for i, micro in enumerate(data.micro):
         sync = i == len(data.micro) - 1
-        tokens = data.device_tokens(i, acc.device)
-        domains = torch.from_numpy(micro.domains).to(acc.device, non_blocking=True)
+        inputs = micro.to(acc.device)
+        tokens, domains = inputs["tokens"], inputs["domains"]
         with contextlib.nullcontext() if sync else acc.no_sync(model), run.autocast():
-            out, losses = forward_losses(run, tokens, domains)
-            weights = torch.as_tensor(micro.loss_weights, dtype=losses.dtype, device=losses.device)
-            loss = (losses * weights).sum() * scale
+            out, losses = forward_losses(run, inputs, micro)
+            loss = (losses * inputs["loss_weights"].to(losses.dtype)).sum() * scale
             aux = getattr(out, "aux_loss", None)
             if aux is not None:
                 loss = loss + moe.aux_loss_coef * aux / len(data.micro)
@@ -233,7 +234,7 @@ def accumulate_gradients(run: Run, data: StepData, tally: LogTally) -> None:
         tally.loss_sum.index_add_(0, domains, losses.detach().double())
         tally.count.index_add_(0, domains, torch.ones(len(domains), dtype=torch.float64, device=domains.device))
         tally.tokens += tokens.numel()
-        tally.sequence_ids.append(micro.sequence_ids)
+        tally.sequence_ids.append(micro.rows.sequence_ids)
         if moe is not None:
             tally.add_router(aux, router_load(getattr(out, "router_logits", None), moe.top_k))
     tally.data_wait_s += data.wait_s

@@ -15,9 +15,10 @@ from transformers.models.mixtral.modeling_mixtral import MixtralExperts
 
 from curriculum.errors import UserError
 from recipes import runtime as runtime_module
-from recipes.fused_loss import enable_fused_cross_entropy, reference_loss_sum
+from recipes.fused_loss import LossGroups, enable_fused_cross_entropy, reference_loss_sum
 from recipes.losses import sequence_losses
 from recipes.moe import TorchKernels, dmoe_experts_forward, register_experts_backend
+from recipes.prefetch import micro_batch
 from recipes.pretrain import setup, train
 from recipes.trackers import read_metrics
 
@@ -129,15 +130,16 @@ def test_fused_cross_entropy_matches_the_unfused_losses_and_gradients(make_recip
     losses, the weighted sum and every gradient; the reference kernel stands in for liger on CPU."""
     run = setup(make_recipe(training={**SHORT, "device": "cpu"}, averaging=NO_SNAPSHOTS))
     model = run.model
-    batch = run.plan.batch(0)
-    tokens = torch.from_numpy(run.store.train.sequences(batch.sequence_ids))
-    domains = torch.from_numpy(batch.domains)
+    micro = micro_batch(run.store.train, run.plan.batch(0), pin_memory=False)
+    tokens, domains = micro.host["tokens"], micro.host["domains"]
+    groups = LossGroups(micro.host["group_order"], micro.host["group_inverse"], micro.group_sizes)
+    assert len(groups.sizes) == 3 and (np.diff(micro.rows.domains) < 0).any()  # interleaved domains
     weights = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float32)[domains]
 
     def grads(fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
         model.zero_grad()
         if fused:
-            per_seq = model(input_ids=tokens, loss_groups=domains).sequence_losses
+            per_seq = model(input_ids=tokens, loss_groups=groups).sequence_losses
         else:
             per_seq = sequence_losses(model(input_ids=tokens).logits, tokens)
         (per_seq * weights).sum().backward()
