@@ -157,9 +157,10 @@ def router_load(router_logits: Any, top_k: int) -> torch.Tensor | None:
     if not router_logits:
         return None
     logits = router_logits if isinstance(router_logits, torch.Tensor) else torch.cat(list(router_logits))
-    chosen = logits.detach().float().topk(top_k, dim=-1).indices.flatten()
-    counts = torch.bincount(chosen, minlength=logits.shape[-1]).double()
-    return counts
+    chosen = logits.detach().topk(top_k, dim=-1).indices.flatten()
+    # scatter_add, not bincount: CUDA bincount reads the max index back to the host (a sync).
+    counts = torch.zeros(logits.shape[-1], dtype=torch.float64, device=logits.device)
+    return counts.scatter_add_(0, chosen, torch.ones_like(chosen, dtype=torch.float64))
 
 
 def load_balance_record(counts: torch.Tensor) -> dict[str, float]:
