@@ -232,3 +232,74 @@ def test_dmoe_backend_registers_with_transformers_and_saves_a_plain_model(tmp_pa
     assert "currimix_torch_dmoe" not in (tmp_path / "m" / "config.json").read_text()
     reloaded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "m"))
     assert torch.allclose(reloaded(input_ids=tokens).logits, a.logits, atol=1e-5)
+
+
+# ---------------------------------------------------------------- on a GPU (skipped without one)
+# Written for the first session with a GPU; never run on the CPU machines this project is built on.
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_loop_bf16_compile_fused_adamw_prefetch_and_resume(make_recipe, tmp_path: Path) -> None:
+    common = {**SHORT, "steps": 4, "precision": "bf16", "device": "cuda", "peak_flops": 1e12}
+    fast = make_recipe(
+        run_dir=str(tmp_path / "run"),
+        training={**common, "compile": True},
+        checkpoint={"every_steps": 2, "keep_last": 2},
+        averaging=NO_SNAPSHOTS,
+    )
+    run = setup(fast)
+    assert run.runtime.bf16 and run.optimizer.defaults["fused"]
+    assert run.load_step(0).micro[0].host["tokens"].is_pinned()
+    train(fast, stop_after_steps=2, show_progress=False)
+    eager = make_recipe(
+        run_dir=str(tmp_path / "run"),
+        training={**common, "compile": False},
+        checkpoint={"every_steps": 2, "keep_last": 2},
+        averaging=NO_SNAPSHOTS,
+    )
+    assert train(eager, resume=True, show_progress=False)["steps_done"] == 4
+    records = [r for r in read_metrics(tmp_path / "run") if "loss" in r]
+    assert all(np.isfinite(r["loss"]) and 0 < r["mfu"] and 0 <= r["data_wait_fraction"] < 1 for r in records)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_megablocks_kernels_match_transformers_experts_on_gpu() -> None:
+    pytest.importorskip("megablocks")
+    pytest.importorskip("grouped_gemm")
+    from recipes.moe import MegablocksKernels
+
+    config = MixtralConfig(hidden_size=128, intermediate_size=256, num_local_experts=8, num_experts_per_tok=2)
+    torch.manual_seed(0)
+    experts = MixtralExperts(config).cuda()
+    config._experts_implementation = "eager"
+    with torch.no_grad():
+        experts.gate_up_proj.normal_(0, 0.05)
+        experts.down_proj.normal_(0, 0.05)
+    hidden = torch.randn(300, 128, device="cuda")
+    top_w, top_i = torch.randn(300, 8, device="cuda").softmax(-1).topk(2, dim=-1)
+    reference = experts(hidden, top_i, top_w)
+    ours = dmoe_experts_forward(experts, hidden, top_i, top_w, MegablocksKernels(), torch.bfloat16)
+    assert ours.dtype == hidden.dtype
+    assert torch.allclose(ours, reference, rtol=5e-2, atol=5e-3)  # bf16 GEMMs vs fp32
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_liger_fused_cross_entropy_matches_the_reference_on_gpu() -> None:
+    pytest.importorskip("liger_kernel")
+    from recipes.fused_loss import liger_loss_sum
+
+    torch.manual_seed(0)
+    weight = torch.randn(1000, 64, device="cuda", requires_grad=True)
+    hidden = torch.randn(96, 64, device="cuda", requires_grad=True)
+    targets = torch.randint(0, 1000, (96,), device="cuda")
+    fused = liger_loss_sum()(weight, hidden, targets)
+    reference = reference_loss_sum(weight, hidden, targets)
+    assert torch.allclose(fused, reference, rtol=1e-4)
+    (g_fused,) = torch.autograd.grad(fused, weight)
+    (g_reference,) = torch.autograd.grad(reference, weight)
+    assert torch.allclose(g_fused, g_reference, rtol=1e-3, atol=1e-5)
