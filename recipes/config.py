@@ -97,6 +97,13 @@ class MoEConfig(StrictModel):
     num_experts: int = Field(8, ge=2, description="Experts per MoE layer.")
     top_k: int = Field(2, ge=1, description="Experts each token is routed to.")
     aux_loss_coef: float = Field(0.01, ge=0, description="Weight of the router load-balancing loss.")
+    backend: Literal["auto", "megablocks", "transformers"] = Field(
+        "auto",
+        description="Expert computation: `megablocks` (dropless grouped-GEMM kernels; needs the `moe` "
+        "extra, a CUDA GPU and bf16), `transformers` (its own experts, every device), or `auto` "
+        "(megablocks when installed and training on CUDA, else transformers). The weights are "
+        "transformers' layout either way, so checkpoints move between backends.",
+    )
 
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -209,10 +216,40 @@ class TrainingConfig(StrictModel):
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; None = off.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="`auto`: bf16 autocast on CUDA, fp32 on CPU (where bf16 is slower)."
+        "auto",
+        description="`bf16`: torch.autocast to bfloat16 around forward and loss, fp32 master weights, "
+        "gradients and optimizer state. `auto`: bf16 on CUDA, fp32 on CPU (where bf16 is slower).",
     )
-    compile: bool = Field(False, description="torch.compile the model (worth it on GPUs only).")
+    compile: bool = Field(
+        False,
+        description="torch.compile each transformer block in place (state-dict keys unchanged, so "
+        "checkpoints resume with or without it; worth it on GPUs only).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; `auto` = CUDA if present.")
+    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto",
+        description="Attention kernel (transformers `attn_implementation`): `auto` = flash_attention_2 "
+        "on CUDA when the flash-attn package is installed, else sdpa.",
+    )
+    activation_checkpointing: bool = Field(
+        False, description="Recompute each block's activations in the backward pass (less memory, ~30% more compute)."
+    )
+    fused_cross_entropy: bool = Field(
+        False,
+        description="Fuse the output projection with the cross-entropy (liger-kernel, CUDA only): the "
+        "[tokens x vocab] logits are never materialised, which matters for large vocabularies.",
+    )
+    prefetch: bool = Field(
+        True,
+        description="Gather the next step's tokens from the memory-mapped store in a background thread "
+        "while the current step runs (batches are identical either way).",
+    )
+    distributed: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="Multi-process strategy under `accelerate launch`: `auto` follows the accelerate "
+        "config / launch flags (DDP unless it says FSDP), `fsdp` shards parameters, gradients and "
+        "optimizer state per transformer block (FSDP2), `ddp` forces replication. CPU runs use DDP.",
+    )
     log_every_steps: int = Field(10, ge=1, description="Steps between log lines / tracker records.")
     eval_every_steps: int | None = Field(
         None, ge=1, description="Steps between validation passes; None = at the end only."

@@ -106,7 +106,7 @@ def test_upsampling_and_upweighting_give_the_same_full_batch_gradient(make_recip
         for d in range(3):
             start, stop = store.train.domain_range(d)
             assert (counts[start:stop] == expected[d]).all()
-        accumulate_gradients(run, batch, LogTally(3))
+        accumulate_gradients(run, run.load_step(0), LogTally(3))
         grads[realise] = torch.cat([p.grad.flatten() for p in run.model.parameters()])
     assert torch.allclose(grads["sample"], grads["weight"], rtol=1e-4, atol=1e-7)
     assert grads["sample"].abs().max() > 0
