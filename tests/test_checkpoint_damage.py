@@ -68,6 +68,7 @@ def _truncate(path: Path) -> None:
 DAMAGE = {"garbage": _garble, "truncated": _truncate, "missing": Path.unlink}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 @pytest.mark.parametrize("name", FILES)
 def test_damaged_newest_checkpoint_falls_back_and_ends_bitwise_equal(

@@ -46,6 +46,7 @@ GUARD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_prepare_never_touches_the_network_even_when_the_caller_allows_it(corpus_dir: Path, tmp_path: Path) -> None:
     """datasets reports every load_dataset to a download counter unless offline; the CLI forces offline
     mode whatever HF_HUB_OFFLINE / HF_DATASETS_OFFLINE say (here: 0, i.e. online)."""
@@ -179,6 +180,7 @@ def test_unique_ids_are_checked_without_holding_them_in_a_set() -> None:
 @pytest.mark.skipif(
     not Path(sys.executable).with_name("accelerate").exists(), reason="accelerate launcher not installed"
 )
+@pytest.mark.slow
 def test_two_processes_with_a_batch_that_does_not_divide_give_one_message(
     corpus_dir: Path, tiny_store: Path, tmp_path: Path
 ) -> None:

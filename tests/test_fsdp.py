@@ -62,6 +62,7 @@ def test_example_accelerate_configs_match_the_recipe_switch(name: str, fsdp: boo
         assert from_config.auto_wrap_policy.__name__ == from_recipe.auto_wrap_policy.__name__
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_process_checkpoint_resumes_in_one_process(corpus_dir: Path, tiny_store: Path, tmp_path: Path) -> None:
     def raw(run_dir: Path) -> dict:

@@ -68,6 +68,7 @@ def test_megablocks_missing_names_the_install_command(make_recipe, monkeypatch) 
     assert runtime_module.resolve_runtime(auto.training, auto.model).moe_backend == "transformers"
 
 
+@pytest.mark.slow
 def test_prefetch_gives_bitwise_the_same_batches_and_losses(make_recipe, tmp_path: Path) -> None:
     records = {}
     for prefetch in (False, True):
@@ -109,6 +110,7 @@ def test_bf16_and_compile_train_and_checkpoints_keep_plain_keys(make_recipe, tmp
     assert all(np.isfinite(losses_of(tmp_path / "run")))
 
 
+@pytest.mark.slow
 def test_activation_checkpointing_gives_the_same_losses(make_recipe, tmp_path: Path) -> None:
     losses = {}
     for ac in (False, True):
@@ -184,6 +186,7 @@ def test_megablocks_dmoe_forward_matches_transformers_experts() -> None:
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_moe_trains_on_cpu_with_router_loss_and_load_in_the_log(make_recipe, tmp_path: Path) -> None:
     recipe = make_recipe(
         run_dir=str(tmp_path / "moe"),
