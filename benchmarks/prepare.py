@@ -42,7 +42,7 @@ ARMS = ("encode", "encode_fast", "read+encode", "prepare/1", "prepare/1+score", 
 
 
 def recipe(store: Path, tokenizer: Path | None, scorers: bool, workers: int):
-    from recipes.config import load_recipe
+    from recipes.loading import load_recipe
 
     overrides = [f"data.store={store}", f"data.num_proc={workers}", f"run_dir={store.parent / 'run'}"]
     loaded = load_recipe(REPO / "recipes" / "presets" / "shared-baseline.yaml", overrides)
@@ -54,7 +54,7 @@ def recipe(store: Path, tokenizer: Path | None, scorers: bool, workers: int):
             domain["scorer"] = None
     if tokenizer is not None:
         raw["tokenizer"] = {"path": str(tokenizer)}
-    from recipes.config import recipe_from_dict
+    from recipes.loading import recipe_from_dict
 
     return recipe_from_dict(raw)
 
@@ -168,7 +168,7 @@ def report_child(work: Path) -> dict:
         raw["training"]["steps"] = steps
         raw["mixture"]["max_epochs"] = {"default": 1e9}
         raw["averaging"] = {"snapshots": None}
-        from recipes.config import recipe_from_dict
+        from recipes.loading import recipe_from_dict
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

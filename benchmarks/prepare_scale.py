@@ -80,7 +80,7 @@ def make_corpus(folder: Path, sequences: int, vocab: int) -> None:
 
 
 def recipe(corpus: Path, store: Path, tokenizer: Path, scored: bool):
-    from recipes.config import recipe_from_dict
+    from recipes.loading import recipe_from_dict
 
     return recipe_from_dict(
         {
@@ -134,7 +134,7 @@ def child(kind: str, corpus: Path, store: Path, tokenizer: Path, scored: bool) -
     else:  # the old rank start: every score loaded whole, each domain ordered in memory
         import json as _json
 
-        from curriculum.order import build_ordering
+        from curriculum.orders import build_ordering
         from curriculum.permutation import derive_key
         from recipes.plan import build_plan  # noqa: F401  (same imports as a rank: RSS compares data only)
 

@@ -30,7 +30,7 @@ import torch
 from accelerate import skip_first_batches
 from torch.utils.data import DataLoader, Dataset
 
-from recipes.config import recipe_from_dict
+from recipes.loading import recipe_from_dict
 from recipes.plan import build_plan
 
 SEQ_LEN = 8  # the store's own length; index throughput is reported for 2048-token sequences

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
+from curriculum.validation import JSON_LINES_SUFFIXES, check_json_lines, check_text_columns, drop_empty_documents
 
 _JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst")
 _PARQUET_SUFFIXES = (".parquet",)
@@ -140,8 +141,11 @@ def load_documents(
 ) -> datasets.Dataset:
     """Load one source as a Dataset with ``text`` and ``id`` columns (other columns are kept)."""
     fmt, files = resolve_files(source)
-    ds = _load_raw(fmt, files, source, cache_dir)
     fields = [source.text_field] if isinstance(source.text_field, str) else list(source.text_field)
+    for f in files if fmt == "json" else []:
+        if f.lower().endswith(JSON_LINES_SUFFIXES):
+            check_json_lines(f, fields, source.id_field)
+    ds = _load_raw(fmt, files, source, cache_dir)
     missing = [f for f in fields + ([source.id_field] if source.id_field else []) if f not in ds.column_names]
     if missing:
         raise UserError(f"data source {source.path!r}: no column {missing} (columns: {ds.column_names})")
@@ -157,6 +161,7 @@ def load_documents(
             num_proc=num_proc,
             desc=f"filter {source_name}",
         )
+    check_text_columns(ds, fields, f"data source {source.path!r}")
     if source.max_documents is not None and len(ds) > source.max_documents:
         ds = ds.select(range(source.max_documents))
 
@@ -175,6 +180,7 @@ def load_documents(
         return {"text": texts, "id": ids}
 
     ds = ds.map(to_text_and_id, batched=True, with_indices=True, num_proc=num_proc, desc=f"read {source_name}")
+    ds = drop_empty_documents(ds, f"data source {source.path!r}", num_proc)
     if source.split_pattern:
         ds = split_documents(ds, source, num_proc)
     return ds

@@ -10,7 +10,7 @@ deterministic. The order is written once (at the end of `prepare`) and memory-ma
 
 `keyed_rank_order` turns that order into the rank order an `ascending` / `descending`
 curriculum uses, whose ties are broken by a keyed shuffle (so it depends on the recipe's seed):
-identical to sorting the whole domain with `curriculum.order.stable_rank_order`, computed in
+identical to sorting the whole domain with `curriculum.orders.stable_rank_order`, computed in
 windows cut at score changes, and only when the domain has ties at all.
 """
 

@@ -13,9 +13,11 @@ and the store's contents do not either): JSON lines are named by their byte offs
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import pyarrow.parquet as pq
 
 from curriculum.documents import SourceConfig
 from curriculum.errors import UserError
+from curriculum.validation import check_json_line_bytes
 
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
@@ -63,13 +66,77 @@ def line_starts(data: bytes) -> np.ndarray:
     return starts[np.add.reduceat(solid, starts) > 0]
 
 
-def read_json_lines(data: bytes, origin: str) -> pa.Table:
-    if not data.strip():
-        return pa.table({})
+def _suspect(table: pa.Table, fields: list[str], id_field: str | None) -> bool:
+    """Whether the parsed table may hide a row `check_json_line_bytes` refuses (a missing or
+    non-string text field, a null or non-scalar id); only then are the lines checked in Python."""
+    for name in fields:
+        if name not in table.column_names:
+            return True
+        column = table.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) or column.null_count:
+            return True
+    if id_field is not None:
+        if id_field not in table.column_names:
+            return True
+        column = table.column(id_field)
+        scalar = (
+            pa.types.is_string(column.type) or pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+        )
+        return not scalar or bool(column.null_count)
+    return False
+
+
+def _is_utf8(data: bytes, chunk: int = 1 << 24) -> bool:
+    """Whether ``data`` is valid UTF-8 (pyarrow's JSON reader lets bad bytes into strings); decoded
+    in chunks and thrown away, so memory stays flat."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
     try:
-        return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 24))
-    except pa.ArrowInvalid as exc:
-        raise UserError(f"{origin}: not valid JSON lines: {exc}") from None
+        for start in range(0, len(view), chunk):
+            decoder.decode(view[start : start + chunk])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _line_number(path: str, base: int) -> int:
+    """The 1-based number of the line starting at byte ``base`` (counted only to report an error)."""
+    count = 0
+    with open(path, "rb") as fh:
+        while fh.tell() < base:
+            chunk = fh.read(min(1 << 24, base - fh.tell()))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+    return count + 1
+
+
+def read_checked_json(
+    data: bytes, path: str, base: int, whole_file: bool, fields: list[str], id_field: str | None
+) -> pa.Table:
+    """JSON lines parsed by pyarrow, with `curriculum.validation`'s per-line checks: file:line
+    messages for malformed lines, non-UTF-8 bytes, a line that is not an object, non-string text,
+    a column changing type, a null id, and an empty file. The Python line pass runs only when
+    pyarrow failed or its table looks suspect, so a clean file costs nothing extra."""
+    if whole_file and not data.strip():
+        raise UserError(f"{path}: holds no documents (the file is empty or blank)")
+    try:
+        table = (
+            pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 24)) if data.strip() else None
+        )
+        error = None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        table, error = None, exc
+    if table is not None and _is_utf8(data) and not _suspect(table, fields, id_field):
+        return table
+    if error is None and table is None:
+        return pa.table({})
+    first = 1 if base == 0 else _line_number(path, base)
+    check_json_line_bytes(io.BytesIO(data), path, first, fields, id_field, whole_file)
+    if error is not None:  # pyarrow refused what the line check accepts (rare: e.g. nesting depth)
+        raise UserError(f"{path}: not valid JSON lines: {error}")
+    return table
 
 
 def read_text(data: bytes, mode: str) -> list[str]:
@@ -88,9 +155,10 @@ def _as_text(table: pa.Table, fields: list[str]) -> pa.Array:
 
 def _where(table: pa.Table, where: dict[str, Any], origin: str) -> pa.Table:
     mask = None
+    unknown = [key for key in where if key not in table.column_names]
+    if unknown:
+        raise UserError(f"{origin}: `where` names unknown columns {unknown} (columns: {table.column_names})")
     for key, wanted in where.items():
-        if key not in table.column_names:
-            raise UserError(f"{origin}: `where` names unknown column {key!r} (columns: {table.column_names})")
         values = wanted if isinstance(wanted, list) else [wanted]
         column = table.column(key)
         try:
@@ -106,15 +174,19 @@ def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> p
     """The documents of one unit: ``text`` (or the tokens field), ``id`` and the other columns."""
     fmt = unit["format"]
     tables, ids = [], []
+    tokens_field = getattr(source, "tokens_field", None)
+    fields = (
+        [] if tokens_field else ([source.text_field] if isinstance(source.text_field, str) else list(source.text_field))
+    )
     for k, path in zip(unit["file_indices"], unit["files"]):
         origin = f"data source {source.path!r}, file {path!r}"
         if fmt == "arrow":
             table = _arrow_rows(path, unit["start"], unit["stop"], origin)
             ids.append([f"{source_name}:{r}" for r in range(unit["start"], unit["start"] + table.num_rows)])
         elif fmt == "json":
-            data = read_bytes(path, unit["start"], unit["stop"]) if unit["stop"] is not None else read_bytes(path)
+            data = _read_or_explain(path, unit)
             base = _range_base(path, unit["start"]) if unit["stop"] is not None else 0
-            table = read_json_lines(data, origin)
+            table = read_checked_json(data, path, base, unit["stop"] is None, fields, source.id_field)
             starts = line_starts(data)
             if table.num_rows != len(starts):
                 raise UserError(f"{origin}: {table.num_rows} JSON rows in {len(starts)} non-blank lines")
@@ -123,16 +195,24 @@ def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> p
             try:
                 table = pq.read_table(path)
             except (pa.ArrowInvalid, OSError) as exc:
-                raise UserError(f"{origin}: not a readable parquet file: {exc}") from None
+                raise UserError(f"{origin}: could not read parquet files: {exc}") from None
             ids.append([f"{source_name}:{k}:{r}" for r in range(table.num_rows)])
         else:
-            data = read_bytes(path, unit["start"], unit["stop"]) if unit["stop"] is not None else read_bytes(path)
+            data = _read_or_explain(path, unit)
             texts = read_text(data, source.text_split)
             table = pa.table({"text": pa.array(texts, pa.string())})
             first = unit["start"] if unit["stop"] is not None else 0
             ids.append([f"{source_name}:{k}:{first}+{r}" for r in range(table.num_rows)])
         tables.append(table)
     return _columns(source, tables, ids, source_name)
+
+
+def _read_or_explain(path: str, unit: dict[str, Any]) -> bytes:
+    """The unit's bytes; a file that cannot be read or decompressed is a UserError naming it."""
+    try:
+        return read_bytes(path, unit["start"], unit["stop"]) if unit["stop"] is not None else read_bytes(path)
+    except (OSError, EOFError, pa.ArrowInvalid) as exc:  # gzip: bad magic number, truncated stream
+        raise UserError(f"{path}: cannot be read ({exc})") from None
 
 
 def _range_base(path: str, start: int) -> int:
@@ -179,6 +259,10 @@ def _columns(source: SourceConfig, tables: list[pa.Table], ids: list[list[str]],
     if "id" in table.column_names:
         table = table.drop_columns(["id"])
     table = table.append_column("id", doc_ids)
+    for name in fields:  # a cast would turn numbers into text silently
+        kind = table.column(name).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+            raise UserError(f"{origin}: column {name!r} holds {kind} values, expected strings of text")
     if fields:
         text = _as_text(table, fields)
         if "text" in table.column_names:
@@ -188,9 +272,29 @@ def _columns(source: SourceConfig, tables: list[pa.Table], ids: list[list[str]],
         table = _where(table, source.where, origin)
     if source.max_documents is not None and table.num_rows > source.max_documents:
         table = table.slice(0, source.max_documents)
+    if fields:
+        table = drop_empty_documents(table, origin)
     if source.split_pattern and fields:
         table = split_table(table, source)
     return table
+
+
+def drop_empty_documents(table: pa.Table, origin: str) -> pa.Table:
+    """Remove documents whose text is empty or blank (each would pack as a lone EOS token): some is a
+    warning with the count, all of them an error (as `curriculum.validation.drop_empty_documents`)."""
+    if not table.num_rows:
+        return table
+    keep = pc.not_equal(pc.utf8_length(pc.utf8_trim_whitespace(table.column("text"))), 0)
+    kept = table.filter(keep)
+    dropped = table.num_rows - kept.num_rows
+    if dropped and not kept.num_rows:
+        raise UserError(f"{origin}: all {table.num_rows} documents have empty or null text; check `text_field`")
+    if dropped:
+        print(
+            f"warning: {origin}: dropped {dropped} of {table.num_rows} documents with empty or null text",
+            file=sys.stderr,
+        )
+    return kept
 
 
 def split_table(table: pa.Table, source: SourceConfig) -> pa.Table:

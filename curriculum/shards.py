@@ -155,7 +155,8 @@ def write_shard(
     eos_id: int,
 ) -> dict[str, Any]:
     """Write one unit's documents as the shard folder ``final`` (temp folder, then rename)."""
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    # named by this process, so the next local `prepare` can tell a killed unit's leftovers apart
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
         counts = {}

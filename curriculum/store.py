@@ -35,6 +35,13 @@ import pyarrow.parquet as pq
 
 from curriculum.errors import UserError
 from curriculum.merge import keyed_rank_order, merge_runs, save_array
+from curriculum.validation import (
+    check_domain_ids,
+    check_store_array,
+    check_tokens_file,
+    load_store_array,
+    read_store_meta,
+)
 
 STORE_FORMAT = 2
 LEGACY_FORMAT = 1
@@ -151,13 +158,21 @@ class TokenSplit:
     def row_shape(self, name: str) -> tuple[int, ...]:
         return (self.seq_len,) if name == "tokens" else ()
 
+    def check_files(self) -> None:
+        """Each folder's tokens.bin size and score.npy header match the manifest's counts (stat and a
+        header read per shard: damage is reported when the store opens, not mid-run)."""
+        rows: dict[Path, int] = {}
+        for s in self.segments:
+            rows[s.folder] = max(rows.get(s.folder, 0), s.row0 + s.length)
+        for folder, n in rows.items():
+            check_tokens_file(folder / "tokens.bin", n, self.seq_len * self.token_dtype.itemsize)
+            check_store_array(folder / "score.npy", "f", n)
+
     def _open_uncached(self, folder: Path, name: str) -> np.ndarray:
         if name == "score":
-            return np.load(folder / "score.npy", mmap_mode="r")
+            return load_store_array(folder / "score.npy", "f", mmap=True)
         path = folder / "tokens.bin"
         rows = path.stat().st_size // (self.seq_len * self.token_dtype.itemsize)
-        if path.stat().st_size != rows * self.seq_len * self.token_dtype.itemsize:
-            raise UserError(f"token store shard {folder}: tokens.bin is not a whole number of sequences; it is damaged")
         if rows == 0:
             return np.zeros((0, self.seq_len), dtype=self.token_dtype)
         return np.memmap(path, dtype=self.token_dtype, mode="r", shape=(rows, self.seq_len))
@@ -203,8 +218,8 @@ class TokenSplit:
     def documents_of(self, sequence_id: int) -> pa.Table:
         """The documents (domain, id, score, tokens) packed into one sequence, in packing order."""
         folder, row = self.locate(sequence_id)
-        offsets = np.load(folder / "doc_offsets.npy", mmap_mode="r")
-        index = np.load(folder / "doc_index.npy", mmap_mode="r")
+        offsets = load_store_array(folder / "doc_offsets.npy", "i", mmap=True)
+        index = load_store_array(folder / "doc_index.npy", "i", mmap=True)
         rows = np.asarray(index[offsets[row] : offsets[row + 1]])
         return pq.read_table(folder / "documents.parquet").take(pa.array(rows))
 
@@ -217,9 +232,10 @@ class TokenSplit:
         store has one (memory-mapped), else merged now."""
         name = self.domain_names[domain]
         saved = self.order_files.get(name)
-        if saved is not None:
-            return np.load(self.orders_dir.parent / saved["file"], mmap_mode="r"), bool(saved["ties"])
         start, stop = self.domain_range(domain)
+        if saved is not None:
+            path = self.orders_dir.parent / saved["file"]
+            return load_store_array(path, "i", stop - start, mmap=True), bool(saved["ties"])
         out = np.empty(stop - start, dtype=np.int64)
         ties = merge_runs(self._domain_runs(domain), out)
         return out, ties
@@ -256,9 +272,9 @@ class TokenStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         if (self.root / MANIFEST).is_file():
-            self.meta: dict[str, Any] = json.loads((self.root / MANIFEST).read_text())
+            self.meta: dict[str, Any] = read_store_meta(self.root / MANIFEST, (STORE_FORMAT,))
         elif (self.root / LEGACY_META).is_file():
-            self.meta = json.loads((self.root / LEGACY_META).read_text())
+            self.meta = read_store_meta(self.root / LEGACY_META, (LEGACY_FORMAT,))
         else:
             hint = (
                 " (an interrupted `prepare` leaves shards without a manifest; run `currimix prepare` "
@@ -268,12 +284,6 @@ class TokenStore:
             )
             raise UserError(
                 f"{str(self.root)!r} is not a complete token store: no {MANIFEST}{hint}; run `currimix prepare` first"
-            )
-        fmt = self.meta.get("format")
-        if fmt not in (STORE_FORMAT, LEGACY_FORMAT):
-            raise UserError(
-                f"token store {str(self.root)!r} has format {fmt}, this currimix reads formats "
-                f"{LEGACY_FORMAT} and {STORE_FORMAT}; rebuild it with `currimix prepare --overwrite`"
             )
         self.seq_len: int = self.meta["seq_len"]
         self.domain_names: list[str] = list(self.meta["domains"])
@@ -292,13 +302,23 @@ class TokenStore:
             )
             for split in SPLITS
         }
+        for split in self.splits.values():
+            split.check_files()
 
     def _segments(self, split: str) -> list[Segment]:
         segments, start = [], 0
         if self.meta["format"] == LEGACY_FORMAT:  # one folder, domains contiguous in meta order
+            domain = load_store_array(self.root / split / "domain.npy", "i")
+            check_domain_ids(domain, len(self.domain_names), self.root / split / "domain.npy")
+            counts = np.bincount(domain.astype(np.int64), minlength=len(self.domain_names))
             row = 0
             for d, name in enumerate(self.domain_names):
                 n = int(self.meta["stats"][split][name]["sequences"])
+                if n != counts[d]:
+                    raise UserError(
+                        f"{self.root / split / 'domain.npy'} has {counts[d]} sequences of {name!r}, meta.json says "
+                        f"{n}; the store is damaged, run `currimix prepare --overwrite` to rebuild it"
+                    )
                 if n:
                     segments.append(Segment(start, n, self.root / split, row, d))
                 start, row = start + n, row + n

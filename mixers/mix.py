@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ValidationError
 
 from curriculum.errors import UserError
+from curriculum.registry import validation_problems
 from mixers.base import DomainInfo, Mixer, Phase
 from mixers.registry import MIXERS
 from mixers.static import resolve_weights
@@ -29,10 +30,6 @@ MIX_HELP = (
     "`natural`, `uniform`, a {domain: weight} mapping, or a nested mixer config "
     "({name: temperature, ...}) evaluated at the same point of training"
 )
-
-
-def _validation_lines(error: ValidationError) -> list[str]:
-    return [f"{'.'.join(map(str, e['loc'])) or '(mixer)'}: {e['msg']}" for e in error.errors()]
 
 
 def non_numbers(weights: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +47,9 @@ def _check_mix(value: Any) -> Any:
         try:
             MIXERS.parse(value)
         except ValidationError as exc:
-            raise ValueError("not a valid nested mixer: " + "; ".join(_validation_lines(exc))) from None
+            raise ValueError(
+                "not a valid nested mixer: " + "; ".join(validation_problems(exc, value, top="(mixer)"))
+            ) from None
         except UserError as exc:
             raise ValueError(str(exc)) from None
         return value
@@ -69,7 +68,8 @@ def parse_nested_mixer(spec: dict[str, Any] | BaseModel, where: str) -> BaseMode
         return MIXERS.parse(spec)
     except ValidationError as exc:
         raise UserError(
-            f"{where} is not a valid mixer:", [f"{where}.{line}" for line in _validation_lines(exc)]
+            f"{where} is not a valid mixer:",
+            [f"{where}.{line}" for line in validation_problems(exc, spec, top="(mixer)")],
         ) from None
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None

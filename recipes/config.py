@@ -1,38 +1,40 @@
 """The recipe schema: one typed, strict, documented YAML file describes a whole run.
 
 Sections: data (domains, their sources and scorers, the token store), tokenizer, model, mixture,
-curriculum, schedule (LR), training, checkpoint, averaging. Unknown keys, impossible values and
-unknown registry names are all reported at once with their key paths (`load_recipe`). Every
-registered scorer, mixer, ordering and LR schedule is selected by its ``name:``.
+curriculum, schedule (LR), training, checkpoint, averaging. Every registered scorer, mixer,
+ordering, LR schedule and averaging weighting is selected by its ``name:``. This module is the
+schema only; reading YAML, ``extends``, ``--set`` overrides, presets and error reporting are in
+`recipes.loading`.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from curriculum.documents import SourceConfig
-from curriculum.errors import UserError
-from curriculum.order import ORDERINGS
+from curriculum.orders import ORDERINGS
 from curriculum.registry import StrictModel
 from curriculum.scorers import SCORERS
-from mixers import MIXERS, DomainInfo, build_mixer
+from mixers import MIXERS
+from recipes.averaging import WEIGHTINGS, EMAWeights
 from recipes.schedules import SCHEDULES
 
 ScorerSpec = SCORERS.config_union()
 MixerSpec = MIXERS.config_union()
 OrderingSpec = ORDERINGS.config_union()
 ScheduleSpec = SCHEDULES.config_union()
+WeightSpec = WEIGHTINGS.config_union()
 
 
 class DomainConfig(StrictModel):
+    """One domain: where its documents come from and how they are scored."""
+
     sources: list[SourceConfig] = Field(min_length=1, description="Where the domain's documents come from.")
     scorer: ScorerSpec | None = Field(
         None,
@@ -43,6 +45,8 @@ class DomainConfig(StrictModel):
 
 
 class TokenizerConfig(StrictModel):
+    """The tokenizer: a local folder, or a byte-level BPE trained on the documents at `prepare`."""
+
     path: str | None = Field(
         None,
         description="A local tokenizer folder (transformers format). None trains a "
@@ -58,6 +62,8 @@ class TokenizerConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
+    """The `data` section: the domains and the packed token store `prepare` writes."""
+
     domains: dict[str, DomainConfig] = Field(min_length=1, description="Domains by name, each with its sources.")
     store: str | None = Field(
         None, description="Token store folder (written by `prepare`, read by `train`); default `<run_dir>/store`."
@@ -83,7 +89,12 @@ class DataConfig(StrictModel):
         "line-split text files are cut into byte ranges, `datasets` folders into row ranges. Each unit packs "
         "its own sequences and drops its last partial one (kept aside in the shard's tail.bin).",
     )
-    retries: int = Field(2, ge=0, le=100, description="Times a failed unit of `prepare` work is retried alone.")
+    retries: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="Times a failed unit of `prepare` work is retried alone (not one failing on bad input: that error would repeat).",
+    )
 
     @model_validator(mode="after")
     def _domain_names(self) -> "DataConfig":
@@ -94,12 +105,27 @@ class DataConfig(StrictModel):
 
 
 class MoEConfig(StrictModel):
+    """Mixture-of-experts MLPs: experts per layer, routing and the load-balancing loss."""
+
     num_experts: int = Field(8, ge=2, description="Experts per MoE layer.")
     top_k: int = Field(2, ge=1, description="Experts each token is routed to.")
     aux_loss_coef: float = Field(0.01, ge=0, description="Weight of the router load-balancing loss.")
+    backend: Literal["auto", "megablocks", "transformers"] = Field(
+        "auto",
+        description="Expert computation: `megablocks` (dropless grouped-GEMM kernels; needs the `moe` "
+        "extra, a CUDA GPU and bf16), `transformers` (its own experts, every device), or `auto` "
+        "(megablocks when installed and training on CUDA, else transformers). The weights are "
+        "transformers' layout either way, so checkpoints move between backends.",
+    )
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+STORE_KEYS = {"vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"}
 
 
 class ModelConfig(StrictModel):
+    """The `model` section: a transformers causal LM built from these fields (or a local folder)."""
+
     arch: str = Field(
         "llama",
         description="transformers model type built from config (llama, mistral, qwen2, "
@@ -124,6 +150,18 @@ class ModelConfig(StrictModel):
     )
 
     @model_validator(mode="after")
+    def _extra_keys(self) -> "ModelConfig":
+        # These come from the token store and its tokenizer; a different value would build a model
+        # whose embedding does not match the tokens (a vocab smaller than the store's ids crashes).
+        taken = sorted(set(self.extra) & STORE_KEYS)
+        if taken:
+            raise ValueError(
+                f"model.extra may not set {taken}: they come from the token store and its tokenizer "
+                "(change the tokenizer or data.seq_len instead)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _heads(self) -> "ModelConfig":
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
@@ -135,6 +173,8 @@ class ModelConfig(StrictModel):
 
 
 class MixtureConfig(StrictModel):
+    """The `mixture` section: the domain-weight schedule and how the plan realises it."""
+
     mixer: MixerSpec = Field(
         default_factory=lambda: MIXERS.parse({"name": "static"}),
         description="The domain-weight schedule w_d(t) (static, temperature, upsample, ...).",
@@ -161,6 +201,8 @@ class MixtureConfig(StrictModel):
 
 
 class CurriculumConfig(StrictModel):
+    """The `curriculum` section: the order of each domain's sequences and what happens past an epoch."""
+
     order: OrderingSpec = Field(
         default_factory=lambda: ORDERINGS.parse({"name": "random"}),
         description="How each domain's sequences are ordered (random, ascending, ...).",
@@ -174,6 +216,8 @@ class CurriculumConfig(StrictModel):
 
 
 class TrainingConfig(StrictModel):
+    """The `training` section: steps, batch sizes, optimizer, precision, logging and evaluation."""
+
     steps: int = Field(ge=1, description="Optimizer steps in the run.")
     global_batch_size: int = Field(ge=1, description="Sequences per optimizer step, over all processes.")
     micro_batch_size: int = Field(
@@ -185,10 +229,40 @@ class TrainingConfig(StrictModel):
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; None = off.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="`auto`: bf16 autocast on CUDA, fp32 on CPU (where bf16 is slower)."
+        "auto",
+        description="`bf16`: torch.autocast to bfloat16 around forward and loss, fp32 master weights, "
+        "gradients and optimizer state. `auto`: bf16 on CUDA, fp32 on CPU (where bf16 is slower).",
     )
-    compile: bool = Field(False, description="torch.compile the model (worth it on GPUs only).")
+    compile: bool = Field(
+        False,
+        description="torch.compile each transformer block in place (state-dict keys unchanged, so "
+        "checkpoints resume with or without it; worth it on GPUs only).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; `auto` = CUDA if present.")
+    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto",
+        description="Attention kernel (transformers `attn_implementation`): `auto` = flash_attention_2 "
+        "on CUDA when the flash-attn package is installed, else sdpa.",
+    )
+    activation_checkpointing: bool = Field(
+        False, description="Recompute each block's activations in the backward pass (less memory, ~30% more compute)."
+    )
+    fused_cross_entropy: bool = Field(
+        False,
+        description="Fuse the output projection with the cross-entropy (liger-kernel, CUDA only): the "
+        "[tokens x vocab] logits are never materialised, which matters for large vocabularies.",
+    )
+    prefetch: bool = Field(
+        True,
+        description="Gather the next step's tokens from the memory-mapped store in a background thread "
+        "while the current step runs (batches are identical either way).",
+    )
+    distributed: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="Multi-process strategy under `accelerate launch`: `auto` follows the accelerate "
+        "config / launch flags (DDP unless it says FSDP), `fsdp` shards parameters, gradients and "
+        "optimizer state per transformer block (FSDP2), `ddp` forces replication. CPU runs use DDP.",
+    )
     log_every_steps: int = Field(10, ge=1, description="Steps between log lines / tracker records.")
     eval_every_steps: int | None = Field(
         None, ge=1, description="Steps between validation passes; None = at the end only."
@@ -217,6 +291,8 @@ class TrainingConfig(StrictModel):
 
 
 class CheckpointConfig(StrictModel):
+    """The `checkpoint` section: how often resumable checkpoints are written and how many are kept."""
+
     every_steps: int | None = Field(
         None, ge=1, description="Steps between resumable checkpoints; None = only at the end."
     )
@@ -224,6 +300,8 @@ class CheckpointConfig(StrictModel):
 
 
 class AveragingConfig(StrictModel):
+    """The `averaging` section: where the K weights-only snapshots are taken and how they are weighted."""
+
     snapshots: int | None = Field(None, ge=1, description="K weights-only snapshots to average; None = off.")
     every_steps: int | None = Field(
         None, ge=1, description="Spacing S between snapshots; None spreads them evenly over `over_phase`."
@@ -236,23 +314,22 @@ class AveragingConfig(StrictModel):
     over_phase: str | None = Field(
         None, description="Spread the K snapshots evenly over this phase (instead of `every_steps`)."
     )
-    method: Literal["ema", "sma", "wma", "explicit"] = Field(
-        "ema", description="Weights of the average: EMA, uniform (SMA), linear (WMA) or an explicit list."
+    weights: WeightSpec = Field(
+        default_factory=lambda: EMAWeights(alpha=0.2),
+        description="How the snapshots are weighted, oldest first: {name: ema, alpha: 0.2} (w_i ~ "
+        "(1-alpha)^(K-i), newest heaviest; `form: recursive` for the recursion), {name: sma}, {name: wma} or "
+        "{name: explicit, values: [...]}; the same presets as `currimix average` (recipes/averaging.py).",
     )
-    alpha: float = Field(0.2, gt=0, lt=1, description="EMA alpha: w_i ~ (1-alpha)^(K-i), newest heaviest.")
-    ema_form: Literal["normalized", "recursive"] = Field(
-        "normalized",
-        description="EMA convention: `normalized` w_i ~ (1-alpha)^(K-i) summing to 1; `recursive` "
-        "the recursion seeded from the oldest snapshot (heavier oldest). See tools/average_weights.py.",
-    )
-    weights: list[float] | None = Field(None, description="Explicit weights, oldest first (method: explicit).")
 
     @model_validator(mode="after")
     def _window(self) -> "AveragingConfig":
         if self.snapshots is None:
             return self
-        if self.method == "explicit" and (self.weights is None or len(self.weights) != self.snapshots):
-            raise ValueError(f"method=explicit needs `weights` with {self.snapshots} entries (one per snapshot)")
+        values = getattr(self.weights, "values", None)
+        if values is not None and len(values) != self.snapshots:
+            raise ValueError(
+                f"weights.values has {len(values)} entries for {self.snapshots} snapshots (one per snapshot)"
+            )
         if self.snapshots > 1 and self.every_steps is None and self.over_phase is None:
             raise ValueError("give `every_steps` or `over_phase` to place more than one snapshot")
         return self
@@ -287,6 +364,18 @@ class Recipe(StrictModel):
     def store_path(self) -> Path:
         return Path(self.data.store) if self.data.store else self.run_path / "store"
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        # The name becomes a folder (runs/<name>): one plain path component, so every output stays
+        # under the folder the user chose (no `../x`, `/abs`, `a/b` or hidden names).
+        if not RUN_NAME.fullmatch(name):
+            raise ValueError(
+                f"name {name!r} must be one plain folder name: letters, digits, '.', '_' or '-', not starting "
+                "with '.' (set run_dir to choose where the run goes)"
+            )
+        return name
+
     @model_validator(mode="after")
     def _cross_refs(self) -> "Recipe":
         names = set(self.data.domains)
@@ -303,166 +392,3 @@ class Recipe(StrictModel):
         dumped = self.model_dump(mode="json")
         picked = {k: dumped[k] for k in sections} if sections else dumped
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# ----------------------------------------------------------------------------------- loading
-
-
-def _parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise UserError(f"--set {item!r}: expected key.path=value")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError as exc:
-        raise UserError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
-    return key.strip().split("."), value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply dotted ``a.b.c=value`` overrides (values parsed as YAML; list items by index)."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        path, value = _parse_override(item)
-        node: Any = raw
-        for i, part in enumerate(path[:-1]):
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise UserError(
-                        f"--set {item!r}: {'.'.join(path[: i + 1])} is not an index of a {len(node)}-item list"
-                    )
-                node = node[int(part)]
-            else:
-                if node.get(part) is None:
-                    node[part] = {}
-                elif not isinstance(node[part], (dict, list)):
-                    raise UserError(f"--set {item!r}: {'.'.join(path[: i + 1])} is a value, not a section")
-                node = node[part]
-        last = path[-1]
-        if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                raise UserError(f"--set {item!r}: {last} is not an index of a {len(node)}-item list")
-            node[int(last)] = value
-        else:
-            node[last] = value
-    return raw
-
-
-def format_validation_error(error: ValidationError) -> list[str]:
-    """One line per problem: ``key.path: message`` (discriminator tags dropped from the path)."""
-    lines = []
-    for err in error.errors():
-        loc = [str(p) for p in err["loc"]]
-        # Discriminated unions add the tag (e.g. `static`) to the path; it only confuses users.
-        loc = [
-            p
-            for i, p in enumerate(loc)
-            if not (i > 0 and loc[i - 1] in {"mixer", "order", "scorer", "schedule"} and p in _TAGS)
-        ]
-        where = ".".join(loc) or "(recipe)"
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (not part of the schema; check the spelling)"
-        elif err["type"] == "union_tag_invalid":
-            message = (
-                f"unknown name {err['input'].get('name') if isinstance(err['input'], dict) else err['input']!r}; "
-                f"choose one of: {err['ctx']['expected_tags']}"
-            )
-        elif err["type"] == "missing":
-            message = "required key is missing"
-        lines.append(f"{where}: {message}")
-    return lines
-
-
-_TAGS = set(SCORERS.names()) | set(MIXERS.names()) | set(ORDERINGS.names()) | set(SCHEDULES.names())
-
-
-def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    """Validate a recipe mapping, reporting every problem at once."""
-    if not isinstance(raw, dict):
-        raise UserError(f"{source}: a recipe is a YAML mapping, got {type(raw).__name__}")
-    try:
-        recipe = Recipe.model_validate(raw)
-    except ValidationError as exc:
-        problems = format_validation_error(exc)
-        raise UserError(f"{source} has {len(problems)} problem(s):", problems) from None
-    problems = check_semantics(recipe)
-    if problems:
-        raise UserError(f"{source} has {len(problems)} problem(s):", problems)
-    return recipe
-
-
-def check_semantics(recipe: Recipe) -> list[str]:
-    """Checks that need the domain names: the mixer builds (its weights name real domains and are
-    distributions). Sizes are not known before `prepare`, so every domain counts as size 1 here."""
-    problems: list[str] = []
-    names = tuple(recipe.data.domains)
-    ones = np.ones(len(names), dtype=np.int64)
-    try:
-        build_mixer(recipe.mixture.mixer, DomainInfo(names, ones, ones), where="mixture.mixer")
-    except UserError as exc:
-        problems.append(str(exc))
-    return problems
-
-
-def deep_merge(base: Any, override: Any, _nested: bool = False) -> Any:
-    """``override`` on top of ``base``: mappings merge key by key, anything else is replaced. A mapping
-    naming a different registry entry (``name:``) replaces the base one instead of merging into it."""
-    if not (isinstance(base, dict) and isinstance(override, dict)):
-        return copy.deepcopy(override)
-    if _nested and "name" in override and override.get("name") != base.get("name"):
-        return copy.deepcopy(override)
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        merged[key] = deep_merge(base[key], value, True) if key in base else copy.deepcopy(value)
-    return merged
-
-
-def read_recipe_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The raw mapping of a recipe file, with ``extends: <preset or path>`` resolved (recursively)."""
-    if not path.is_file():
-        raise UserError(f"recipe {str(path)!r} does not exist")
-    if path.resolve() in _chain:
-        raise UserError(f"recipe {str(path)!r} extends itself through {[str(p) for p in _chain]}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"recipe {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"recipe {str(path)!r}: a recipe is a YAML mapping, got {type(raw).__name__}")
-    parent = raw.pop("extends", None)
-    if parent is None:
-        return raw
-    if not isinstance(parent, str):
-        raise UserError(f"recipe {str(path)!r}: `extends` names one preset or recipe file")
-    parent_path = path.parent / parent if parent.endswith((".yaml", ".yml")) else preset_path(parent)
-    return deep_merge(read_recipe_yaml(parent_path, _chain + (path.resolve(),)), raw)
-
-
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a YAML recipe (following ``extends``), apply ``--set`` overrides and validate it."""
-    path = Path(path)
-    raw = apply_overrides(read_recipe_yaml(path), overrides or [])
-    return recipe_from_dict(raw, source=f"recipe {str(path)!r}")
-
-
-def preset_path(name: str) -> Path:
-    """Path of a shipped preset (`recipes/presets/<name>.yaml`)."""
-    folder = Path(__file__).parent / "presets"
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        choices = sorted(p.stem for p in folder.glob("*.yaml"))
-        raise UserError(f"no preset {name!r}; presets: {choices}")
-    return path
-
-
-def resolve_recipe_path(name_or_path: str) -> Path:
-    """A recipe argument is a YAML path, or the name of a preset."""
-    path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
-        return path
-    return preset_path(name_or_path)
-
-
-def dump_recipe(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.model_dump(mode="json", exclude_none=False), sort_keys=False)

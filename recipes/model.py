@@ -1,8 +1,9 @@
 """Build the transformers causal LM a recipe describes (dense Llama-style by default, or MoE).
 
-Models are built from a config with a seeded init (never downloaded). MoE layers are transformers'
-own Mixtral-style experts in pure PyTorch, which run on every device; a megablocks backend for
-GPU clusters plugs in here without touching the loop.
+Models are built from a config with a seeded init (never downloaded), with the attention kernel
+and MoE experts backend that `recipes/runtime.py` resolved (see `recipes/moe.py`). `prepare_for_speed`
+adds activation checkpointing and per-block `torch.compile` in place, so state-dict keys never
+change. FLOPs per token and the device's peak give MFU.
 """
 
 from __future__ import annotations
@@ -19,12 +20,22 @@ from transformers import (
 
 from curriculum.errors import UserError
 from recipes.config import ModelConfig
+from recipes.moe import experts_implementation
 
 # Dense architectures whose MoE twin is Mixtral (same attention, MLP swapped for routed experts).
 _MOE_TWIN = {"llama": "mixtral", "mistral": "mixtral", "mixtral": "mixtral"}
 
-# Dense bf16 peak FLOP/s per device, for MFU (vendor figures, no sparsity).
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "4090": 165e12}
+# Dense bf16 peak FLOP/s per device, for MFU (vendor figures, no sparsity). The first key found in
+# the device name wins, so the more specific names come first (an H100 PCIe is not an SXM H100).
+PEAK_BF16_FLOPS = {
+    "H100 PCIe": 756e12,
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 125e12,
+    "4090": 165e12,
+}
 
 
 def default_intermediate_size(hidden_size: int) -> int:
@@ -70,19 +81,60 @@ def build_model_config(
 
 
 def build_model(
-    cfg: ModelConfig, *, vocab_size: int, seq_len: int, eos_id: int, pad_id: int | None, seed: int
+    cfg: ModelConfig,
+    *,
+    vocab_size: int,
+    seq_len: int,
+    eos_id: int,
+    pad_id: int | None,
+    seed: int,
+    attention: str = "sdpa",
+    moe_backend: str | None = None,
 ) -> PreTrainedModel:
-    """A freshly initialised model (seeded), or the weights of ``cfg.init_from``."""
+    """A freshly initialised model (seeded), or the weights of ``cfg.init_from``, in fp32 (the
+    master weights; bf16 is autocast) with the given attention kernel and MoE experts backend."""
+    kernels: dict[str, str] = {"attn_implementation": attention}
+    if moe_backend is not None:
+        kernels["experts_implementation"] = experts_implementation(moe_backend)
     if cfg.init_from:
         path = Path(cfg.init_from)
         if not (path / "config.json").is_file():
             raise UserError(f"model.init_from={cfg.init_from!r} is not a model folder (no config.json)")
-        return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32, **kernels)
     config = build_model_config(cfg, vocab_size=vocab_size, seq_len=seq_len, eos_id=eos_id, pad_id=pad_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **kernels)
     return model
+
+
+def transformer_blocks(model: PreTrainedModel) -> list[torch.nn.Module]:
+    """The repeated decoder blocks (the classes transformers keeps whole when sharding)."""
+    names = set(getattr(model, "_no_split_modules", None) or [])
+    return [m for m in model.modules() if type(m).__name__ in names]
+
+
+def prepare_for_speed(model: PreTrainedModel, *, activation_checkpointing: bool, compile: bool) -> None:
+    """Activation checkpointing and per-block ``torch.compile``, both in place.
+
+    Compiling each block with ``Module.compile()`` (not ``torch.compile(model)``, which wraps the
+    model and prefixes every state-dict key with ``_orig_mod.``) keeps checkpoints and snapshots
+    identical with and without compile; repeated blocks share one compiled graph, and FSDP wraps
+    the same blocks afterwards (the order torchtitan uses: checkpointing, compile, sharding).
+    """
+    if activation_checkpointing:
+        # Non-reentrant checkpointing: works with compile, FSDP2 and inputs that need no grad.
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if compile:
+        blocks = transformer_blocks(model)
+        if not blocks:
+            raise UserError(f"training.compile: no transformer blocks found in {type(model).__name__}")
+        for block in blocks:
+            block.compile()
 
 
 def count_parameters(model: torch.nn.Module, *, exclude_embeddings: bool = False) -> int:

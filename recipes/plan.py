@@ -12,35 +12,25 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from curriculum.errors import UserError
-from curriculum.order import Ordering, build_ordering
+from curriculum.orders import Ordering, build_ordering
 from curriculum.permutation import derive_key
 from curriculum.store import TokenStore
 from mixers import DomainInfo, Mixer, Phase, build_mixer
 from mixers.base import boundary_step
 from mixers.static import StaticConfig, StaticMixer
 from recipes.allocation import Allocation, edf_window_counts
-from recipes.config import AveragingConfig, Recipe
+from recipes.averaging import averaging_window
+from recipes.config import Recipe
 from recipes.sampler import GlobalBatch, Sampler
 from recipes.schedules import Schedule, build_schedule
-from tools.average_weights import resolve_weights
 
 WEIGHT_TOLERANCE = 1e-6
 CHUNK_STEPS = 1 << 16
-
-
-@dataclass(frozen=True)
-class AveragingWindow:
-    """Where the averaging snapshots are taken (after that many optimizer steps) and their weights."""
-
-    steps: tuple[int, ...]
-    weights: tuple[float, ...]
-    method: str
 
 
 def window_edges(total_steps: int, resolution: int, breakpoints: list[int]) -> np.ndarray:
@@ -81,52 +71,6 @@ def cumulative_targets(
         out[inside] = cumulative[edges[inside] - start - 1]
         running = cumulative[-1]
     return out
-
-
-def averaging_window(
-    config: AveragingConfig, total_steps: int, phases: dict[str, tuple[int, int]]
-) -> AveragingWindow | None:
-    """Snapshot steps and weights from the recipe's averaging section (None when averaging is off)."""
-    if config.snapshots is None:
-        return None
-    k = config.snapshots
-
-    def phase_range(name: str, key: str) -> tuple[int, int]:
-        if name not in phases:
-            raise UserError(f"averaging.{key} names phase {name!r}; phases of this plan: {sorted(phases) or 'none'}")
-        return phases[name]
-
-    if config.end_at == "end":
-        end = total_steps
-    else:
-        name, _, edge = config.end_at.rpartition(".")
-        if edge not in {"start", "end"} or not name:
-            raise UserError(f"averaging.end_at={config.end_at!r}: use `end`, `<phase>.start` or `<phase>.end`")
-        first, stop = phase_range(name, "end_at")
-        end = first if edge == "start" else stop
-    if config.over_phase is not None:
-        first, stop = phase_range(config.over_phase, "over_phase")
-        steps = np.round(np.linspace(first + (stop - first) / k, stop, k)).astype(int).tolist()
-    else:
-        spacing = config.every_steps or 0
-        steps = [end - (k - 1 - i) * spacing for i in range(k)]
-    if steps[0] < 1 or len(set(steps)) != k:
-        raise UserError(
-            f"averaging window of {k} snapshots (steps {steps[0]}..{steps[-1]}) does not fit in a "
-            f"run of {total_steps} steps; use fewer snapshots or a smaller spacing"
-        )
-    weights = averaging_weights(config, k)
-    return AveragingWindow(tuple(int(s) for s in steps), tuple(float(w) for w in weights), config.method)
-
-
-def averaging_weights(config: AveragingConfig, k: int) -> list[float]:
-    """Weights of the K snapshots, oldest first, with the conventions of `tools.average_weights`."""
-    spec: dict = {"name": config.method}
-    if config.method == "ema":
-        spec.update(alpha=config.alpha, form=config.ema_form)
-    elif config.method == "explicit":
-        spec.update(values=config.weights)
-    return resolve_weights(spec, k)
 
 
 class Plan:
@@ -234,6 +178,22 @@ class Plan:
         """The mixture the loss sees at ``step`` (the mixer's weights)."""
         return self.mixer.weights(np.array([step / self.total_steps]))[0]
 
+    # ------------------------------------------------------------------ timing: what happens after a step
+    # Each takes the number of completed steps (1-based) and is true when that action is due; the
+    # last step always logs, validates and checkpoints.
+    def is_log_step(self, completed_steps: int) -> bool:
+        every = self.recipe.training.log_every_steps
+        return completed_steps % every == 0 or completed_steps == self.total_steps
+
+    def is_eval_step(self, completed_steps: int) -> bool:
+        every = self.recipe.training.eval_every_steps
+        return bool(every and completed_steps % every == 0) or completed_steps == self.total_steps
+
+    def is_checkpoint_step(self, completed_steps: int, stop_at: int | None = None) -> bool:
+        """Due every ``checkpoint.every_steps``, at the end, and where the process stops early (``stop_at``)."""
+        every = self.recipe.checkpoint.every_steps
+        return bool(every and completed_steps % every == 0) or completed_steps in (self.total_steps, stop_at)
+
     def is_snapshot_step(self, completed_steps: int) -> bool:
         return self.averaging is not None and completed_steps in self.averaging.steps
 
@@ -254,6 +214,31 @@ class Plan:
             "batch": r["training"]["global_batch_size"],
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Training settings that shape the optimizer state or how it is used; a checkpoint's optimizer.bin
+# restores its own values of these, so resuming under other ones would silently ignore them.
+OPTIMIZER_KEYS = ("weight_decay", "betas", "eps", "grad_clip")
+
+
+def model_settings(recipe: Recipe) -> dict[str, object]:
+    """The model section and optimizer settings as flat ``{dotted key: value}``: what a checkpoint's
+    weights and optimizer state were made under. Compared key by key on resume, so a refusal can
+    name exactly what changed (the plan fingerprint covers the data order and LR)."""
+    dumped = recipe.model_dump(mode="json")
+    flat: dict[str, object] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}", item)
+        else:
+            flat[prefix] = value
+
+    walk("model", dumped["model"])
+    for key in OPTIMIZER_KEYS:
+        walk(f"training.{key}", dumped["training"][key])
+    return flat
 
 
 def build_plan(recipe: Recipe, store: TokenStore | None = None) -> Plan:

@@ -1,10 +1,18 @@
 """The Accelerate pretraining loop: everything time-dependent comes from the plan.
 
-One `for step in range(start, total)` loop: take the plan's global batch, keep this rank's slice,
-forward/backward over micro-batches, clip, step, then gated one-liners for logging, validation,
-checkpoints and averaging snapshots. Runs the same in one CPU process and under `accelerate
-launch` (DDP; two CPU ranks on gloo need `Accelerator(cpu=True)`, which `device: cpu` or
-`ACCELERATE_USE_CPU=true` gives).
+One `for step in range(start, total)` loop: take the step's data (prefetched in a background
+thread, `recipes/prefetch.py`), forward/backward over this rank's micro-batches, clip, step, then
+gated one-liners for logging, validation, checkpoints and averaging snapshots. Runs the same in one
+CPU process and under `accelerate launch` with DDP or FSDP2 (two CPU ranks on gloo need
+`Accelerator(cpu=True)`, which `device: cpu` or `ACCELERATE_USE_CPU=true` gives).
+
+Speed, all resolved and validated up front by `recipes/runtime.py`: bf16 is `torch.autocast`
+around forward and loss (fp32 master weights, gradients and optimizer state; one explicit context
+that behaves the same under DDP and FSDP, rather than accelerate's `mixed_precision`, which
+rewrites `model.forward`), per-block in-place `torch.compile`, fused AdamW on GPU, SDPA or
+flash-attention-2, optional activation checkpointing and fused linear+cross-entropy. The loop never
+synchronises with the GPU between log lines: losses, router counts and the gradient norm stay on
+the device until a log record needs them.
 """
 
 from __future__ import annotations
@@ -13,28 +21,34 @@ import contextlib
 import json
 import math
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin, set_seed
 from tqdm.auto import tqdm
 
 from curriculum.errors import UserError
 from curriculum.store import TokenStore
 from curriculum.tokenizer import load_tokenizer
 from recipes.checkpoint import resume_point, save_checkpoint, save_final_model, save_snapshot
-from recipes.config import Recipe, dump_recipe
+from recipes.config import Recipe
+from recipes.evaluation import evaluate_domains
+from recipes.fused_loss import LossGroups, enable_fused_cross_entropy
+from recipes.loading import dump_recipe
 from recipes.losses import sequence_losses
-from recipes.model import build_model, flops_per_token, peak_flops
-from recipes.plan import Plan, build_plan
-from recipes.sampler import GlobalBatch
+from recipes.model import build_model, flops_per_token, peak_flops, prepare_for_speed
+from recipes.moe import load_balance_record, router_load
+from recipes.plan import Plan, build_plan, model_settings
+from recipes.prefetch import BatchFeed, MicroBatch, StepData, load_step
+from recipes.runtime import Runtime, resolve_runtime
 from recipes.trackers import make_trackers
-from tools.evaluate import evaluate_domains
 
 
 @dataclass
@@ -49,29 +63,55 @@ class Run:
     optimizer: torch.optim.Optimizer
     tokenizer: Any
     accumulation: int
-    use_bf16: bool
+    runtime: Runtime
     flops_per_token: float
     peak_flops: float | None
     run_dir: Path
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+        return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.runtime.bf16)
+
+    def load_step(self, step: int) -> StepData:
+        """Step ``step``'s micro-batches for this rank (a pure function of the step)."""
+        acc = self.accelerator
+        return load_step(
+            self.plan.batch,
+            self.store.train,
+            step,
+            rank=acc.process_index,
+            world_size=acc.num_processes,
+            accumulation=self.accumulation,
+            pin_memory=acc.device.type == "cuda",
+        )
 
 
 @dataclass
 class LogTally:
-    """Per-domain loss sums and counts since the last log line (on this rank)."""
+    """Per-domain loss sums and counts since the last log line (on this rank, on its device)."""
 
     n_domains: int
+    device: torch.device = torch.device("cpu")
     loss_sum: torch.Tensor = field(init=False)
     count: torch.Tensor = field(init=False)
     tokens: int = 0
+    data_wait_s: float = 0.0  # time the loop waited for batches
     started: float = field(default_factory=time.perf_counter)
     sequence_ids: list[np.ndarray] = field(default_factory=list)  # what this rank trained on
+    aux_loss_sum: torch.Tensor | None = None  # MoE router loss, summed over micro-batches
+    aux_loss_count: int = 0
+    expert_counts: torch.Tensor | None = None  # MoE tokens routed per expert, summed over layers
 
     def __post_init__(self) -> None:
-        self.loss_sum = torch.zeros(self.n_domains, dtype=torch.float64)
-        self.count = torch.zeros(self.n_domains, dtype=torch.float64)
+        self.loss_sum = torch.zeros(self.n_domains, dtype=torch.float64, device=self.device)
+        self.count = torch.zeros(self.n_domains, dtype=torch.float64, device=self.device)
+
+    def add_router(self, aux: torch.Tensor | None, counts: torch.Tensor | None) -> None:
+        if aux is not None:
+            aux = aux.detach().double()
+            self.aux_loss_sum = aux if self.aux_loss_sum is None else self.aux_loss_sum + aux
+            self.aux_loss_count += 1
+        if counts is not None:
+            self.expert_counts = counts if self.expert_counts is None else self.expert_counts + counts
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -83,17 +123,33 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def fsdp_plugin(runtime: Runtime) -> FullyShardedDataParallelPlugin | None:
+    """FSDP2 sharded per transformer block (the classes transformers never splits), with sharded
+    checkpoints: `save_state` writes torch.distributed.checkpoint shards that `load_state` reshards
+    onto any number of processes, so an N-process checkpoint resumes on M processes."""
+    if not runtime.fsdp:
+        return None
+    return FullyShardedDataParallelPlugin(
+        fsdp_version=2,
+        auto_wrap_policy="transformer_based_wrap",
+        state_dict_type="SHARDED_STATE_DICT",
+        reshard_after_forward=True,
+        cpu_ram_efficient_loading=False,
+    )
+
+
 def setup(recipe: Recipe) -> Run:
     """Build the accelerator, plan, model and optimizer of a recipe."""
     t = recipe.training
-    cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
-    if t.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("training.device=cuda but no CUDA device is visible")
+    runtime = resolve_runtime(t, recipe.model)
     run_dir = recipe.run_path
-    use_bf16 = t.precision == "bf16" or (t.precision == "auto" and not cpu)
+    check_batch_divides(recipe)
+    if t.distributed == "ddp":
+        os.environ["ACCELERATE_USE_FSDP"] = "false"  # the recipe wins over an FSDP accelerate config
     accelerator = Accelerator(
-        cpu=cpu,
-        mixed_precision="no",
+        cpu=runtime.cpu,
+        mixed_precision="no",  # bf16 is the loop's own autocast (see the module docstring)
+        fsdp_plugin=fsdp_plugin(runtime),
         project_dir=str(run_dir),
         log_with=make_trackers(t.trackers, run_dir) if _is_main() else None,
     )
@@ -114,18 +170,21 @@ def setup(recipe: Recipe) -> Run:
         eos_id=store.eos_id,
         pad_id=tokenizer.pad_token_id,
         seed=recipe.seed,
+        attention=runtime.attention,
+        moe_backend=runtime.moe_backend,
     )
     fpt = flops_per_token(model, store.seq_len)
-    if t.compile:
-        model = torch.compile(model)
+    prepare_for_speed(model, activation_checkpointing=t.activation_checkpointing, compile=t.compile)
+    if runtime.fused_cross_entropy:
+        enable_fused_cross_entropy(model)
     # Fused kernels on GPU; on CPU the multi-tensor (foreach) path beats the per-parameter loop.
     optimizer = torch.optim.AdamW(
         param_groups(model, t.weight_decay),
         lr=plan.lr(0),
         betas=t.betas,
         eps=t.eps,
-        fused=not cpu,
-        foreach=cpu,
+        fused=not runtime.cpu,
+        foreach=runtime.cpu,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     return Run(
@@ -137,7 +196,7 @@ def setup(recipe: Recipe) -> Run:
         optimizer,
         tokenizer,
         accumulation=t.global_batch_size // (t.micro_batch_size * world),
-        use_bf16=use_bf16,
+        runtime=runtime,
         flops_per_token=fpt,
         peak_flops=peak_flops(accelerator.device, t.peak_flops),
         run_dir=run_dir,
@@ -148,69 +207,87 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def accumulate_gradients(run: Run, batch: GlobalBatch, tally: LogTally) -> None:
-    """Forward/backward over this rank's micro-batches of ``batch``; gradients end up in ``.grad``."""
-    acc, model = run.accelerator, run.model
+def forward_losses(run: Run, inputs: dict[str, torch.Tensor], micro: MicroBatch) -> tuple[Any, torch.Tensor]:
+    """The model's output and the per-sequence losses of one micro-batch (fused or not)."""
+    tokens = inputs["tokens"]
+    if run.runtime.fused_cross_entropy:
+        groups = LossGroups(inputs["group_order"], inputs["group_inverse"], micro.group_sizes)
+        out = run.model(input_ids=tokens, loss_groups=groups)
+        return out, out.sequence_losses
+    out = run.model(input_ids=tokens)
+    return out, sequence_losses(out.logits, tokens)
+
+
+def accumulate_gradients(run: Run, data: StepData, tally: LogTally) -> None:
+    """Forward/backward over this rank's micro-batches of one step; gradients end up in ``.grad``."""
+    acc, model, moe = run.accelerator, run.model, run.recipe.model.moe
     # Each rank sums loss_weight x loss over its sequences / global batch; DDP's mean over ranks
     # then multiplies by 1/world, so scale by world: the result is the global weighted mean.
-    scale = acc.num_processes / len(batch)
-    micro_batches = batch.shard(acc.process_index, acc.num_processes).split(run.accumulation)
-    for i, micro in enumerate(micro_batches):
-        sync = i == len(micro_batches) - 1
-        tokens = torch.from_numpy(run.store.train.sequences(micro.sequence_ids)).to(acc.device)
+    scale = acc.num_processes / len(data.batch)
+    for i, micro in enumerate(data.micro):
+        sync = i == len(data.micro) - 1
+        inputs = micro.to(acc.device)
+        tokens, domains = inputs["tokens"], inputs["domains"]
         with contextlib.nullcontext() if sync else acc.no_sync(model), run.autocast():
-            out = model(input_ids=tokens)
-            losses = sequence_losses(out.logits, tokens)
-            weights = torch.as_tensor(micro.loss_weights, dtype=losses.dtype, device=losses.device)
-            loss = (losses * weights).sum() * scale
+            out, losses = forward_losses(run, inputs, micro)
+            loss = (losses * inputs["loss_weights"].to(losses.dtype)).sum() * scale
             aux = getattr(out, "aux_loss", None)
             if aux is not None:
-                loss = loss + run.recipe.model.moe.aux_loss_coef * aux / len(micro_batches)
+                loss = loss + moe.aux_loss_coef * aux / len(data.micro)
             acc.backward(loss)
-        domains = torch.from_numpy(micro.domains)
-        tally.loss_sum.index_add_(0, domains, losses.detach().double().cpu())
-        tally.count.index_add_(0, domains, torch.ones(len(domains), dtype=torch.float64))
+        tally.loss_sum.index_add_(0, domains, losses.detach().double())
+        tally.count.index_add_(0, domains, torch.ones(len(domains), dtype=torch.float64, device=domains.device))
         tally.tokens += tokens.numel()
-        tally.sequence_ids.append(micro.sequence_ids)
+        tally.sequence_ids.append(micro.rows.sequence_ids)
+        if moe is not None:
+            tally.add_router(aux, router_load(getattr(out, "router_logits", None), moe.top_k))
+    tally.data_wait_s += data.wait_s
 
 
-def train_step(run: Run, batch: GlobalBatch, tally: LogTally) -> float:
-    """One optimizer step on ``batch``: gradients, clip, update. Returns the gradient norm."""
-    accumulate_gradients(run, batch, tally)
+def train_step(run: Run, data: StepData, tally: LogTally) -> torch.Tensor:
+    """One optimizer step: gradients, clip, update. Returns the gradient norm (left on the device)."""
+    accumulate_gradients(run, data, tally)
     clip = run.recipe.training.grad_clip
     norm = run.accelerator.clip_grad_norm_(run.model.parameters(), clip if clip else math.inf)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return float(norm)
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2 returns a DTensor
 
 
 def log_train(
     run: Run,
     step: int,
     tally: LogTally,
-    grad_norm: float,
+    grad_norm: torch.Tensor,
     lr: float,
     bar: tqdm,
-    realised: np.ndarray,
-    batch: GlobalBatch,
+    data: StepData,
 ) -> None:
-    """One rank-0 record: loss (overall and per domain), LR, throughput, realised vs planned mix."""
+    """One rank-0 record: loss (overall and per domain), LR, throughput, MFU, data wait, realised vs
+    planned mix, and for MoE the router loss and load balance."""
     acc, names = run.accelerator, run.plan.domains.names
-    sums = acc.reduce(tally.loss_sum.to(acc.device), reduction="sum").cpu()
-    counts = acc.reduce(tally.count.to(acc.device), reduction="sum").cpu()
-    elapsed = time.perf_counter() - tally.started
+    sums = acc.reduce(tally.loss_sum, reduction="sum").cpu()
+    counts = acc.reduce(tally.count, reduction="sum").cpu()
+    elapsed = time.perf_counter() - tally.started  # after the reduce: the device work is done
     tokens_per_s = tally.tokens * acc.num_processes / max(elapsed, 1e-9)
-    planned = run.plan.allocation.target_before(step + 1)
+    planned = run.plan.allocation.target_before(step + 1)  # the mixer's exact (fractional) cumulative target
+    realised = run.plan.consumed_before(step + 1)  # the integer counts the batches took
     record: dict[str, Any] = {
         "loss": float(sums.sum() / counts.sum()),
         "lr": lr,
-        "grad_norm": grad_norm,
+        "grad_norm": float(grad_norm),
         "tokens_per_s": tokens_per_s,
+        "data_wait_fraction": tally.data_wait_s / max(elapsed, 1e-9),
         "tokens": (step + 1) * run.recipe.training.global_batch_size * run.store.seq_len,
-        "quality/batch_mean": float(run.store.train.score[batch.sequence_ids].mean()),
+        "quality/batch_mean": float(run.store.train.score[data.batch.sequence_ids].mean()),
     }
     if run.peak_flops:
         record["mfu"] = tokens_per_s * run.flops_per_token / (run.peak_flops * acc.num_processes)
+    if tally.aux_loss_sum is not None:
+        aux = acc.reduce(tally.aux_loss_sum.reshape(1), reduction="mean")
+        record["moe/aux_loss"] = float(aux) / tally.aux_loss_count
+    if tally.expert_counts is not None:
+        record.update(load_balance_record(acc.reduce(tally.expert_counts, reduction="sum").cpu()))
     for d, name in enumerate(names):
         if counts[d] > 0:
             record[f"loss/{name}"] = float(sums[d] / counts[d])
@@ -230,15 +307,18 @@ def log_train(
 def validate(run: Run, step: int) -> dict[str, float]:
     acc = run.accelerator
     t = run.recipe.training
+    # Ranks split the validation sequences, except under FSDP: there every forward is collective,
+    # so every rank runs the same (whole) set and no reduction is needed.
+    split = acc.distributed_type != DistributedType.FSDP
     losses = evaluate_domains(
         run.model,
         run.store.val,
         per_domain=t.eval_sequences_per_domain,
         micro_batch_size=t.micro_batch_size,
         device=acc.device,
-        rank=acc.process_index,
-        world_size=acc.num_processes,
-        reduce=lambda x: acc.reduce(x, reduction="sum"),
+        rank=acc.process_index if split else 0,
+        world_size=acc.num_processes if split else 1,
+        reduce=(lambda x: acc.reduce(x, reduction="sum")) if split else None,
         autocast=run.autocast,
     )
     if losses:
@@ -256,18 +336,40 @@ def train(
     stop_after_steps: int | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
+    """Run (or resume) the recipe's training; see `run_training`. A run folder this call created is
+    removed again when the run fails before producing anything (no checkpoint, snapshot or step record)."""
+    check_batch_divides(recipe)  # before any rank creates anything
+    with remove_if_left_empty(recipe.run_path):
+        check_run_dir_writable(recipe.run_path)
+        return run_training(
+            recipe,
+            resume=resume,
+            ignore_plan_mismatch=ignore_plan_mismatch,
+            stop_after_steps=stop_after_steps,
+            show_progress=show_progress,
+        )
+
+
+def run_training(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    ignore_plan_mismatch: bool = False,
+    stop_after_steps: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Run (or resume) the recipe's training; returns a summary with the final validation losses.
 
     ``stop_after_steps`` ends the process early after that many steps (with a checkpoint), as a
     crash would: it exists so resume can be tested and long runs can be split into jobs.
     """
     run = setup(recipe)
-    acc, plan, t = run.accelerator, run.plan, recipe.training
+    acc, plan = run.accelerator, run.plan
     start = 0
-    found = resume_point(run.run_dir, plan.fingerprint, ignore_plan_mismatch) if resume else None
+    found = find_resume_point(run, ignore_plan_mismatch) if resume else None
     if found:
         start, folder = found
-        acc.load_state(str(folder))
+        load_checkpoint(acc, folder)
     elif acc.is_main_process:
         write_run_files(run)
     acc.init_trackers(
@@ -275,8 +377,8 @@ def train(
         config={"recipe": recipe.name, "plan": plan.fingerprint, "processes": acc.num_processes, "start_step": start},
     )
     stop = plan.total_steps if stop_after_steps is None else min(plan.total_steps, stop_after_steps)
-    realised = plan.consumed_before(start).copy()
-    tally = LogTally(len(plan.domains.names))
+    tally = LogTally(len(plan.domains.names), acc.device)
+    feed = BatchFeed(run.load_step, range(start, stop), prefetch=recipe.training.prefetch)
     bar = tqdm(
         range(start, stop),
         initial=start,
@@ -291,21 +393,22 @@ def train(
         lr = plan.lr(step)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        batch = plan.batch(step)
-        grad_norm = train_step(run, batch, tally)
-        realised += np.bincount(batch.domains, minlength=len(realised))
+        data = feed.get(step)
+        grad_norm = train_step(run, data, tally)
         done = step + 1
-        if done % t.log_every_steps == 0 or done == plan.total_steps:
-            log_train(run, step, tally, grad_norm, lr, bar, realised, batch)
-            tally = LogTally(len(plan.domains.names))
-        if (t.eval_every_steps and done % t.eval_every_steps == 0) or done == plan.total_steps:
+        if plan.is_log_step(done):
+            log_train(run, step, tally, grad_norm, lr, bar, data)
+            tally = LogTally(len(plan.domains.names), acc.device)
+        if plan.is_eval_step(done):
             val_losses = validate(run, step)
         if plan.is_snapshot_step(done):
             save_snapshot(acc, run.model, run.tokenizer, run.run_dir, done, {"plan_fingerprint": plan.fingerprint})
-        every = recipe.checkpoint.every_steps
-        if (every and done % every == 0) or done in (plan.total_steps, stop):
-            save_checkpoint(acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last)
+        if plan.is_checkpoint_step(done, stop_at=stop):
+            save_checkpoint(
+                acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last, model_settings(recipe)
+            )
     bar.close()
+    feed.close()
     if stop == plan.total_steps:
         save_final_model(acc, run.model, run.tokenizer, run.run_dir, stop, {"plan_fingerprint": plan.fingerprint})
     acc.end_training()
@@ -330,3 +433,91 @@ def write_run_files(run: Run) -> None:
     config_dir = run.run_dir / "model_config"
     run.accelerator.unwrap_model(run.model).config.save_pretrained(str(config_dir))
     run.tokenizer.save_pretrained(str(config_dir))
+
+
+# ---------------------------------------------------------------------------- failure handling
+# Kept apart from the loop: what happens before it starts and when it cannot.
+
+
+def check_batch_divides(recipe: Recipe) -> None:
+    """The global batch must split evenly over the processes; checked from the launcher's
+    WORLD_SIZE before any process group exists, so every rank stops at once (no hang in a
+    collective) and only rank 0 prints the message (see `recipes.cli.app.user_errors`)."""
+    t = recipe.training
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if t.global_batch_size % (t.micro_batch_size * world):
+        raise UserError(
+            f"training.global_batch_size={t.global_batch_size} must be a multiple of micro_batch_size "
+            f"({t.micro_batch_size}) x processes ({world}); with {world} processes use a global batch of "
+            f"{t.micro_batch_size * world * max(1, round(t.global_batch_size / (t.micro_batch_size * world)))}, "
+            "or another micro_batch_size"
+        )
+
+
+def check_run_dir_writable(run_dir: Path) -> None:
+    """Fail before any work when the run folder cannot be created or written."""
+    probe = run_dir / f".write-test-{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to the run folder {str(run_dir)!r}: {exc.strerror or exc}") from None
+
+
+def _holds_results(run_dir: Path) -> bool:
+    if any((run_dir / name).exists() for name in ("checkpoints", "snapshots", "final")):
+        return True
+    metrics = run_dir / "metrics.jsonl"
+    return metrics.is_file() and '"step": ' in metrics.read_text().replace('"step": null', "")
+
+
+@contextlib.contextmanager
+def remove_if_left_empty(run_dir: Path) -> Iterator[None]:
+    """When the body fails, remove ``run_dir`` (and parents) if this call created it and the run
+    produced nothing: a failed start leaves no empty run folder behind to confuse the next one."""
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        if missing and _is_main() and run_dir.is_dir() and not _holds_results(run_dir):
+            shutil.rmtree(missing[-1], ignore_errors=True)  # the outermost folder this call created
+        raise
+
+
+def find_resume_point(run: Run, ignore_plan_mismatch: bool) -> tuple[int, Path] | None:
+    """The verified checkpoint to resume from: chosen (and reported) by rank 0, shared with the others
+    so every rank loads the same one and the files are hashed once."""
+    from accelerate.utils import broadcast_object_list
+
+    acc = run.accelerator
+    choice: list[Any] = [None]
+    if acc.is_main_process:
+        try:
+            found = resume_point(run.run_dir, run.plan.fingerprint, ignore_plan_mismatch, model_settings(run.recipe))
+            choice = [("ok", found[0], str(found[1])) if found else ("none",)]
+        except UserError as exc:
+            choice = [("error", str(exc))]
+        if choice[0][0] == "none":
+            print(
+                f"note: --resume found no checkpoint in {run.run_dir / 'checkpoints'}; starting at step 0",
+                file=sys.stderr,
+            )
+    if acc.num_processes > 1:
+        broadcast_object_list(choice)
+    kind, *rest = choice[0]
+    if kind == "error":
+        raise UserError(rest[0])
+    return (rest[0], Path(rest[1])) if kind == "ok" else None
+
+
+def load_checkpoint(acc: Accelerator, folder: Path) -> None:
+    """`load_state`, with a failure explained (a verified checkpoint that still will not load was
+    written by an incompatible version, or its marker predates checksums)."""
+    try:
+        acc.load_state(str(folder))
+    except Exception as exc:  # torch, safetensors and pickle raise many types for a bad file
+        raise UserError(
+            f"cannot load checkpoint {str(folder)!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+            "move it away to resume from an older one"
+        ) from None

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from curriculum.order import Ordering
+from curriculum.orders import Ordering
 from curriculum.permutation import derive_key, permute
 from recipes.allocation import Allocation
 

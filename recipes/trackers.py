@@ -15,7 +15,8 @@ class JSONLTracker(GeneralTracker):
     """Appends one JSON object per `log` call to ``<run_dir>/metrics.jsonl`` (rank 0 only).
 
     The file is appended to, so a resumed run continues the same log; readers should keep the last
-    record of each step.
+    record of each step. It is opened for each record (records come every `log_every_steps`), so a
+    run that fails leaves no open file behind and every record written is complete on disk.
     """
 
     name = "jsonl"
@@ -26,11 +27,10 @@ class JSONLTracker(GeneralTracker):
         super().__init__()
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", buffering=1)
 
     @property
     def tracker(self) -> Any:
-        return self._file
+        return self.path
 
     def store_init_configuration(self, values: dict) -> None:
         self._write({"event": "config", "time": time.time(), "config": values})
@@ -40,10 +40,11 @@ class JSONLTracker(GeneralTracker):
 
     def _write(self, record: dict) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        self._file.write(json.dumps(clean) + "\n")
+        with open(self.path, "a") as file:
+            file.write(json.dumps(clean) + "\n")
 
     def finish(self) -> None:
-        self._file.close()
+        pass  # nothing held open
 
 
 def make_trackers(names: list[str], run_dir: Path) -> list[GeneralTracker]:

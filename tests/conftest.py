@@ -85,7 +85,7 @@ def recipe_dict(corpus: Path, run_dir: Path, store: Path | None = None, **sectio
             "trackers": ["jsonl"],
         },
         "checkpoint": {"every_steps": 4, "keep_last": 3},
-        "averaging": {"snapshots": 3, "every_steps": 2, "method": "ema", "alpha": 0.2},
+        "averaging": {"snapshots": 3, "every_steps": 2, "weights": {"name": "ema", "alpha": 0.2}},
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict) and "name" not in value:
@@ -98,7 +98,7 @@ def recipe_dict(corpus: Path, run_dir: Path, store: Path | None = None, **sectio
 @pytest.fixture(scope="session")
 def tiny_store(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared store over the test corpus (seq_len 32, vocab ~300), built once per session."""
-    from recipes.config import recipe_from_dict
+    from recipes.loading import recipe_from_dict
     from tools.prepare import prepare_store
 
     base = tmp_path_factory.mktemp("store")
@@ -110,9 +110,28 @@ def tiny_store(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture
 def make_recipe(corpus_dir: Path, tiny_store: Path, tmp_path: Path):
     """Build a validated recipe over the shared tiny store with section overrides."""
-    from recipes.config import recipe_from_dict
+    from recipes.loading import recipe_from_dict
 
     def make(run_dir: str | Path | None = None, **sections: Any):
         return recipe_from_dict(recipe_dict(corpus_dir, Path(run_dir or tmp_path / "run"), tiny_store, **sections))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def finished_run(corpus_dir: Path, tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-step tiny run: checkpoints and averaging snapshots at steps 2 and 4."""
+    from recipes.loading import recipe_from_dict
+    from recipes.pretrain import train
+
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    raw = recipe_dict(
+        corpus_dir,
+        run_dir,
+        tiny_store,
+        training={"steps": 4, "eval_every_steps": None, "eval_sequences_per_domain": 2},
+        checkpoint={"every_steps": 2, "keep_last": 3},
+        averaging={"snapshots": 2, "every_steps": 2, "weights": {"name": "sma"}},
+    )
+    train(recipe_from_dict(raw), show_progress=False)
+    return run_dir

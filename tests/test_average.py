@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 from typer.testing import CliRunner
 
 from curriculum.errors import UserError
+from recipes.cli.average import average_command
 from tests.average_fixtures import (
     reference_average,
     reference_weights,
@@ -23,8 +24,8 @@ from tests.average_fixtures import (
     save_state,
     tiny_model,
 )
-from tools import average_writer
-from tools.average import EMAWeights, average_checkpoints, average_command
+from tools.average import EMAWeights, average_checkpoints
+from tools.average import writer as average_writer
 
 K = 3
 INPUT_IDS = torch.tensor([[1, 5, 9, 33, 62, 7, 0, 12]])

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from curriculum.errors import UserError
-from tools.average_select import select_run_checkpoints
-from tools.average_weights import WEIGHTINGS, EMAWeights, resolve_weights
+from recipes.averaging import WEIGHTINGS, EMAWeights, resolve_weights
+from tools.average.select import select_run_checkpoints
 
 
 def test_presets_are_registered():

@@ -40,10 +40,28 @@ def test_every_command_and_option_is_documented() -> None:
         assert result.exit_code == 0, result.output
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "recipes.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+def _cli(*args: str, cwd: Path):
+    """Run a command in-process, as the console script would (exit code, stdout, stderr)."""
+    result = runner.invoke(app, list(args))
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def test_console_script_smoke(corpus_dir: Path, tmp_path: Path) -> None:
+    """One real subprocess: the entry point runs, and a user mistake is a message with exit status 2."""
+    raw = recipe_dict(corpus_dir, tmp_path)
+    raw["training"]["micro_batch_sise"] = 4
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run(
+        [sys.executable, "-m", "recipes.cli", "plan", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+    assert proc.returncode == 2, proc.stderr
+    assert "training.micro_batch_sise" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_bad_recipe_exits_2_with_every_problem_named(corpus_dir: Path, tmp_path: Path) -> None:
@@ -53,14 +71,14 @@ def test_bad_recipe_exits_2_with_every_problem_named(corpus_dir: Path, tmp_path:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
     proc = _cli("plan", str(path), cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.exit_code == 2
     assert "training.micro_batch_sise" in proc.stderr and "Traceback" not in proc.stderr
     proc = _cli("plan", str(path), "--set", "training.micro_batch_sise=null", cwd=tmp_path)
-    assert proc.returncode == 2  # the override cannot delete the typo'd key: still reported
+    assert proc.exit_code == 2  # the override cannot delete the typo'd key: still reported
     raw["training"].pop("micro_batch_sise")
     path.write_text(yaml.safe_dump(raw))
     proc = _cli("plan", str(path), cwd=tmp_path)
-    assert proc.returncode == 2 and "sum to 1" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.exit_code == 2 and "sum to 1" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_plan_prints_the_timeline_and_writes_the_png(
@@ -84,7 +102,7 @@ def test_impossible_plan_fails_clearly(corpus_dir: Path, tiny_store: Path, tmp_p
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(raw))
     proc = _cli("plan", str(path), cwd=tmp_path)
-    assert proc.returncode == 2 and "does not fit" in proc.stderr
+    assert proc.exit_code == 2 and "does not fit" in proc.stderr
     raw["averaging"] = {"snapshots": None}
     raw["mixture"] = {
         "mixer": {
@@ -98,4 +116,18 @@ def test_impossible_plan_fails_clearly(corpus_dir: Path, tiny_store: Path, tmp_p
     }
     path.write_text(yaml.safe_dump(raw))
     proc = _cli("plan", str(path), cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "until" in proc.stderr
+    assert proc.exit_code == 2 and "Traceback" not in proc.stderr and "until" in proc.stderr
+
+
+def test_recipe_show_prints_the_resolved_recipe(corpus_dir: Path, tmp_path: Path) -> None:
+    from recipes.loading import recipe_from_dict
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe_dict(corpus_dir, tmp_path / "run")))
+    result = runner.invoke(app, ["recipe", "show", str(path), "--set", "training.steps=7"])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.stdout)
+    assert shown["training"]["steps"] == 7
+    assert shown["averaging"]["weights"] == {"name": "ema", "alpha": 0.2, "form": "normalized"}  # defaults filled in
+    assert shown["training"]["weight_decay"] == 0.1
+    assert recipe_from_dict(shown).training.steps == 7  # and it loads again as it is

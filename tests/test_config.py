@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from curriculum.errors import UserError
-from recipes.config import apply_overrides, load_recipe, preset_path, recipe_from_dict
+from recipes.loading import apply_overrides, load_recipe, preset_path, recipe_from_dict
 from tests.conftest import recipe_dict
 
 

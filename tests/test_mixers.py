@@ -269,7 +269,7 @@ def test_nested_mixer_errors_name_the_key_path(corpus_dir: Path, tmp_path: Path)
     with pytest.raises(UserError, match=r"mixture.mixer.tail: unknown domain 'maths'"):
         build_mixer({"name": "upsample", "tail": {"maths": 1.0}}, DOMAINS, where="mixture.mixer")
     # Through a whole recipe: reported at load time with the key path.
-    from recipes.config import recipe_from_dict
+    from recipes.loading import recipe_from_dict
     from tests.conftest import recipe_dict
 
     raw = recipe_dict(

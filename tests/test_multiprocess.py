@@ -21,7 +21,7 @@ import yaml
 from recipes.trackers import read_metrics
 from tests.conftest import recipe_dict
 
-pytestmark = pytest.mark.multiprocess
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 
 def _free_port() -> int:

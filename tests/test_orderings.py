@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from curriculum.order import ORDERINGS, build_ordering
+from curriculum.orders import ORDERINGS, build_ordering
 from curriculum.orders.phased import segment_edges
 
 UNIFORM_THEN_ASCENDING = {"name": "phased", "boundaries": [0.5], "orders": ["random", "ascending"]}

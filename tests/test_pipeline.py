@@ -6,15 +6,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from recipes.config import recipe_from_dict
+from recipes.loading import recipe_from_dict
 from recipes.pipeline import run_recipe
 from tests.conftest import recipe_dict
 from tools.corpus import build_corpus
 
 
+@pytest.mark.slow
 def test_run_recipe_end_to_end_on_the_quickstart_corpus(tmp_path: Path) -> None:
     paths = build_corpus(tmp_path / "corpus", code_bytes=200_000, noisy_documents=150)
     raw = recipe_dict(tmp_path / "corpus", tmp_path / "run")

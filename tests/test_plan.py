@@ -140,7 +140,9 @@ def test_caps_and_stop_policy_refuse_repeats(make_recipe) -> None:
 
 
 def test_averaging_window_and_weights(make_recipe) -> None:
-    plan = build_plan(make_recipe(averaging={"snapshots": 6, "every_steps": 2, "method": "ema", "alpha": 0.2}))
+    plan = build_plan(
+        make_recipe(averaging={"snapshots": 6, "every_steps": 2, "weights": {"name": "ema", "alpha": 0.2}})
+    )
     assert plan.averaging.steps == (2, 4, 6, 8, 10, 12)
     weights = np.asarray(plan.averaging.weights)
     expected = 0.8 ** np.arange(5, -1, -1)
@@ -167,3 +169,25 @@ def test_upweighting_samples_naturally_and_weights_losses(make_recipe) -> None:
     batch = plan.batch(3)
     expected = np.array(list(weights.values())) / natural
     assert np.allclose(batch.loss_weights, expected[batch.domains])
+
+
+def test_plan_owns_the_timing_of_logs_evals_checkpoints_and_snapshots(make_recipe):
+    plan = build_plan(
+        make_recipe(
+            training={
+                "steps": 10,
+                "global_batch_size": 4,
+                "micro_batch_size": 4,
+                "log_every_steps": 3,
+                "eval_every_steps": 4,
+            },
+            checkpoint={"every_steps": 5},
+            averaging={"snapshots": 2, "every_steps": 3, "weights": {"name": "sma"}},
+        )
+    )
+    done = range(1, 11)
+    assert [d for d in done if plan.is_log_step(d)] == [3, 6, 9, 10]
+    assert [d for d in done if plan.is_eval_step(d)] == [4, 8, 10]
+    assert [d for d in done if plan.is_checkpoint_step(d)] == [5, 10]
+    assert [d for d in done if plan.is_checkpoint_step(d, stop_at=7)] == [5, 7, 10]
+    assert [d for d in done if plan.is_snapshot_step(d)] == [7, 10]

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 
 from curriculum.errors import UserError
 from curriculum.store import TokenStore
-from recipes.config import recipe_from_dict
+from recipes.loading import recipe_from_dict
 from tests.conftest import recipe_dict
 from tools.prepare import prepare_store
 

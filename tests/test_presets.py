@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recipes.config import load_recipe, preset_path, read_recipe_yaml, recipe_from_dict
+from recipes.loading import load_recipe, preset_path, read_recipe_yaml, recipe_from_dict
 from recipes.plan import build_plan
 from recipes.plan_report import plan_summary
 from tests.conftest import write_domain

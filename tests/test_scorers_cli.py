@@ -1,4 +1,4 @@
-"""`currimix score ...` (the Typer app in curriculum/scorers/cli.py) end to end on small real data."""
+"""`currimix score ...` (the Typer app in recipes/cli/score.py) end to end on small real data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import datasets
 import pytest
 from typer.testing import CliRunner
 
-from curriculum.scorers.cli import app, parse_source
+from recipes.cli.score import parse_source
+from recipes.cli.score import score_app as app
 from tests.scorer_corpus import mail_file
 
 runner = CliRunner()

@@ -84,7 +84,7 @@ def test_report_is_fast_at_a_million_steps(make_recipe) -> None:
             "max_epochs": {"default": 1e9},
         },
         checkpoint={"every_steps": 100_000, "keep_last": 1},
-        averaging={"snapshots": 3, "every_steps": 1000, "method": "ema", "alpha": 0.2},
+        averaging={"snapshots": 3, "every_steps": 1000, "weights": {"name": "ema", "alpha": 0.2}},
     )
     import warnings
 

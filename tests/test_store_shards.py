@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from curriculum.errors import UserError
-from curriculum.order import build_ordering, stable_rank_order
+from curriculum.orders import build_ordering, stable_rank_order
 from curriculum.store import TokenStore
-from recipes.config import recipe_from_dict
+from recipes.loading import recipe_from_dict
 from tests.conftest import recipe_dict, write_domain
 from tools.prepare import prepare_store
 
@@ -230,6 +230,8 @@ def test_legacy_single_folder_store_is_still_read(one_unit_store: Path, tmp_path
             for p in parts:
                 fh.write((p / "tokens.bin").read_bytes())
         np.save(folder / "score.npy", np.concatenate([np.load(p / "score.npy") for p in parts]))
+        counts = [new.meta["stats"][split][name]["sequences"] for name in new.domain_names]
+        np.save(folder / "domain.npy", np.repeat(np.arange(3, dtype=np.int16), counts))  # format 1 had it
     meta = {k: new.meta[k] for k in ("seq_len", "token_dtype", "eos_id", "vocab_size", "domains", "stats")}
     (legacy / "meta.json").write_text(json.dumps({**meta, "format": 1}))
     old = TokenStore(legacy)

@@ -16,7 +16,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from curriculum.order import ORDERINGS, Ordering, by_segment, stable_rank_order
+from curriculum.orders.base import Ordering, by_segment, stable_rank_order
+from curriculum.orders.registry import ORDERINGS
 from curriculum.permutation import derive_key, permute
 from curriculum.registry import StrictModel
 

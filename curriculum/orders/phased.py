@@ -24,9 +24,10 @@ import numpy as np
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from curriculum.errors import UserError
-from curriculum.order import ORDERINGS, Ordering, build_ordering, by_segment
+from curriculum.orders.base import Ordering, by_segment
+from curriculum.orders.registry import ORDERINGS, build_ordering
 from curriculum.permutation import derive_key, permute
-from curriculum.registry import StrictModel
+from curriculum.registry import StrictModel, validation_problems
 
 # Positions closer than this (relative to n) to a boundary count as on it, like mixers.base.EPS.
 _EPS = 1e-12
@@ -39,7 +40,7 @@ def _check_segment_order(value: str | dict[str, Any]) -> str | dict[str, Any]:
     try:
         ORDERINGS.parse(spec)
     except ValidationError as exc:
-        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        raise ValueError("; ".join(validation_problems(exc, spec))) from None
     except UserError as exc:
         raise ValueError(str(exc)) from None
     return value

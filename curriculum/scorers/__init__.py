@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from curriculum.errors import UserError
+from curriculum.registry import validation_problems
 from curriculum.scorers import (  # noqa: F401  (each import registers its scorer)
     classifier,
     combine,
@@ -39,7 +40,7 @@ def parse_scorer_config(config: BaseModel | dict[str, Any]) -> BaseModel:
     try:
         return SCORERS.parse(config)
     except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
+        problems = validation_problems(exc, config if isinstance(config, dict) else None)
         raise UserError(f"invalid {getattr(config, 'get', lambda _k: None)('name')} scorer config", problems) from None
 
 

@@ -28,11 +28,21 @@ from curriculum.tokenizer import load_tokenizer, train_bpe
 from recipes.config import Recipe
 from tools.prepare.engines import ENGINES, local_cores, run_engine
 from tools.prepare.finalize import finalize_store, missing_units
+from tools.prepare.folders import check_replaceable, remove_stale_temp_folders, start_folder, temp_name
 from tools.prepare.progress import UnitProgress
-from tools.prepare.units import describe, plan_units, save_or_check_units
+from tools.prepare.units import UNITS_FILE, describe, plan_units, save_or_check_units
 from tools.prepare.work import Job, id_tiebreak, val_mask
 
-__all__ = ["prepare_store", "submit_slurm", "check_inputs", "val_mask", "id_tiebreak", "plan_units"]
+__all__ = [
+    "prepare_store",
+    "submit_slurm",
+    "check_inputs",
+    "check_replaceable",
+    "remove_stale_temp_folders",
+    "val_mask",
+    "id_tiebreak",
+    "plan_units",
+]
 
 
 def check_inputs(recipe: Recipe) -> None:
@@ -98,7 +108,7 @@ def ensure_tokenizer(recipe: Recipe, root: Path, units: list[dict], may_train: b
                 f"{root}/tokenizer does not exist: train it once before the job array starts, with "
                 "`currimix prepare RECIPE --tokenizer-only` (or set tokenizer.path)"
             )
-        tmp = root / f".tokenizer.tmp-{uuid.uuid4().hex[:8]}"
+        tmp = temp_name(folder)
         tokenizer.save_pretrained(str(tmp))
         try:
             tmp.rename(folder)
@@ -106,18 +116,6 @@ def ensure_tokenizer(recipe: Recipe, root: Path, units: list[dict], may_train: b
             shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = load_tokenizer(folder)
     return int(tokenizer.eos_token_id), len(tokenizer)
-
-
-def _start_folder(root: Path, overwrite: bool) -> None:
-    if is_complete_store(root) or (root.exists() and not (root / "units.json").is_file() and any(root.iterdir())):
-        if not overwrite:
-            raise UserError(f"token store {str(root)!r} already exists; pass --overwrite to rebuild it")
-        trash = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
-        root.rename(trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    elif overwrite and root.exists():  # an unfinished prepare: start it again
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
 
 
 def prepare_store(
@@ -149,11 +147,35 @@ def prepare_store(
         raise UserError("--unit i and --units N go together, with 0 <= i < N")
     root = recipe.store_path
     in_array = units is not None
-    if not in_array:
-        _start_folder(root, overwrite)
-    elif is_complete_store(root):
+    if in_array and is_complete_store(root):
         return TokenStore(root)
     check_inputs(recipe)
+    resuming = root.is_dir() and (root / UNITS_FILE).is_file() and not is_complete_store(root) and not overwrite
+    if not in_array:
+        start_folder(root, overwrite)
+    try:
+        return _build(recipe, root, engine, unit, units, tokenizer_only, show_progress)
+    except UserError as exc:
+        # A run that started this folder and fails leaves nothing behind, unless finished shards
+        # of other units are worth resuming (their errors say so).
+        if not in_array and not resuming and not getattr(exc, "shards_kept", False):
+            trash = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
+            if root.is_dir():
+                root.rename(trash)
+                shutil.rmtree(trash, ignore_errors=True)
+        raise
+
+
+def _build(
+    recipe: Recipe,
+    root: Path,
+    engine: str,
+    unit: int | None,
+    units: int | None,
+    tokenizer_only: bool,
+    show_progress: bool,
+) -> TokenStore | None:
+    in_array = units is not None
     started = time.time()
     plan = plan_units(recipe)
     root.mkdir(parents=True, exist_ok=True)
@@ -170,11 +192,19 @@ def prepare_store(
     finally:
         progress.close()
     if failed:
-        raise UserError(
-            f"{len(failed)} of {len(plan)} units of work failed after {recipe.data.retries} retries; the "
-            "other shards are kept and `currimix prepare` again runs only the missing units:",
-            [f"{plan[i]['name']} ({describe(plan[i])}): {error}" for i, error in sorted(failed.items())],
+        kept = len(plan) - len(missing_units(root, plan))
+        error = UserError(
+            f"{len(failed)} of {len(plan)} units of work failed (a unit failing on its data is not retried, "
+            f"other failures {recipe.data.retries} times)"
+            + (
+                f"; the {kept} finished shards are kept and `currimix prepare` again runs only the missing units:"
+                if kept
+                else ":"
+            ),
+            [f"{plan[i]['name']} ({describe(plan[i])}): {why}" for i, why in sorted(failed.items())],
         )
+        error.shards_kept = kept > 0
+        raise error
     if missing_units(root, plan):
         return None  # other slices of the job array are still running
     data = recipe.model_dump(mode="json")["data"]

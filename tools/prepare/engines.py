@@ -59,6 +59,11 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}\n{''.join(traceback.format_exception(exc)[-3:]).rstrip()}"
 
 
+def _is_data_error(exc: BaseException | None) -> bool:
+    """A UserError names bad input: running the unit again gives the same error, so it is not retried."""
+    return type(exc).__name__ == "UserError"
+
+
 def run_inline(job: Job, indices: list[int], retries: int, report: Report) -> dict[int, str]:
     """Units one after the other in this process; returns {unit index: error} for units that failed for good."""
     failed = {}
@@ -68,8 +73,9 @@ def run_inline(job: Job, indices: list[int], retries: int, report: Report) -> di
                 report(run_unit(job, i))
                 break
             except Exception as exc:  # any failure of one unit is that unit's, retried alone
-                if attempt == retries:
+                if attempt == retries or _is_data_error(exc):
                     failed[i] = _describe_error(exc)
+                    break
     return failed
 
 
@@ -92,7 +98,7 @@ def run_pool(job: Job, indices: list[int], workers: int, retries: int, report: R
             except Exception as exc:  # any failure of one unit is that unit's, retried alone
                 error = _describe_error(exc)
             attempts[i] += 1
-            if attempts[i] > retries:
+            if attempts[i] > retries or _is_data_error(future.exception()):
                 failed[i] = error
             else:
                 pending.append(i)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from curriculum.errors import UserError
 from curriculum.merge import merge_runs, save_array
 from curriculum.shards import SPLITS, read_shard_info
 from curriculum.store import MANIFEST, STORE_FORMAT, write_json_atomic
+from curriculum.validation import check_unique_id_batches
 
 
 def _add(total: dict[str, Any], part: dict[str, Any]) -> None:
@@ -31,6 +33,18 @@ def missing_units(root: Path, units: list[dict[str, Any]]) -> list[dict[str, Any
     return [u for u in units if read_shard_info(root / "shards" / u["name"]) is None]
 
 
+def check_domain_ids_unique(root: Path, units: list[dict[str, Any]], domain: str) -> None:
+    """Document ids are unique across a domain's shards (both splits), read column by column."""
+
+    def batches() -> Iterator[list[str]]:
+        for u in units:
+            for split in SPLITS:
+                path = root / "shards" / u["name"] / split / "documents.parquet"
+                yield pq.read_table(path, columns=["id"]).column("id").to_pylist()
+
+    check_unique_id_batches(batches, f"data.domains.{domain}")
+
+
 def finalize_store(
     root: Path, units: list[dict[str, Any]], domains: list[str], seq_len: int, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -42,6 +56,8 @@ def finalize_store(
     for info in infos:
         for split in SPLITS:
             _add(stats[split][info["domain"]], info["splits"][split])
+    for d in domains:  # units ran independently: ids are checked across the whole domain here
+        check_domain_ids_unique(root, [u for u, info in zip(units, infos) if info["domain"] == d], d)
     empty = [d for d in domains if stats["train"][d]["sequences"] == 0]
     if empty:
         raise UserError(

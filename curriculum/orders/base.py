@@ -1,21 +1,20 @@
-"""Curriculum orderings: for each epoch, a permutation of one domain's packed sequences.
+"""Curriculum orderings: the base class and the helpers shared by every ordering.
 
 An ordering answers "which sequence sits at position p of epoch e" (`lookup`) as a pure function
 of (scores, key, epoch, p), so the sampler can serve any step without replaying earlier ones.
 Random-access orderings (random, buckets) never materialise a permutation; sorted ones compute
-their argsort once. Orderings are registered in `ORDERINGS` and named in a recipe's `curriculum`.
+their argsort once.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Literal
+from typing import Callable
 
 import numpy as np
 from pydantic import BaseModel
 
 from curriculum.permutation import derive_key, permute
-from curriculum.registry import Registry, StrictModel
 
 
 class Ordering(ABC):
@@ -43,23 +42,6 @@ class Ordering(ABC):
         return self.lookup(epoch, np.arange(self.n))
 
 
-ORDERINGS: Registry[Ordering] = Registry("ordering")
-
-
-class RandomOrderConfig(StrictModel):
-    name: Literal["random"] = "random"
-
-
-@ORDERINGS.register("random", RandomOrderConfig)
-class RandomOrder(Ordering):
-    """A seeded shuffle, different in every epoch."""
-
-    epoch_dependent = True
-
-    def lookup(self, epoch: int, positions: np.ndarray) -> np.ndarray:
-        return permute(positions, self.n, derive_key(self.key, "random", epoch))
-
-
 def stable_rank_order(scores: np.ndarray, descending: bool, key: int) -> np.ndarray:
     """Indices sorted by score; ties are broken by a keyed shuffle, not by position in the store."""
     if hasattr(scores, "rank_order"):  # a store column: its shard-aware merge, saved once, memory-mapped
@@ -69,37 +51,6 @@ def stable_rank_order(scores: np.ndarray, descending: bool, key: int) -> np.ndar
         return np.argsort(primary, kind="stable")
     tiebreak = permute(np.arange(len(scores)), len(scores), derive_key(key, "ties"))
     return np.lexsort((tiebreak, primary))
-
-
-class _SortedOrder(Ordering):
-    descending = False
-
-    def __init__(self, config: BaseModel, scores: np.ndarray, key: int):
-        super().__init__(config, scores, key)
-        self._order = stable_rank_order(self.scores, self.descending, key)
-
-    def lookup(self, epoch: int, positions: np.ndarray) -> np.ndarray:
-        return self._order[positions]
-
-
-class AscendingConfig(StrictModel):
-    name: Literal["ascending"] = "ascending"
-
-
-class DescendingConfig(StrictModel):
-    name: Literal["descending"] = "descending"
-
-
-@ORDERINGS.register("ascending", AscendingConfig)
-class AscendingOrder(_SortedOrder):
-    """Lowest quality first, best data last (the curriculum of the research this rests on)."""
-
-
-@ORDERINGS.register("descending", DescendingConfig)
-class DescendingOrder(_SortedOrder):
-    """Best data first."""
-
-    descending = True
 
 
 def by_segment(
@@ -115,11 +66,3 @@ def by_segment(
         rows = segments == s
         out[rows] = lookup_in_segment(int(s), positions[rows] - edges[s])
     return out
-
-
-def build_ordering(config: BaseModel | dict[str, Any], scores: np.ndarray, key: int) -> Ordering:
-    return ORDERINGS.build(ORDERINGS.parse(config), scores, key)
-
-
-# Further orderings live one per module in curriculum/orders/ and register into ORDERINGS on import.
-from curriculum.orders import buckets, phased  # noqa: E402,F401

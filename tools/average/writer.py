@@ -32,7 +32,8 @@ import torch
 from safetensors import safe_open
 
 from curriculum.errors import UserError
-from tools.average_inputs import SAFETENSORS_DTYPES, tensor_nbytes
+from recipes.checkpoint import normalise_permissions
+from tools.average.inputs import SAFETENSORS_DTYPES, tensor_nbytes
 
 DTYPE_CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
 WRITEBACK_BYTES = 64 << 20
@@ -256,6 +257,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def check_output_folder(output: Path, overwrite: bool) -> None:
+    """The output folder can be created: it does not exist (or may be replaced), and no existing
+    part of its path is a regular file."""
+    if output.exists() and not overwrite:
+        raise UserError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output} exists and is not a folder")
+    blocker = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"cannot create the output folder {output}: {blocker} is a file, not a folder")
+
+
 @contextmanager
 def atomic_output_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a hidden temporary folder beside ``output``; rename it to ``output`` on success.
@@ -264,14 +277,15 @@ def atomic_output_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
     ``output`` is replaced only after the new one is complete.
     """
     output = Path(output).absolute()
-    if output.exists() and not overwrite:
-        raise UserError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
-    if output.exists() and not output.is_dir():
-        raise UserError(f"{output} exists and is not a folder")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    check_output_folder(output, overwrite)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    except OSError as exc:
+        raise UserError(f"cannot write the output folder {output}: {exc.strerror or exc}") from None
     try:
         yield tmp
+        normalise_permissions(tmp)  # mkdtemp makes 0700 folders; the output follows the umask like the rest
         _fsync_dir(tmp)
         if output.exists():
             old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"

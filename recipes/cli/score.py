@@ -11,33 +11,29 @@ never leaves a half-written file that looks finished.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import os
 import shutil
-import sys
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import numpy as np
 import typer
-import yaml
-from pydantic import ValidationError
 
-from curriculum.documents import SourceConfig, load_documents
 from curriculum.errors import UserError
-from curriculum.scorers import SCORERS, build_scorer
-from curriculum.scorers.base import STATE_FILE, read_state_meta
-from curriculum.scorers.heuristic import RULES, rule_penalties, rule_values
-from curriculum.scorers.metrics import roc_auc, spearman
+from recipes.cli.app import app as main_app
+from recipes.cli.app import command
 
-app = typer.Typer(
+if TYPE_CHECKING:
+    from curriculum.documents import SourceConfig
+
+score_app = typer.Typer(
     help="Score documents for quality: list scorers, fit trainable ones, write scores, "
     "inspect the heuristic rules, check agreement with labels.",
     no_args_is_help=True,
     add_completion=False,
 )
+main_app.add_typer(score_app, name="score")
 
 SOURCE_HELP = (
     "Documents: PATH[?key=value&...] where keys are source settings (text_field, id_field, "
@@ -48,23 +44,15 @@ SET_HELP = "Scorer option KEY=VALUE (VALUE read as YAML; dotted keys nest), repe
 CONFIG_HELP = "YAML/JSON file with the scorer config mapping ({name: ..., ...}); --set overrides it."
 
 
-def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a UserError as one paragraph on stderr and exit 2 (as the main CLI does)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except UserError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
 # ----------------------------------------------------------------------------- parsing helpers
-def parse_source(spec: str) -> SourceConfig:
+def parse_source(spec: str) -> "SourceConfig":
     """``PATH[?key=value&...]`` -> SourceConfig (``where.COL=V`` keys become `where` filters)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from curriculum.documents import SourceConfig
+    from curriculum.registry import validation_problems
+
     path, _, query = spec.partition("?")
     settings: dict[str, Any] = {"path": path}
     where: dict[str, Any] = {}
@@ -79,8 +67,7 @@ def parse_source(spec: str) -> SourceConfig:
     try:
         return SourceConfig.model_validate(settings)
     except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise UserError(f"source spec {spec!r} is invalid", problems) from None
+        raise UserError(f"source spec {spec!r} is invalid", validation_problems(exc, settings)) from None
 
 
 def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
@@ -95,6 +82,11 @@ def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
 
 def scorer_config(scorer: Optional[str], config: Optional[Path], sets: list[str]) -> dict[str, Any]:
     """The scorer config mapping from --config, --scorer and --set."""
+    import yaml
+
+    from curriculum.scorers import SCORERS
+    from curriculum.scorers.base import STATE_FILE, read_state_meta
+
     data: dict[str, Any] = {}
     if config is not None:
         try:
@@ -120,6 +112,8 @@ def scorer_config(scorer: Optional[str], config: Optional[Path], sets: list[str]
 
 
 def _texts(specs: list[str], what: str) -> list[str]:
+    from curriculum.documents import load_documents
+
     texts: list[str] = []
     for i, spec in enumerate(specs):
         ds = load_documents(parse_source(spec), source_name=f"{what}{i}")
@@ -155,14 +149,16 @@ def _write_atomic(ds: Any, out: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- commands
-@app.command("list")
-@_user_errors
+@command("list", typer_app=score_app)
 def list_scorers(
     rules: Annotated[
         bool, typer.Option("--rules", help="Also list the heuristic scorer's rules and thresholds.")
     ] = False,
 ) -> None:
     """List the registered scorers (and, with --rules, the heuristic rules)."""
+    from curriculum.scorers import SCORERS
+    from curriculum.scorers.heuristic import RULES
+
     for name in SCORERS.names():
         impl = SCORERS._lookup(name)[0]
         tag = "trainable" if getattr(impl, "trainable", False) else ""
@@ -175,8 +171,7 @@ def list_scorers(
             typer.echo(f"  {r.name:28s} {r.source:13s} {(lo + ' ' + hi).strip():22s} {r.description}")
 
 
-@app.command()
-@_user_errors
+@command(typer_app=score_app)
 def fit(
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the fitted scorer (scorer.json + state).")],
     scorer: Annotated[
@@ -190,6 +185,8 @@ def fit(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
 ) -> None:
     """Fit a trainable scorer (ngram, classifier) on positive / negative documents into a folder."""
+    from curriculum.scorers import SCORERS, build_scorer
+
     data = scorer_config(scorer, config, set_)
     data.pop("path", None)
     built = build_scorer(data)
@@ -209,8 +206,7 @@ def fit(
     typer.echo(f"wrote {out}")
 
 
-@app.command()
-@_user_errors
+@command(typer_app=score_app)
 def apply(
     source: Annotated[str, typer.Argument(help=SOURCE_HELP)],
     out: Annotated[
@@ -231,6 +227,11 @@ def apply(
     ] = 1,
 ) -> None:
     """Score documents and write them, with the score added as a column, to a new path."""
+    import numpy as np
+
+    from curriculum.documents import load_documents
+    from curriculum.scorers import build_scorer
+
     if out.exists():
         raise UserError(f"--out {out} already exists; give a new path (outputs are never overwritten)")
     built = build_scorer(scorer_config(scorer, config, set_))
@@ -247,14 +248,18 @@ def apply(
     )
 
 
-@app.command()
-@_user_errors
+@command(typer_app=score_app)
 def inspect(
     source: Annotated[str, typer.Argument(help=SOURCE_HELP)],
     limit: Annotated[int, typer.Option("--limit", min=1, help="Documents shown one by one.")] = 3,
     summary: Annotated[bool, typer.Option("--summary", help="Per-rule statistics over all documents instead.")] = False,
 ) -> None:
     """Show the heuristic scorer's per-rule values and penalties for documents."""
+    import numpy as np
+
+    from curriculum.documents import load_documents
+    from curriculum.scorers.heuristic import RULES, rule_penalties, rule_values
+
     ds = load_documents(parse_source(source), source_name="input")
     if len(ds) == 0:
         raise UserError(f"{source}: no documents")
@@ -280,8 +285,7 @@ def inspect(
             typer.echo(f"    {r.name:28s} {values[r.name][i]:10.4g}  penalty {penalties[r.name][i]:.3f}{flag}")
 
 
-@app.command()
-@_user_errors
+@command(typer_app=score_app)
 def evaluate(
     source: Annotated[str, typer.Argument(help=SOURCE_HELP)],
     label: Annotated[
@@ -302,6 +306,12 @@ def evaluate(
     num_proc: Annotated[int, typer.Option("--num-proc", min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Agreement of a scorer with labels: ROC-AUC (binary) or Spearman (numeric)."""
+    import numpy as np
+
+    from curriculum.documents import load_documents
+    from curriculum.scorers import build_scorer
+    from curriculum.scorers.metrics import roc_auc, spearman
+
     built = build_scorer(scorer_config(scorer, config, set_))
     ds = load_documents(parse_source(source), source_name="input")
     if label not in ds.column_names:
@@ -318,7 +328,3 @@ def evaluate(
             )
     except (ValueError, TypeError) as exc:
         raise UserError(f"--label {label!r}: {exc}") from None
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

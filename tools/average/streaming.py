@@ -3,7 +3,7 @@
 `average_checkpoints` reads each input tensor once, as a view of the memory-mapped file, and
 accumulates the weighted sum chunk by chunk in float32 (or float64) so the running sum stays in
 cache; each finished chunk is rounded to the output dtype and appended to a safetensors shard
-whose header was written up front (`tools.average_writer`). Private memory is therefore a few
+whose header was written up front (`tools.average.writer`). Private memory is therefore a few
 chunks, independent of K and of the model's size; the inputs cost only page cache.
 
 The output is a ``save_pretrained``-style folder (config, generation config, tokenizer files,
@@ -11,14 +11,14 @@ The output is a ``save_pretrained``-style folder (config, generation config, tok
 steps and weights are recorded in each shard's metadata and in ``currimix.json``. It appears
 atomically: until it is complete it exists only as a hidden ``.<name>.tmp-*`` folder.
 
-From the command line (``average_command``)::
+From the command line (`recipes.cli.average`)::
 
     currimix average --run runs/cma --last 6 --weights ema --alpha 0.2 -o runs/cma/average
     currimix average ckpt_a ckpt_b ckpt_c --weights 0.2,0.3,0.5 --output-dtype bfloat16 -o merged
 
-`average_command` is the ``currimix average`` command. Weight presets live in
-`tools.average_weights`, run-folder selection in `tools.average_select`, input formats in
-`tools.average_inputs`.
+The ``currimix average`` command is `recipes.cli.average`. Weight presets live in
+`recipes.averaging` (shared with the recipe's averaging section), run-folder selection in
+`tools.average.select`, input formats in `tools.average.inputs`, the writer in `tools.average.writer`.
 """
 
 from __future__ import annotations
@@ -29,37 +29,31 @@ import queue
 import shutil
 import time
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal, Optional, Sequence
+from typing import Any, Iterator, Literal, Optional, Sequence
 
 import torch
-import typer
 from pydantic import Field
 
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
-from tools.average_inputs import (
+from recipes.averaging import (
+    WeightSpec,
+    parse_weight_spec,
+    resolve_weights,
+)
+from tools.average.inputs import (
     MARKER_FILE,
     CheckpointSource,
     check_compatible,
     open_checkpoint,
 )
-from tools.average_select import select_run_checkpoints
-from tools.average_weights import (
-    EMAWeights,
-    ExplicitWeights,
-    SMAWeights,
-    WeightSpec,
-    WMAWeights,
-    parse_weight_spec,
-    resolve_weights,
-)
-from tools.average_writer import (
+from tools.average.writer import (
     BackgroundWriter,
     OutputTensor,
     StreamingShardWriter,
     atomic_output_dir,
+    check_output_folder,
     parse_size,
     plan_shards,
     shard_names,
@@ -91,19 +85,6 @@ COPIED_FILES = (
     "chat_template*",
     "preprocessor_config.json",
 )
-
-__all__ = [
-    "AverageReport",
-    "average_checkpoints",
-    "average_command",
-    "select_run_checkpoints",
-    "WeightSpec",
-    "SMAWeights",
-    "EMAWeights",
-    "WMAWeights",
-    "ExplicitWeights",
-    "resolve_weights",
-]
 
 
 class AverageReport(StrictModel):
@@ -158,14 +139,19 @@ def average_checkpoints(
     max_shard_bytes = parse_size(shard_size)
     if len(set(p.resolve() for p in inputs)) != len(inputs):
         raise UserError(f"the same checkpoint is given twice in {[str(p) for p in inputs]}")
-    if Path(output).exists() and not overwrite:  # checked again when renaming; this saves the work
-        raise UserError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
+    check_output_folder(Path(output).absolute(), overwrite)  # checked again when writing; this saves the work
 
     sources = [open_checkpoint(p, config_from) for p in inputs]
     try:
         _refuse_overlap(Path(output), sources)
         check_compatible(sources)
         notes = [n for s in sources for n in s.notes]
+        negative = [f"{w:g} ({s.label})" for s, w in zip(sources, weight_values) if w < 0]
+        if negative:
+            notes.append(
+                f"negative weights {', '.join(negative)}: the result extrapolates away from those checkpoints "
+                "instead of averaging them"
+            )
         _check_step_order(sources, spec, notes)
         copied = _files_to_copy(sources)
         plan = _output_plan(sources[0], output_dtype)
@@ -366,154 +352,3 @@ def _write_config(folder: Path, sources: list[CheckpointSource], float_dtypes: s
             if key in config:
                 config[key] = next(iter(float_dtypes))
     write_json(folder / "config.json", config)
-
-
-# --------------------------------------------------------------------------- CLI
-# Enums rather than Literal so typer shows and checks the choices on every supported version.
-
-
-class SourceChoice(str, Enum):
-    snapshots = "snapshots"
-    checkpoints = "checkpoints"
-
-
-class EMAFormChoice(str, Enum):
-    normalized = "normalized"
-    recursive = "recursive"
-
-
-class AccumulateDtypeChoice(str, Enum):
-    float32 = "float32"
-    float64 = "float64"
-
-
-class OutputDtypeChoice(str, Enum):
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-    float64 = "float64"
-
-
-def average_command(
-    inputs: Annotated[
-        Optional[list[Path]],
-        typer.Argument(
-            help="Checkpoint folders to average, oldest first: snapshots, save_pretrained folders "
-            "(safetensors, sharded or pytorch_model.bin) or Accelerate save_state folders. Leave out when using --run.",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Folder to write the averaged model to (appears only when complete).")
-    ] = ...,  # type: ignore[assignment]
-    run: Annotated[
-        Optional[Path],
-        typer.Option("--run", help="Run folder of `currimix train` to pick checkpoints from (with --last/--every)."),
-    ] = None,
-    last: Annotated[
-        Optional[int], typer.Option("--last", min=1, help="With --run: average the K newest checkpoints.")
-    ] = None,
-    every: Annotated[
-        Optional[int],
-        typer.Option("--every", min=1, help="With --run: only checkpoints whose step is a multiple of S."),
-    ] = None,
-    source: Annotated[
-        SourceChoice,
-        typer.Option("--from", help="With --run: pick from snapshots (weights only) or checkpoints (save_state)."),
-    ] = SourceChoice.snapshots,
-    weights: Annotated[
-        str,
-        typer.Option(
-            "--weights",
-            "-w",
-            help="'sma' (uniform), 'ema' (needs --alpha), 'wma' (linear), or one comma-separated weight per checkpoint, oldest first.",
-        ),
-    ] = "sma",
-    alpha: Annotated[
-        Optional[float], typer.Option("--alpha", help="EMA alpha in (0, 1]: w_i ~ (1-alpha)^(K-i), newest heaviest.")
-    ] = None,
-    ema_form: Annotated[
-        EMAFormChoice,
-        typer.Option(
-            "--ema-form",
-            help="normalized: w_i ~ (1-alpha)^(K-i), summing to 1; recursive: the EMA recursion seeded from the oldest checkpoint.",
-        ),
-    ] = EMAFormChoice.normalized,
-    normalize: Annotated[
-        bool, typer.Option("--normalize/--no-normalize", help="Scale explicit weights to sum to 1.")
-    ] = True,
-    accumulate_dtype: Annotated[
-        AccumulateDtypeChoice, typer.Option("--accumulate-dtype", help="Dtype of the running sum: float32 or float64.")
-    ] = AccumulateDtypeChoice.float32,
-    output_dtype: Annotated[
-        Optional[OutputDtypeChoice],
-        typer.Option("--output-dtype", help="Dtype to write floating tensors in; default: the inputs' dtype."),
-    ] = None,
-    shard_size: Annotated[
-        str, typer.Option("--shard-size", help="Largest output shard, e.g. 5GB (10^9 bytes) or 2GiB.")
-    ] = "5GB",
-    device: Annotated[str, typer.Option("--device", help="Where to accumulate: cpu or cuda.")] = "cpu",
-    config_from: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--config-from",
-            help="Folder with config.json and tokenizer for inputs that lack them (save_state folders outside a run).",
-        ),
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing output folder (never an input).")
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Check the inputs and print the weights without writing anything.")
-    ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on stderr).")] = True,
-) -> None:
-    """Average checkpoints (uniform, EMA, linear or explicit weights) into a model folder that loads with transformers."""
-    if run is not None:
-        if inputs:
-            raise UserError("give either checkpoint folders or --run, not both")
-        inputs = select_run_checkpoints(run, last=last, every=every, source=source.value)  # type: ignore[arg-type]
-    elif last is not None or every is not None:
-        raise UserError("--last and --every pick from a run folder; add --run RUN_DIR")
-    if not inputs:
-        raise UserError("no checkpoints given; pass folders or --run RUN_DIR --last K")
-    spec: Any
-    if weights == "ema":
-        if alpha is None:
-            raise UserError("--weights ema needs --alpha (e.g. --alpha 0.2)")
-        spec = {"name": "ema", "alpha": alpha, "form": ema_form.value}
-    elif alpha is not None:
-        raise UserError(f"--alpha only applies to --weights ema, not {weights!r}")
-    elif weights in ("sma", "wma"):
-        spec = weights
-    else:
-        try:
-            values = [float(v) for v in weights.split(",")]
-        except ValueError:
-            raise UserError(
-                f"--weights {weights!r} is neither sma, ema, wma nor a comma-separated list of numbers"
-            ) from None
-        spec = {"name": "explicit", "values": values, "normalize": normalize}
-
-    report = average_checkpoints(
-        inputs,
-        output,
-        spec,
-        accumulate_dtype=accumulate_dtype.value,  # type: ignore[arg-type]
-        output_dtype=output_dtype.value if output_dtype else None,  # type: ignore[arg-type]
-        shard_size=shard_size,
-        device=device,
-        config_from=config_from,
-        overwrite=overwrite,
-        dry_run=dry_run,
-        progress=progress,
-    )
-    for src, step, w in zip(report.sources, report.steps, report.weights):
-        typer.echo(f"  {w:8.5f}  step {step if step is not None else '?':>8}  {src}")
-    for note in report.notes:
-        typer.echo(f"note: {note}")
-    verb = "would write" if dry_run else "wrote"
-    typer.echo(
-        f"{verb} {report.output}: {report.num_tensors} tensors, {report.total_bytes / 1e9:.2f} GB "
-        f"in {len(report.shards)} shard(s), {report.output_dtype}, in {report.seconds:.1f} s"
-    )

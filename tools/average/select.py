@@ -8,51 +8,16 @@ only a folder without one falls back to its ``step_<digits>`` name, and that is 
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from pathlib import Path
 from typing import Literal
 
 from curriculum.errors import UserError
+from recipes.checkpoint import MARKER_FILE, checkpoint_step, read_marker
 
 log = logging.getLogger(__name__)
 
-MARKER_FILE = "currimix.json"
-STEP_NAME = re.compile(r"step_(\d+)")
 KIND_OF_SOURCE = {"snapshots": "snapshot", "checkpoints": "checkpoint"}
-
-
-def read_marker(folder: Path) -> dict | None:
-    """The folder's ``currimix.json`` as a dict, or None when it has none."""
-    path = folder / MARKER_FILE
-    if not path.is_file():
-        return None
-    try:
-        marker = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); it should hold the run's step and kind") from None
-    if not isinstance(marker, dict):
-        raise UserError(f"{path} should hold a JSON object with 'step' and 'kind'")
-    return marker
-
-
-def checkpoint_step(folder: Path) -> tuple[int | None, str | None]:
-    """(step, note): the step from ``currimix.json``, else from a ``step_<digits>`` folder name.
-
-    The note says when the name was used, so callers can report it; (None, None) when neither exists.
-    """
-    marker = read_marker(folder)
-    if marker is not None and "step" in marker:
-        step = marker["step"]
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise UserError(f"{folder / MARKER_FILE}: 'step' must be a non-negative integer, got {step!r}")
-        return step, None
-    match = STEP_NAME.fullmatch(folder.name)
-    if match:
-        note = f"{folder}: no 'step' in {MARKER_FILE}; step {int(match.group(1))} read from the folder name"
-        return int(match.group(1)), note
-    return None, None
 
 
 def select_run_checkpoints(

@@ -34,7 +34,7 @@ import torch
 from safetensors import safe_open
 
 from curriculum.errors import UserError
-from tools.average_select import MARKER_FILE, checkpoint_step, read_marker
+from recipes.checkpoint import MARKER_FILE, checkpoint_step, read_marker, verify_folder
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -143,6 +143,9 @@ def open_checkpoint(folder: Path, config_from: Path | None = None) -> Checkpoint
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"checkpoint {folder} is not a folder")
+    problem = verify_folder(folder) if read_marker(folder) is not None else None
+    if problem is not None:  # a currimix folder whose files no longer match its marker's checksums
+        raise UserError(f"checkpoint {folder} is damaged: {problem}")
     files = _weight_files(folder)
     config_dir = _config_dir(folder, config_from)
     config = load_config(config_dir)
@@ -216,21 +219,51 @@ def _config_dir(folder: Path, config_from: Path | None) -> Path:
     )
 
 
+# Largest header accepted (safetensors itself refuses headers over 100 MB): a damaged length
+# field must not make us allocate gigabytes before the JSON is even parsed.
+MAX_HEADER_BYTES = 100_000_000
+
+
 def _safetensors_refs(path: Path) -> list[TensorRef]:
-    """Tensor metadata from the safetensors header, in file order, without touching the data."""
+    """Tensor metadata from the safetensors header, in file order, without touching the data.
+
+    Every length and offset is checked against the file's size first, so a damaged, truncated or
+    zero-byte file is a UserError naming it (never a MemoryError or a struct error)."""
+    size = path.stat().st_size
+    bad = f"{path} is not a complete safetensors file"
     with open(path, "rb") as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise UserError(f"{bad}: it has {size} bytes, fewer than the 8-byte header length")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > min(MAX_HEADER_BYTES, size - 8):
+            raise UserError(
+                f"{bad}: its header length field says {header_len} bytes, the file has {size} (damaged or truncated)"
+            )
         try:
             header = json.loads(f.read(header_len))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path} is not a safetensors file ({exc})") from None
+            raise UserError(f"{bad} ({exc})") from None
+    if not isinstance(header, dict):
+        raise UserError(f"{bad}: the header is not a JSON object")
     header.pop("__metadata__", None)
     refs = []
     for key, info in header.items():
-        dtype = SAFETENSORS_DTYPES.get(info["dtype"])
+        try:
+            dtype_code, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise UserError(f"{bad}: the header entry of {key!r} is not {{dtype, shape, data_offsets}}") from None
+        dtype = SAFETENSORS_DTYPES.get(dtype_code)
         if dtype is None:
-            raise UserError(f"tensor {key!r} in {path} has dtype {info['dtype']}, which averaging does not support")
-        refs.append(TensorRef(path, key, dtype, tuple(info["shape"]), 8 + header_len + info["data_offsets"][0]))
+            raise UserError(f"tensor {key!r} in {path} has dtype {dtype_code}, which averaging does not support")
+        ref = TensorRef(path, key, dtype, shape, 8 + header_len + begin)
+        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin and end - begin == ref.nbytes):
+            raise UserError(f"{bad}: tensor {key!r} has data offsets {[begin, end]} for {ref.nbytes} bytes")
+        if 8 + header_len + end > size:
+            raise UserError(
+                f"{bad}: tensor {key!r} ends at byte {8 + header_len + end}, the file has {size} (truncated)"
+            )
+        refs.append(ref)
     return sorted(refs, key=lambda r: r.offset)
 
 

@@ -14,18 +14,25 @@ weights in that order. Conventions, stated once here and nowhere else:
   the two differ (alpha=0.2, K=6: newest 0.271 normalized vs 0.200 recursive; oldest 0.089 vs 0.328).
 - ``explicit``: the given values, scaled to sum to 1 unless ``normalize=False``.
 
-Presets are registered in `WEIGHTINGS`, so a recipe can name one as ``{name: ema, alpha: 0.2}``.
+Presets are registered in `WEIGHTINGS`: the recipe's ``averaging.weights`` and ``currimix average``
+use the same configs (``{name: ema, alpha: 0.2}``). `averaging_window` places a recipe's snapshots
+on the plan's steps.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Sequence, Union
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Sequence, Union
 
+import numpy as np
 from pydantic import Field, ValidationError
 
 from curriculum.errors import UserError
-from curriculum.registry import Registry, StrictModel
+from curriculum.registry import Registry, StrictModel, validation_problems
+
+if TYPE_CHECKING:
+    from recipes.config import AveragingConfig
 
 WEIGHTINGS: Registry[list[float]] = Registry("weighting")
 
@@ -93,9 +100,16 @@ def explicit_weights(config: ExplicitWeights, k: int) -> list[float]:
         raise UserError(f"{len(values)} explicit weights given for {k} checkpoints; give exactly one per checkpoint")
     if not all(math.isfinite(v) for v in values):
         raise UserError(f"explicit weights must be finite numbers, got {values}")
+    try:
+        total = math.fsum(values)
+    except OverflowError:
+        total = math.inf
+    if not math.isfinite(total):
+        raise UserError(
+            f"explicit weights {values} overflow when summed; use weights of a sensible size (e.g. summing to 1)"
+        )
     if not config.normalize:
         return values
-    total = math.fsum(values)
     if total == 0.0:
         raise UserError(f"explicit weights {values} sum to 0 and cannot be normalized")
     return [v / total for v in values]
@@ -112,7 +126,7 @@ def parse_weight_spec(spec: WeightSpec | str | Sequence[float] | dict[str, Any])
             return WEIGHTINGS.parse(spec)  # type: ignore[return-value]
         return ExplicitWeights(values=[float(v) for v in spec])
     except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc'])) or 'weights'}: {e['msg']}" for e in exc.errors()]
+        problems = validation_problems(exc, spec if isinstance(spec, dict) else None, top="weights")
         raise UserError(f"invalid averaging weights {spec!r}", problems) from None
 
 
@@ -124,3 +138,48 @@ def resolve_weights(spec: WeightSpec | str | Sequence[float] | dict[str, Any], k
     weights = WEIGHTINGS.build(config, k)
     assert len(weights) == k, (config, weights)
     return weights
+
+
+@dataclass(frozen=True)
+class AveragingWindow:
+    """Where the averaging snapshots are taken (after that many optimizer steps) and their weights."""
+
+    steps: tuple[int, ...]
+    weights: tuple[float, ...]
+    method: str
+
+
+def averaging_window(
+    config: "AveragingConfig", total_steps: int, phases: dict[str, tuple[int, int]]
+) -> AveragingWindow | None:
+    """Snapshot steps and weights from the recipe's averaging section (None when averaging is off)."""
+    if config.snapshots is None:
+        return None
+    k = config.snapshots
+
+    def phase_range(name: str, key: str) -> tuple[int, int]:
+        if name not in phases:
+            raise UserError(f"averaging.{key} names phase {name!r}; phases of this plan: {sorted(phases) or 'none'}")
+        return phases[name]
+
+    if config.end_at == "end":
+        end = total_steps
+    else:
+        name, _, edge = config.end_at.rpartition(".")
+        if edge not in {"start", "end"} or not name:
+            raise UserError(f"averaging.end_at={config.end_at!r}: use `end`, `<phase>.start` or `<phase>.end`")
+        first, stop = phase_range(name, "end_at")
+        end = first if edge == "start" else stop
+    if config.over_phase is not None:
+        first, stop = phase_range(config.over_phase, "over_phase")
+        steps = np.round(np.linspace(first + (stop - first) / k, stop, k)).astype(int).tolist()
+    else:
+        spacing = config.every_steps or 0
+        steps = [end - (k - 1 - i) * spacing for i in range(k)]
+    if steps[0] < 1 or len(set(steps)) != k:
+        raise UserError(
+            f"averaging window of {k} snapshots (steps {steps[0]}..{steps[-1]}) does not fit in a "
+            f"run of {total_steps} steps; use fewer snapshots or a smaller spacing"
+        )
+    weights = resolve_weights(config.weights, k)
+    return AveragingWindow(tuple(int(s) for s in steps), tuple(float(w) for w in weights), config.weights.name)

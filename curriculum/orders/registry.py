@@ -1,0 +1,18 @@
+"""The ordering registry (its own module so ordering modules can import it without cycles)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from curriculum.orders.base import Ordering
+from curriculum.registry import Registry
+
+ORDERINGS: Registry[Ordering] = Registry("ordering")
+
+
+def build_ordering(config: BaseModel | dict[str, Any], scores: np.ndarray, key: int) -> Ordering:
+    """The ordering named by ``config`` over one domain's per-sequence ``scores``."""
+    return ORDERINGS.build(ORDERINGS.parse(config), scores, key)

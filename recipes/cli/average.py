@@ -1,0 +1,169 @@
+"""`currimix average`: a weighted average of checkpoints, streamed tensor by tensor, into a model folder.
+
+Weights use the presets of `recipes.averaging` (the same ones a recipe's ``averaging.weights``
+names); the averaging itself is `tools.average`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from curriculum.errors import UserError
+from recipes.cli.app import command, quiet_transformers
+
+# Enums rather than Literal so typer shows and checks the choices on every supported version.
+
+
+class SourceChoice(str, Enum):
+    snapshots = "snapshots"
+    checkpoints = "checkpoints"
+
+
+class EMAFormChoice(str, Enum):
+    normalized = "normalized"
+    recursive = "recursive"
+
+
+class AccumulateDtypeChoice(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class OutputDtypeChoice(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float64 = "float64"
+
+
+@command("average")
+def average_command(
+    inputs: Annotated[
+        Optional[list[Path]],
+        typer.Argument(
+            help="Checkpoint folders to average, oldest first: snapshots, save_pretrained folders "
+            "(safetensors, sharded or pytorch_model.bin) or Accelerate save_state folders. Leave out when using --run.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder to write the averaged model to (appears only when complete).")
+    ] = ...,  # type: ignore[assignment]
+    run: Annotated[
+        Optional[Path],
+        typer.Option("--run", help="Run folder of `currimix train` to pick checkpoints from (with --last/--every)."),
+    ] = None,
+    last: Annotated[
+        Optional[int], typer.Option("--last", min=1, help="With --run: average the K newest checkpoints.")
+    ] = None,
+    every: Annotated[
+        Optional[int],
+        typer.Option("--every", min=1, help="With --run: only checkpoints whose step is a multiple of S."),
+    ] = None,
+    source: Annotated[
+        SourceChoice,
+        typer.Option("--from", help="With --run: pick from snapshots (weights only) or checkpoints (save_state)."),
+    ] = SourceChoice.snapshots,
+    weights: Annotated[
+        str,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="'sma' (uniform), 'ema' (needs --alpha), 'wma' (linear), or one comma-separated weight per checkpoint, oldest first.",
+        ),
+    ] = "sma",
+    alpha: Annotated[
+        Optional[float], typer.Option("--alpha", help="EMA alpha in (0, 1]: w_i ~ (1-alpha)^(K-i), newest heaviest.")
+    ] = None,
+    ema_form: Annotated[
+        EMAFormChoice,
+        typer.Option(
+            "--ema-form",
+            help="normalized: w_i ~ (1-alpha)^(K-i), summing to 1; recursive: the EMA recursion seeded from the oldest checkpoint.",
+        ),
+    ] = EMAFormChoice.normalized,
+    normalize: Annotated[
+        bool, typer.Option("--normalize/--no-normalize", help="Scale explicit weights to sum to 1.")
+    ] = True,
+    accumulate_dtype: Annotated[
+        AccumulateDtypeChoice, typer.Option("--accumulate-dtype", help="Dtype of the running sum: float32 or float64.")
+    ] = AccumulateDtypeChoice.float32,
+    output_dtype: Annotated[
+        Optional[OutputDtypeChoice],
+        typer.Option("--output-dtype", help="Dtype to write floating tensors in; default: the inputs' dtype."),
+    ] = None,
+    shard_size: Annotated[
+        str, typer.Option("--shard-size", help="Largest output shard, e.g. 5GB (10^9 bytes) or 2GiB.")
+    ] = "5GB",
+    device: Annotated[str, typer.Option("--device", help="Where to accumulate: cpu or cuda.")] = "cpu",
+    config_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config-from",
+            help="Folder with config.json and tokenizer for inputs that lack them (save_state folders outside a run).",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output folder (never an input).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the inputs and print the weights without writing anything.")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on stderr).")] = True,
+) -> None:
+    """Average checkpoints (uniform, EMA, linear or explicit weights) into a model folder that loads with transformers."""
+    from tools.average import average_checkpoints, select_run_checkpoints
+
+    quiet_transformers()
+    if run is not None:
+        if inputs:
+            raise UserError("give either checkpoint folders or --run, not both")
+        inputs = select_run_checkpoints(run, last=last, every=every, source=source.value)  # type: ignore[arg-type]
+    elif last is not None or every is not None:
+        raise UserError("--last and --every pick from a run folder; add --run RUN_DIR")
+    if not inputs:
+        raise UserError("no checkpoints given; pass folders or --run RUN_DIR --last K")
+    spec: Any
+    if weights == "ema":
+        if alpha is None:
+            raise UserError("--weights ema needs --alpha (e.g. --alpha 0.2)")
+        spec = {"name": "ema", "alpha": alpha, "form": ema_form.value}
+    elif alpha is not None:
+        raise UserError(f"--alpha only applies to --weights ema, not {weights!r}")
+    elif weights in ("sma", "wma"):
+        spec = weights
+    else:
+        try:
+            values = [float(v) for v in weights.split(",")]
+        except ValueError:
+            raise UserError(
+                f"--weights {weights!r} is neither sma, ema, wma nor a comma-separated list of numbers"
+            ) from None
+        spec = {"name": "explicit", "values": values, "normalize": normalize}
+
+    report = average_checkpoints(
+        inputs,
+        output,
+        spec,
+        accumulate_dtype=accumulate_dtype.value,  # type: ignore[arg-type]
+        output_dtype=output_dtype.value if output_dtype else None,  # type: ignore[arg-type]
+        shard_size=shard_size,
+        device=device,
+        config_from=config_from,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        progress=progress,
+    )
+    for src, step, w in zip(report.sources, report.steps, report.weights):
+        typer.echo(f"  {w:8.5f}  step {step if step is not None else '?':>8}  {src}")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    verb = "would write" if dry_run else "wrote"
+    typer.echo(
+        f"{verb} {report.output}: {report.num_tensors} tensors, {report.total_bytes / 1e9:.2f} GB "
+        f"in {len(report.shards)} shard(s), {report.output_dtype}, in {report.seconds:.1f} s"
+    )
