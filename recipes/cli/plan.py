@@ -26,7 +26,7 @@ def plan(
     """Print and plot the run's timeline: LR, mixture, curriculum, repeats, averaging window."""
     from recipes.loading import dump_recipe
     from recipes.plan import build_plan
-    from recipes.plan_report import plan_summary, print_summary
+    from recipes.plan_report import coverage_summary, plan_summary, print_coverage, print_summary
     from tools.plotting import plot_plan
 
     r = load(recipe, set_)
@@ -35,6 +35,8 @@ def plan(
     p = build_plan(r)
     summary = plan_summary(p)
     print_summary(summary, console)
+    summary["coverage"] = coverage_summary(p)
+    print_coverage(summary["coverage"], console)
     out = png or (r.run_path / "plan.png")
     plot_plan(p, out)
     console.print(f"timeline plot: {out}")
