@@ -94,7 +94,9 @@ def test_sweep_is_one_sorted_pass_over_the_whole_budget() -> None:
     n = len(SCORES)
     budget = 2 * n + 1000
     for subset in ("random", "top"):
-        seen = DomainStream({"name": "ascending"}, SCORES, key=4, budget=budget, past_epoch="sweep", subset=subset).seen()
+        seen = DomainStream(
+            {"name": "ascending"}, SCORES, key=4, budget=budget, past_epoch="sweep", subset=subset
+        ).seen()
         assert np.all(np.diff(SCORES[seen]) >= 0), "one ascending sweep over all passes"
         counts = np.bincount(seen, minlength=n)
         assert set(np.unique(counts)) == {2, 3} and (counts == 3).sum() == 1000
@@ -135,11 +137,16 @@ def test_ascending_over_a_partial_epoch_rises_through_the_whole_range(make_recip
         assert np.all(np.diff(scores) >= 0)
         assert scores[-1] >= np.quantile(domain, 0.8), "the run must reach the domain's best data"
     prefix = build_plan(
-        make_recipe(curriculum={"order": {"name": "ascending"}, "subset": "prefix"}, training={"steps": 6, "global_batch_size": 8, "micro_batch_size": 4})
+        make_recipe(
+            curriculum={"order": {"name": "ascending"}, "subset": "prefix"},
+            training={"steps": 6, "global_batch_size": 8, "micro_batch_size": 4},
+        )
     )
     start, stop = split.domain_range(1)
     budget = int(prefix.consumed_before(prefix.total_steps)[1])
-    assert split.score[start + prefix.sampler.domain_positions(1, 0, budget)].max() <= np.quantile(split.score[start:stop], 0.6)
+    assert split.score[start + prefix.sampler.domain_positions(1, 0, budget)].max() <= np.quantile(
+        split.score[start:stop], 0.6
+    )
 
 
 def test_phased_boundaries_are_fractions_of_training(make_recipe) -> None:
@@ -183,7 +190,13 @@ def test_phased_boundaries_are_fractions_of_training(make_recipe) -> None:
     )
     assert fraction.boundary_step(0.5) == switch
     with pytest.raises(UserError, match="names no phase"):
-        build_plan(make_recipe(curriculum={"order": {"name": "phased", "boundaries": ["tail.start"], "orders": ["random", "ascending"]}}))
+        build_plan(
+            make_recipe(
+                curriculum={
+                    "order": {"name": "phased", "boundaries": ["tail.start"], "orders": ["random", "ascending"]}
+                }
+            )
+        )
 
 
 @pytest.mark.parametrize(
@@ -196,7 +209,10 @@ def test_phased_boundaries_are_fractions_of_training(make_recipe) -> None:
 def test_resume_is_bitwise_with_subsets_and_training_time_phases(make_recipe, tmp_path: Path, curriculum) -> None:
     from recipes.pretrain import train
 
-    common = {"curriculum": curriculum, "mixture": {"mixer": {"name": "static", "weights": "natural"}, "on_cap": "warn"}}
+    common = {
+        "curriculum": curriculum,
+        "mixture": {"mixer": {"name": "static", "weights": "natural"}, "on_cap": "warn"},
+    }
     full = make_recipe(run_dir=str(tmp_path / "full"), **common)
     train(full, show_progress=False)
     split = make_recipe(run_dir=str(tmp_path / "split"), **common)
@@ -214,7 +230,11 @@ def test_plan_reports_coverage_and_warns_on_one_end(make_recipe) -> None:
     for c in fair.values():
         assert c["warning"] is None and c["quantile_range"][0] < 0.2 and c["quantile_range"][1] > 0.8
         assert c["end_quantile"] > c["start_quantile"]
-    worst = coverage_summary(build_plan(make_recipe(training=short, curriculum={"order": {"name": "ascending"}, "subset": "prefix"})))
+    worst = coverage_summary(
+        build_plan(make_recipe(training=short, curriculum={"order": {"name": "ascending"}, "subset": "prefix"}))
+    )
     assert all("lowest part" in c["warning"] for c in worst.values())
-    chosen = coverage_summary(build_plan(make_recipe(training=short, curriculum={"order": {"name": "ascending"}, "subset": "top"})))
+    chosen = coverage_summary(
+        build_plan(make_recipe(training=short, curriculum={"order": {"name": "ascending"}, "subset": "top"}))
+    )
     assert all(c["warning"] is None and c["quantile_range"][0] > 0.3 for c in chosen.values())

@@ -30,7 +30,10 @@ def write_grid(folder: Path, corpus: Path, store: Path, **changes) -> Path:
         "base": "base.yaml",
         "seeds": [0, 1],
         "axes": {
-            "order": {"random": {"curriculum.order": {"name": "random"}}, "ascending": {"curriculum.order": {"name": "ascending"}}}
+            "order": {
+                "random": {"curriculum.order": {"name": "random"}},
+                "ascending": {"curriculum.order": {"name": "ascending"}},
+            }
         },
         "averaging": {"last": None, "ema2": {"last": 2, "weights": {"name": "ema", "alpha": 0.2}}},
         "references": [{"order": "random"}, {"averaging": "last"}],
@@ -84,7 +87,9 @@ def test_cli_prints_one_argument_list_per_variant(corpus_dir, tiny_store, tmp_pa
     from recipes.cli import app
 
     path = write_grid(tmp_path, corpus_dir, tiny_store)
-    result = CliRunner().invoke(app, ["sweep", str(path), "--size", "wide", "--print-commands", "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        app, ["sweep", str(path), "--size", "wide", "--print-commands", "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 0, result.output
     commands = [json.loads(line) for line in result.output.strip().splitlines()]
     assert commands[0][:2] == ["currimix", "prepare"] and len(commands) == 1 + 4
@@ -102,7 +107,10 @@ def test_cli_prints_one_argument_list_per_variant(corpus_dir, tiny_store, tmp_pa
         ({"references": [{"lr": "x"}]}, "neither an axis"),
         ({"references": [{"order": "sorted"}]}, "not one of"),
         ({"averaging": {"last": None, "ema9": {"last": 9, "weights": {"name": "sma"}}}}, "averages the last 9"),
-        ({"axes": {"data": {"a": {"data.seq_len": 16}, "b": {"data.seq_len": 32}}}, "references": []}, "share one token store"),
+        (
+            {"axes": {"data": {"a": {"data.seq_len": 16}, "b": {"data.seq_len": 32}}}, "references": []},
+            "share one token store",
+        ),
         ({"seeds": []}, "seeds"),
     ],
 )
@@ -151,7 +159,11 @@ def test_a_run_folder_from_another_plan_is_started_again(make_recipe, tmp_path: 
     assert run_state(tmp_path / "run", recipe, print) == "new"
     final = tmp_path / "run" / "final"
     final.mkdir(parents=True)
-    (final / "currimix.json").write_text(json.dumps({"format": 1, "kind": "final", "step": 12, "plan_fingerprint": build_plan(recipe).fingerprint}))
+    (final / "currimix.json").write_text(
+        json.dumps({"format": 1, "kind": "final", "step": 12, "plan_fingerprint": build_plan(recipe).fingerprint})
+    )
     assert run_state(tmp_path / "run", recipe, print) == "trained"
-    (final / "currimix.json").write_text(json.dumps({"format": 1, "kind": "final", "step": 12, "plan_fingerprint": "0" * 16}))
+    (final / "currimix.json").write_text(
+        json.dumps({"format": 1, "kind": "final", "step": 12, "plan_fingerprint": "0" * 16})
+    )
     assert run_state(tmp_path / "run", recipe, print) == "new" and not (tmp_path / "run").exists()

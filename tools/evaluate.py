@@ -13,7 +13,9 @@ from curriculum.store import TokenStore
 from recipes.evaluation import evaluate_domains, evaluate_quality
 
 
-def load_for_eval(model_dir: str | Path, store: TokenStore, device: str = "auto") -> tuple[torch.nn.Module, torch.device]:
+def load_for_eval(
+    model_dir: str | Path, store: TokenStore, device: str = "auto"
+) -> tuple[torch.nn.Module, torch.device]:
     """A saved model folder (anything `from_pretrained` loads) in fp32 on ``device``, checked against the store."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 from curriculum.permutation import derive_key, permute
 
-
 # A point in training time: a fraction of the run in (0, 1), or a named mixer phase edge such as
 # "upsample.start" / "tau_low.end".
 Boundary = Union[float, str]

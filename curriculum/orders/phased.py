@@ -132,7 +132,9 @@ class PhasedOrder(Ordering):
 
     def edges_at(self, epoch: int) -> np.ndarray:
         """Segment starts (plus n) in ``epoch``; without a timeline the same in every epoch."""
-        return self.edges if self.timeline is None else segment_edges(self.config.boundaries, self.n, self.timeline, epoch)
+        return (
+            self.edges if self.timeline is None else segment_edges(self.config.boundaries, self.n, self.timeline, epoch)
+        )
 
     def lookup(self, epoch: int, positions: np.ndarray) -> np.ndarray:
         edges = self.edges_at(epoch)

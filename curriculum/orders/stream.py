@@ -152,7 +152,9 @@ class DomainStream:
         """Local sequence indices at stream ``positions`` (each in [0, budget))."""
         positions = np.asarray(positions, dtype=np.int64)
         if positions.size and (positions.min() < 0 or positions.max() >= self.budget):
-            raise IndexError(f"stream positions must lie in [0, {self.budget}), got {positions.min()}..{positions.max()}")
+            raise IndexError(
+                f"stream positions must lie in [0, {self.budget}), got {positions.min()}..{positions.max()}"
+            )
         if self.sweep is not None:
             return self.sweep.lookup(0, positions)
         out = np.empty_like(positions)

@@ -13,7 +13,12 @@ from recipes.cli.app import ProgressOpt, command, console, quiet_transformers
 
 @command()
 def sweep(
-    grid: Annotated[Path, typer.Argument(help="Grid YAML (base recipe, axes, seeds, sizes), e.g. recipes/presets/grids/temperature-cooldown.yaml.")],
+    grid: Annotated[
+        Path,
+        typer.Argument(
+            help="Grid YAML (base recipe, axes, seeds, sizes), e.g. recipes/presets/grids/temperature-cooldown.yaml."
+        ),
+    ],
     size: Annotated[str, typer.Option(help="Which of the grid's sizes to run (cpu, gpu, ...).")] = "cpu",
     out: Annotated[Optional[Path], typer.Option(help="Output folder; default runs/sweeps/<grid name>/<size>.")] = None,
     print_commands: Annotated[

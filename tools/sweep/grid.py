@@ -71,10 +71,10 @@ class GridConfig(StrictModel):
     metrics: list[str] = Field(
         default_factory=lambda: ["val/mean"], description="Metric columns of the Markdown table, in order."
     )
-    plot_metrics: list[str] | None = Field(
-        None, description="Metrics of the final-loss bar plot; default: `metrics`."
+    plot_metrics: list[str] | None = Field(None, description="Metrics of the final-loss bar plot; default: `metrics`.")
+    eval_sequences_per_domain: int = Field(
+        256, ge=1, description="Held-out (and train) sequences evaluated per domain."
     )
-    eval_sequences_per_domain: int = Field(256, ge=1, description="Held-out (and train) sequences evaluated per domain.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "GridConfig":

@@ -163,7 +163,10 @@ def plot_final(grid: Grid, rows: list[Row], path: Path) -> Path:
     grouped = cells(grid, rows)
     labels = [",".join(k) for k in grouped]
     fig, axes = plt.subplots(
-        len(metrics), 1, figsize=(max(6, 0.45 * len(labels) + 2), 2.2 * len(metrics) + 1.2), squeeze=False,
+        len(metrics),
+        1,
+        figsize=(max(6, 0.45 * len(labels) + 2), 2.2 * len(metrics) + 1.2),
+        squeeze=False,
         constrained_layout=True,
     )
     for ax, m in zip(axes[:, 0], metrics):
@@ -181,7 +184,9 @@ def plot_final(grid: Grid, rows: list[Row], path: Path) -> Path:
         ax.set_ylabel(m, fontsize=8)
         ax.set_xticks(x)
         ax.set_xticklabels(labels if ax is axes[-1, 0] else [""] * len(labels), rotation=60, ha="right", fontsize=7)
-    axes[0, 0].set_title(f"{grid.config.name} ({grid.size}): final loss (bar = mean, whiskers = seed min..max)", fontsize=10)
+    axes[0, 0].set_title(
+        f"{grid.config.name} ({grid.size}): final loss (bar = mean, whiskers = seed min..max)", fontsize=10
+    )
     return _save(fig, path)
 
 

@@ -34,6 +34,7 @@ def variant_recipe(grid: Grid, variant: Variant) -> Recipe:
 
 def check_shared_store(grid: Grid, recipes: list[Recipe]) -> None:
     """Every variant must read the same documents with the same tokenizer: they share one store."""
+
     def data_key(r: Recipe) -> str:
         dumped = r.model_dump(mode="json")
         dumped["data"].pop("store")
@@ -83,7 +84,16 @@ def commands(grid: Grid) -> list[list[str]]:
     out = [["currimix", "prepare", str(first)]]
     for variant in grid.variants:
         out.append(
-            ["accelerate", "launch", "-m", "recipes.cli", "train", str(grid.recipe_file(variant)), "--resume", "--no-progress"]
+            [
+                "accelerate",
+                "launch",
+                "-m",
+                "recipes.cli",
+                "train",
+                str(grid.recipe_file(variant)),
+                "--resume",
+                "--no-progress",
+            ]
         )
     return out
 
