@@ -14,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from curriculum.errors import UserError
+from recipes.loading import load_recipe
 from tests.conftest import recipe_dict
 from tools.sweep import load_grid, run_grid, write_report
 from tools.sweep.report import compare
@@ -95,6 +96,7 @@ def test_cli_prints_one_argument_list_per_variant(corpus_dir, tiny_store, tmp_pa
     assert commands[0][:2] == ["currimix", "prepare"] and len(commands) == 1 + 4
     for args in commands[1:]:
         assert args[:5] == ["accelerate", "launch", "-m", "recipes.cli", "train"]
+        assert load_recipe(args[5]).model.hidden_size == 64  # what `train` will read
         recipe = yaml.safe_load(Path(args[5]).read_text())
         assert recipe["model"]["hidden_size"] == 64 and recipe["data"]["store"] == str(tmp_path / "o" / "store")
     seeds = sorted(yaml.safe_load(Path(a[5]).read_text())["seed"] for a in commands[1:])

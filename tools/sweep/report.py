@@ -185,7 +185,7 @@ def plot_final(grid: Grid, rows: list[Row], path: Path) -> Path:
         ax.set_xticks(x)
         ax.set_xticklabels(labels if ax is axes[-1, 0] else [""] * len(labels), rotation=60, ha="right", fontsize=7)
     axes[0, 0].set_title(
-        f"{grid.config.name} ({grid.size}): final loss (bar = mean, whiskers = seed min..max)", fontsize=10
+        f"{grid.config.name} ({grid.size}): final loss\n(bar = mean over seeds, whiskers = min..max)", fontsize=10
     )
     return _save(fig, path)
 

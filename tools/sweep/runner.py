@@ -18,18 +18,25 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from curriculum.errors import UserError
 from recipes.checkpoint import step_folder
 from recipes.config import Recipe
-from recipes.loading import dump_recipe, load_recipe
+from recipes.loading import apply_overrides, read_recipe_yaml, recipe_from_dict
 from tools.sweep.grid import Grid, Variant
 
 RESULT_FILE = "sweep-result.json"
 
 
+def variant_raw(grid: Grid, variant: Variant) -> dict[str, Any]:
+    """The variant's recipe as written: the base (with `extends` resolved) plus its overrides."""
+    return apply_overrides(read_recipe_yaml(grid.base_path), list(variant.overrides))
+
+
 def variant_recipe(grid: Grid, variant: Variant) -> Recipe:
-    """The validated recipe of one variant (base + size + axes + seed)."""
-    return load_recipe(grid.base_path, list(variant.overrides))
+    """The validated recipe of one variant (base + axes + size + seed)."""
+    return recipe_from_dict(variant_raw(grid, variant), source=f"grid {grid.config.name!r} variant {variant.slug}")
 
 
 def check_shared_store(grid: Grid, recipes: list[Recipe]) -> None:
@@ -61,14 +68,16 @@ def check_snapshots(grid: Grid, recipe: Recipe) -> None:
 
 
 def write_recipes(grid: Grid) -> list[Recipe]:
-    """Validate every variant's recipe and write it (resolved) under ``<out>/recipes/``."""
+    """Validate every variant's recipe and write it under ``<out>/recipes/``: the base plus the
+    variant's overrides, as given (a fully resolved dump would spell out defaults, which some
+    configs refuse to read back, e.g. `over` next to a step tau schedule)."""
     recipes = [variant_recipe(grid, v) for v in grid.variants]
     check_shared_store(grid, recipes)
     for variant, recipe in zip(grid.variants, recipes):
         check_snapshots(grid, recipe)
         path = grid.recipe_file(variant)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(path, dump_recipe(recipe))
+        _write_text(path, yaml.safe_dump(variant_raw(grid, variant), sort_keys=False))
     return recipes
 
 
