@@ -238,3 +238,12 @@ def test_plan_reports_coverage_and_warns_on_one_end(make_recipe) -> None:
         build_plan(make_recipe(training=short, curriculum={"order": {"name": "ascending"}, "subset": "top"}))
     )
     assert all(c["warning"] is None and c["quantile_range"][0] > 0.3 for c in chosen.values())
+
+
+def test_a_sweep_too_large_to_hold_is_refused(monkeypatch) -> None:
+    import curriculum.orders.stream as stream
+
+    monkeypatch.setattr(stream, "MAX_SWEEP_ITEMS", 10_000)
+    with pytest.raises(UserError, match="past_epoch: reshuffle"):
+        DomainStream({"name": "ascending"}, SCORES, key=1, budget=20_000, past_epoch="sweep")
+    DomainStream({"name": "ascending"}, SCORES, key=1, budget=20_000, past_epoch="reshuffle")

@@ -42,6 +42,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import BaseModel
 
+from curriculum.errors import UserError
 from curriculum.orders.base import Boundary, Ordering, stable_rank_order
 from curriculum.orders.registry import ORDERINGS, build_ordering
 from curriculum.permutation import derive_key, permute
@@ -49,6 +50,8 @@ from curriculum.permutation import derive_key, permute
 Subset = Literal["random", "top", "prefix"]
 PastEpoch = Literal["reshuffle", "repeat", "sweep", "stop"]
 SUBSETS: tuple[str, ...] = ("random", "top", "prefix")
+# A sweep materialises its multiset of samples (an int64 index and a float64 score each).
+MAX_SWEEP_ITEMS = 1 << 27
 PAST_EPOCH_RULES: tuple[str, ...] = ("reshuffle", "repeat", "sweep", "stop")
 
 # Stream position of a boundary (a training fraction or "<phase>.start"/"<phase>.end").
@@ -123,6 +126,12 @@ class DomainStream:
             self.full, self.full_passes, self.rest = _Pass(whole, None, epoch_of), -(-self.budget // n), 0
             return
         if past_epoch == "sweep" and self.budget > n and _sorts_by_score(self.config):
+            if self.budget > MAX_SWEEP_ITEMS:
+                raise UserError(
+                    f"curriculum.past_epoch=sweep orders all {self.budget:,} samples of a domain at once "
+                    f"({self.budget / n:.0f} epochs of {n:,} sequences), more than the {MAX_SWEEP_ITEMS:,} it "
+                    "holds in memory; use past_epoch: reshuffle (the curriculum repeats every pass) instead"
+                )
             extra = choose_subset(subset, self.scores, self.rest, derive_key(key, "sweep-extra"))
             items = np.concatenate([np.tile(np.arange(n, dtype=np.int64), self.full_passes), extra])
             ordering = self._ordering(self.scores[items], lambda k: 0, self.budget, derive_key(key, "sweep"))
