@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 
 from curriculum.documents import SourceConfig
 from curriculum.orders import ORDERINGS
+from curriculum.orders.stream import PastEpoch, Subset
 from curriculum.registry import StrictModel
 from curriculum.scorers import SCORERS
 from mixers import MIXERS
@@ -171,7 +172,7 @@ class CurriculumConfig(StrictModel):
         description="How each domain's sequences are ordered (random, ascending, ...).",
     )
     per_domain: dict[str, OrderingSpec] = Field(default_factory=dict, description="Orderings for given domains.")
-    subset: Literal["random", "top", "prefix"] = Field(
+    subset: Subset = Field(
         "random",
         description="Which sequences a partial pass over a domain sees (a budget under one epoch, or the "
         "last partial pass): `random` = a keyed uniform sample, so the seen data keeps the domain's quality "
@@ -179,7 +180,7 @@ class CurriculumConfig(StrictModel):
         "`prefix` = the first positions of the order over the whole domain (an ascending order then sees "
         "only the worst sequences). See curriculum/orders/stream.py.",
     )
-    past_epoch: Literal["reshuffle", "repeat", "sweep", "stop"] = Field(
+    past_epoch: PastEpoch = Field(
         "reshuffle",
         description="Beyond one epoch: `reshuffle` = each pass ordered again with its random parts redrawn "
         "(the curriculum repeats every pass); `repeat` = the same order every pass; `sweep` = one ordered "

@@ -49,10 +49,8 @@ from curriculum.permutation import derive_key, permute
 
 Subset = Literal["random", "top", "prefix"]
 PastEpoch = Literal["reshuffle", "repeat", "sweep", "stop"]
-SUBSETS: tuple[str, ...] = ("random", "top", "prefix")
 # A sweep materialises its multiset of samples (an int64 index and a float64 score each).
 MAX_SWEEP_ITEMS = 1 << 27
-PAST_EPOCH_RULES: tuple[str, ...] = ("reshuffle", "repeat", "sweep", "stop")
 
 # Stream position of a boundary (a training fraction or "<phase>.start"/"<phase>.end").
 StreamTimeline = Callable[[Boundary], int]
@@ -112,7 +110,10 @@ class DomainStream:
         self.past_epoch = past_epoch
         self._timeline = timeline
         if self.budget and not self.n:
-            raise ValueError("a domain without sequences cannot have a budget")
+            raise UserError(
+                f"the plan takes {self.budget} samples from a domain with no training sequences; "
+                "give it weight 0 or add data"
+            )
         self.full_passes, self.rest = divmod(self.budget, self.n) if self.n else (0, 0)
         epoch_of = (lambda k: 0) if past_epoch == "repeat" else (lambda k: k)
         self.sweep: _Pass | None = None
