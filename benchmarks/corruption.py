@@ -134,8 +134,18 @@ def scorer_factories(never_scored: set[str]) -> dict[str, Callable[[], Scorer]]:
         "spam": scorers_data.spamassassin(),
         "stackexchange": scorers_data.stackexchange(),
     }
-    pos = [t for name, (texts, y) in sets.items() for t, v in zip(texts, y) if (v >= 3 if name == "stackexchange" else v == 1)]
-    neg = [t for name, (texts, y) in sets.items() for t, v in zip(texts, y) if (v <= 0 if name == "stackexchange" else v == 0)]
+    pos = [
+        t
+        for name, (texts, y) in sets.items()
+        for t, v in zip(texts, y)
+        if (v >= 3 if name == "stackexchange" else v == 1)
+    ]
+    neg = [
+        t
+        for name, (texts, y) in sets.items()
+        for t, v in zip(texts, y)
+        if (v <= 0 if name == "stackexchange" else v == 0)
+    ]
     generic = [t for texts in scorers_data.reference_positives().values() for t in texts if t not in never_scored]
     synthetic = scorers_data.shuffled_negatives(generic[::3])
 
@@ -166,7 +176,7 @@ def _our_rules() -> list[str]:
     """The heuristic's rules that carry no published cut (switched off in the ablation row)."""
     from curriculum.scorers import heuristic
 
-    return [r.name for r in heuristic.RULES if getattr(r, "ours", False) or "-style" in r.source]
+    return [r.name for r in heuristic.RULES if r.ours]
 
 
 def table(results: dict[str, dict[str, float]], kinds: list[str]) -> str:
