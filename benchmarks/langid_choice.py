@@ -2,6 +2,10 @@
 
     python benchmarks/langid_choice.py [--lingua-path DIR]
 
+Needs the candidates, which are not project dependencies except pycld2 (the `filters` extra):
+``pip install py3langid pycld2`` and, for lingua (a 96 MB wheel), ``pip install --no-deps
+--target DIR lingua-language-detector`` then ``--lingua-path DIR``.
+
 The shared corpus is almost all English (pycld2 calls all 499 DCLM pages and all but 11 Stack
 Exchange posts English), so the labelled set is built from what is there, by hand:
 
