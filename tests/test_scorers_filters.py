@@ -97,3 +97,12 @@ def test_heuristic_scores_corrupted_copies_of_real_documents_lower(corpus):
     # (CI without ../shared) >= 0.64 except sentence_shuffle 0.52
     floor = {"sentence_shuffle": 0.4}
     assert all(aucs[k] >= floor.get(k, 0.6) for k in aucs), aucs
+
+
+def test_heuristic_vocabulary_follows_the_configured_language():
+    from curriculum.scorers.heuristic import rule_values
+
+    assert rule_values([GERMAN], language="de")["valid_word_ratio"][0] > 0.9
+    assert rule_values([GERMAN], language="en")["valid_word_ratio"][0] < 0.6
+    with pytest.raises(UserError, match="no large word list"):
+        build_scorer({"name": "heuristic", "language": "xx"})

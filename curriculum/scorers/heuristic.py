@@ -1,18 +1,27 @@
-"""`heuristic` scorer: the Gopher / C4 / FineWeb document-quality rules as one continuous score.
+"""`heuristic` scorer: document-quality rules (Gopher, FineWeb, and our own) as one continuous score.
 
-Besides the published rules there are five spam / advertising markers (exclamation marks,
-currency symbols, e-mail addresses, HTML entities, call-to-action lines) whose cuts borrow those
-of the nearest published rule; none was fitted to a labelled set.
+Three kinds of rule (`RULES`; each cites its source and cut, ``ours`` marks our own cuts):
 
-Each rule measures one property of a document (`RULES` lists them with their source and the
-published threshold). Instead of a pass/fail cut, every rule contributes a *soft penalty*
+- published rules with their published cuts: Gopher's quality and repetition rules, FineWeb's
+  line rules (terminal punctuation, short lines, line breaks, duplicated-line characters);
+- ratios after C4 / RedPajama-v2 signals and five spam / advertising markers, whose cuts are
+  ours (the markers were added after a spam ROC-AUC had been seen; BENCHMARKS.md has the
+  history of every rule and what had been measured by then);
+- character-level damage, ours: the share of letter words found in a vocabulary (wordfreq's
+  100k most frequent words of ``language``), doubled words, sentences starting in lowercase, and
+  mojibake (ftfy's badness). Without them the repetition rules made letter noise look *better*
+  (it breaks repeated n-grams); their cuts and weights were chosen on the tune half of
+  `benchmarks/corruption.py`, never on the human-label sets.
+
+Instead of a pass/fail cut, every rule contributes a *soft penalty*
 
     penalty = softplus((lo - value) / scale) + softplus((value - hi) / scale)   (capped)
 
-which is ~0 well inside the published range, ln 2 at the threshold and grows linearly past it, so
+which is ~0 well inside the accepted range, ln 2 at the threshold and grows linearly past it, so
 documents are ordered by *how far* they are from failing rather than split into two piles.
 Count rules (word count) are compared in log space. The score is minus the weighted sum of
-penalties (higher = better); `rule_values(texts)` returns every rule's raw value for inspection.
+penalties (weights: `Rule.weight`, overridable per rule; higher score = better);
+`rule_values(texts)` returns every rule's raw value for inspection.
 
 Speed: the line/word rules are a handful of C-level string operations per document, and the
 n-gram repetition rules run vectorised over the whole batch at once (one sort per n over
@@ -42,14 +51,14 @@ from curriculum.scorers.registry import SCORERS
 class Rule:
     """One quality rule: the accepted range [lo, hi] of its value and the softness of the penalty.
 
-    ``source`` cites where the measurement *and* its cut come from. ``ours`` marks a rule whose cut
+    ``cite`` says where the measurement *and* its cut come from. ``ours`` marks a rule whose cut
     (or the measurement itself) is this project's choice rather than a published filter's; every
     rule's history (when it was added, what evaluation numbers had been seen by then) is in
     BENCHMARKS.md, "Heuristic rules: provenance".
     """
 
     name: str
-    source: str
+    cite: str
     description: str
     lo: float | None = None
     hi: float | None = None
@@ -57,6 +66,11 @@ class Rule:
     log: bool = False  # compare log(1 + value) with log(1 + threshold)
     ours: bool = False
     weight: float = 1.0  # default weight in the score (HeuristicConfig.weights overrides it)
+
+    @property
+    def source(self) -> str:
+        """Short provenance tag: the published filter's name, or "ours"."""
+        return "ours" if self.ours else self.cite.split()[0]
 
 
 _GOPHER = "Gopher (Rae et al. 2021, App. A.1.1)"
@@ -312,7 +326,7 @@ class HeuristicConfig(StrictModel):
     weights: dict[str, float] = Field(
         default_factory=dict,
         description="Per-rule weight overrides "
-        "(default 1 each; 0 switches a rule off). Keys: rule names, see "
+        "(default: each rule's own weight, 1 for most; 0 switches a rule off). Keys: rule names, see "
         "`currimix score list`.",
     )
     softness: float = Field(
@@ -341,6 +355,17 @@ class HeuristicConfig(StrictModel):
         "of a document (bounds time and memory on huge documents; at most 2M so one "
         "document's words fit the vectorised n-gram rules' 20-bit positions).",
     )
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str) -> str:
+        if language != "en":
+            import wordfreq
+
+            known = sorted(wordfreq.available_languages("large"))
+            if language not in known:
+                raise ValueError(f"wordfreq has no large word list for {language!r}; choose from {known}")
+        return language
 
     @field_validator("weights")
     @classmethod
@@ -638,7 +663,7 @@ def rule_penalties(
 class HeuristicScorer(Scorer):
     """Minus the weighted sum of soft rule penalties (see the module docstring)."""
 
-    summary = "Gopher/C4/FineWeb rules as a continuous score (no model)"
+    summary = "Gopher/FineWeb rules + our own (spam, damaged text) as a continuous score (no model)"
 
     def rule_values(self, texts: list[str]) -> dict[str, np.ndarray]:
         return rule_values(texts, max_chars=self.config.max_chars, language=self.config.language)
