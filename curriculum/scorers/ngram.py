@@ -92,7 +92,14 @@ def _lookup(table: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndar
     """(index into sorted ``table``, found mask) for each query hash."""
     if len(table) == 0:
         return np.zeros(len(queries), dtype=np.int64), np.zeros(len(queries), dtype=bool)
-    idx = np.searchsorted(table, queries)
+    if len(queries) > 1 << 16:
+        # Binary searches in sorted order walk the table cache-friendly: ~4x faster on millions
+        # of random hashes, even counting the argsort (identical result).
+        order = np.argsort(queries)
+        idx = np.empty(len(queries), dtype=np.int64)
+        idx[order] = np.searchsorted(table, queries[order])
+    else:
+        idx = np.searchsorted(table, queries)
     idx = np.minimum(idx, len(table) - 1)
     return idx, table[idx] == queries
 
