@@ -73,8 +73,8 @@ class Rule:
         return "ours" if self.ours else self.cite.split()[0]
 
 
-_GOPHER = "Gopher (Rae et al. 2021, App. A.1.1)"
-_GOPHER_REP = "Gopher repetition (Rae et al. 2021, Table A1)"
+_GOPHER = "Gopher (Rae et al. 2021, Appendix A: MassiveWeb quality filter)"
+_GOPHER_REP = "Gopher (Rae et al. 2021, Appendix A: repetition thresholds table)"
 _FINEWEB = "FineWeb (Penedo et al. 2024; datatrove FineWebQualityFilter)"
 _TOP_NGRAM_MAX = {2: 0.20, 3: 0.18, 4: 0.16}
 _DUP_NGRAM_MAX = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}

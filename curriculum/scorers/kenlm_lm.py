@@ -72,6 +72,7 @@ class KenlmScorer(Scorer):
         self.model = None
         self.unk_types = 1
         self.trainer = ""
+        self._dir: Path | None = None  # where model.arpa lives: the fit's temp folder or the loaded folder
 
     @property
     def fitted(self) -> bool:
@@ -106,6 +107,7 @@ class KenlmScorer(Scorer):
         self.model = self._kenlm.Model(str(arpa))
 
     def _save_state(self, folder: Path) -> None:
+        assert self._dir is not None
         shutil.copyfile(self._dir / ARPA_FILE, folder / ARPA_FILE)
         (folder / INFO_FILE).write_text(json.dumps({"unk_types": self.unk_types, "trainer": self.trainer}) + "\n")
 
