@@ -25,8 +25,10 @@ evaluated source out), so each trainable row is three models, one per evaluation
 - ``combine (heuristic+classifier), weight chosen on other sets``: the heuristic's share ``w``
   (0, 0.1, ..., 1) is chosen per evaluated set E on the other two sets, each scored by a
   classifier trained without it and without E (nested leave-source-out), then applied to E.
-- ``heuristic, published rules only``: the heuristic with its five spam-marker rules (no
-  published threshold) switched off, to show what they add.
+- ``heuristic, published rules only``: the heuristic with every rule whose cut is ours
+  (``Rule.ours``) switched off, to show what they add.
+- ``langid``: CLD2's share of English; ``kenlm``: KenLM on the ARPA model our KN trainer
+  writes from the same reference text as ``ngram``.
 - ``in-domain 5-fold`` rows (marked *, *not* cross-source): the classifier trained on 4/5 of the
   evaluated set itself and scored on the held-out fifth, to show what in-domain labels buy.
 
@@ -62,19 +64,14 @@ sys.path.insert(0, str(HERE))
 import scorers_data  # noqa: E402
 
 from curriculum.scorers import Scorer, build_scorer  # noqa: E402
+from curriculum.scorers import heuristic as heuristic_rules  # noqa: E402
 from curriculum.scorers.combine import rank_normalise  # noqa: E402
 from curriculum.scorers.metrics import roc_auc, spearman  # noqa: E402
 
 SETS = ("dclm", "spam", "stackexchange")
 DEFAULT_DATATROVE = Path("/work/bench-venvs/datatrove/bin/python")
-#: The heuristic's rules without a published threshold (switched off for the ablation row).
-SPAM_MARKER_RULES = (
-    "exclamation_ratio",
-    "currency_symbol_ratio",
-    "email_address_ratio",
-    "html_entity_ratio",
-    "call_to_action_line_ratio",
-)
+#: The heuristic's rules whose cut (or measurement) is ours (switched off for the ablation row).
+OUR_RULES = tuple(r.name for r in heuristic_rules.RULES if r.ours)
 
 
 def load_sets() -> dict[str, tuple[list[str], np.ndarray]]:
@@ -324,7 +321,7 @@ def main() -> None:
         return scorer
 
     rows = [run_scorer("length (baseline)", sets, lambda _: build_scorer({"name": "length"}))]
-    published_only = {"name": "heuristic", "weights": {name: 0.0 for name in SPAM_MARKER_RULES}}
+    published_only = {"name": "heuristic", "weights": {name: 0.0 for name in OUR_RULES}}
     rows.append(run_scorer("heuristic, published rules only", sets, lambda _: build_scorer(published_only)))
     heuristic = run_scorer("heuristic", sets, lambda _: build_scorer({"name": "heuristic"}))
     ngram = run_scorer(
@@ -339,6 +336,14 @@ def main() -> None:
         fitted({"name": "classifier"}, lambda e: (others(e, 0) + generic, others(e, 1) + synthetic)),
     )
     rows += [heuristic, ngram, clf_labelled, clf_generic]
+    rows.append(run_scorer("langid (en, CLD2)", sets, lambda _: build_scorer({"name": "langid"})))
+    rows.append(
+        run_scorer(
+            "kenlm (4-gram, ARPA by our trainer)",
+            sets,
+            fitted({"name": "kenlm", "order": 4}, lambda e: (generic + others(e, 0), [])),
+        )
+    )
     for folder, name in ((args.hf_lm, "hf_lm"), (args.hf_classifier, "hf_classifier")):
         if folder is not None:
             rows.append(

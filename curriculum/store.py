@@ -51,6 +51,12 @@ SPLITS = ("train", "val")
 OPEN_SHARDS = 256  # memory maps kept open at once (each holds a file descriptor)
 
 
+def store_marker(root: str | Path) -> Path | None:
+    """The file that makes ``root`` a finished store (its manifest, or a legacy meta.json), if any."""
+    root = Path(root)
+    return next((p for p in (root / MANIFEST, root / LEGACY_META) if p.is_file()), None)
+
+
 def is_complete_store(root: str | Path) -> bool:
     """Whether ``root`` holds a finished store (its manifest, or a legacy meta.json)."""
     root = Path(root)
@@ -226,6 +232,26 @@ class TokenSplit:
     # ------------------------------------------------------------------ sorted orders
     def _domain_runs(self, domain: int) -> list[np.ndarray]:
         return [self._open(s.folder, "score")[s.row0 : s.row0 + s.length] for s in self.segments if s.domain == domain]
+
+    def score_quantiles(self, domain: int, scores: np.ndarray) -> np.ndarray:
+        """Within-domain quality quantile in (0, 1) of each score (ties share their mean rank), by
+        binary search in the domain's sorted shard runs: O(len(scores) x shards x log), never the
+        whole domain; comparable across domains scored on different scales."""
+        start, stop = self.domain_range(domain)
+        values = np.asarray(scores, dtype=np.float32)  # the store's own precision: equal scores tie
+        below = np.zeros(len(values), dtype=np.int64)
+        at_or_below = np.zeros(len(values), dtype=np.int64)
+        for run in self._domain_runs(domain):
+            below += np.searchsorted(run, values, side="left")
+            at_or_below += np.searchsorted(run, values, side="right")
+        return ((below + at_or_below - 1) / 2 + 0.5) / max(stop - start, 1)
+
+    def score_range(self, domain: int) -> tuple[float, float] | None:
+        """(lowest, highest) sequence score of a domain, from its sorted runs' ends."""
+        runs = [run for run in self._domain_runs(domain) if len(run)]
+        if not runs:
+            return None
+        return float(min(run[0] for run in runs)), float(max(run[-1] for run in runs))
 
     def ascending_order(self, domain: int) -> tuple[np.ndarray, bool]:
         """(local indices in ascending score order, whether any scores tie): the saved merge when the

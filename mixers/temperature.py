@@ -36,25 +36,38 @@ class TauSchedule(StrictModel):
     shape: Literal["step", "linear", "cosine"] = Field(
         "step", description="`step`: switch from start to end at `at`; `linear`/`cosine`: move tau over `over`."
     )
-    at: float = Field(0.5, gt=0, lt=1, description="(step) Fraction of training where tau switches to `end`.")
-    over: tuple[float, float] = Field(
-        (0.0, 1.0),
-        description="(linear, cosine) [from, to] fractions of training "
-        "over which tau moves from `start` to `end`; constant outside.",
+    # None = "not used by this shape" (the other shape's key), so a resolved recipe dumps and loads back.
+    at: float | None = Field(
+        None, gt=0, lt=1, description="(step) Fraction of training where tau switches to `end`; None = 0.5."
     )
+    over: tuple[float, float] | None = Field(
+        None,
+        description="(linear, cosine) [from, to] fractions of training "
+        "over which tau moves from `start` to `end`, constant outside; None = [0, 1].",
+    )
+
+    @property
+    def switch_at(self) -> float:
+        """(step) Where tau switches."""
+        return 0.5 if self.at is None else self.at
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """(linear, cosine) The [from, to] fractions over which tau moves."""
+        return (0.0, 1.0) if self.over is None else self.over
 
     @model_validator(mode="after")
     def _consistent(self) -> "TauSchedule":
         if self.start == self.end:
             raise ValueError(f"start and end are both {self.start}; use a constant `tau: {self.start}`")
-        if self.shape == "step" and "over" in self.model_fields_set:
+        if self.shape == "step" and self.over is not None:
             raise ValueError("`over` is for linear/cosine shapes; a step switches at `at`")
         if self.shape != "step":
-            if "at" in self.model_fields_set:
+            if self.at is not None:
                 raise ValueError("`at` is for the step shape; linear/cosine move over `over: [from, to]`")
-            lo, hi = self.over
+            lo, hi = self.span
             if not 0 <= lo < hi <= 1:
-                raise ValueError(f"over={list(self.over)} must satisfy 0 <= from < to <= 1")
+                raise ValueError(f"over={list(self.span)} must satisfy 0 <= from < to <= 1")
         return self
 
 
@@ -120,9 +133,9 @@ class TemperatureMixer(Mixer):
         if not isinstance(tau, TauSchedule):
             return np.full(progress.shape, float(tau))
         if tau.shape == "step":
-            moved = ramp(progress, tau.at, tau.at, "step")
+            moved = ramp(progress, tau.switch_at, tau.switch_at, "step")
         else:
-            moved = ramp(progress, tau.over[0], tau.over[1], tau.shape)
+            moved = ramp(progress, tau.span[0], tau.span[1], tau.shape)
         # At moved == 1 this is exactly `end` (start + 1 * (end - start) may round), so phases are exact.
         return np.where(moved >= 1.0, tau.end, tau.start + moved * (tau.end - tau.start))
 
@@ -135,8 +148,8 @@ class TemperatureMixer(Mixer):
             return []
         first, last = ("tau_high", "tau_low") if tau.start > tau.end else ("tau_low", "tau_high")
         if tau.shape == "step":
-            return [Phase(first, 0.0, tau.at), Phase(last, tau.at, 1.0)]
-        lo, hi = tau.over
+            return [Phase(first, 0.0, tau.switch_at), Phase(last, tau.switch_at, 1.0)]
+        lo, hi = tau.span
         phases = [Phase(first, 0.0, lo)] if lo > 0 else []
         phases.append(Phase("tau_transition", lo, hi))
         if hi < 1:

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from curriculum.documents import SourceConfig
 from curriculum.orders import ORDERINGS
+from curriculum.orders.stream import PastEpoch, Subset
 from curriculum.registry import StrictModel
 from curriculum.scorers import SCORERS
 from mixers import MIXERS
@@ -208,10 +209,20 @@ class CurriculumConfig(StrictModel):
         description="How each domain's sequences are ordered (random, ascending, ...).",
     )
     per_domain: dict[str, OrderingSpec] = Field(default_factory=dict, description="Orderings for given domains.")
-    past_epoch: Literal["reshuffle", "repeat", "stop"] = Field(
+    subset: Subset = Field(
+        "random",
+        description="Which sequences a partial pass over a domain sees (a budget under one epoch, or the "
+        "last partial pass): `random` = a keyed uniform sample, so the seen data keeps the domain's quality "
+        "distribution, then ordered; `top` = the highest-scoring ones (quality selection), then ordered; "
+        "`prefix` = the first positions of the order over the whole domain (an ascending order then sees "
+        "only the worst sequences). See curriculum/orders/stream.py.",
+    )
+    past_epoch: PastEpoch = Field(
         "reshuffle",
-        description="After a domain's epoch: draw the next epoch's order afresh (random parts only), "
-        "repeat the same order, or refuse plans that need a second epoch.",
+        description="Beyond one epoch: `reshuffle` = each pass ordered again with its random parts redrawn "
+        "(the curriculum repeats every pass); `repeat` = the same order every pass; `sweep` = one ordered "
+        "sweep over the whole multi-epoch budget, repeats placed by their score (a `random` order keeps one "
+        "shuffle per pass); `stop` = refuse plans that need a second epoch.",
     )
 
 
@@ -392,3 +403,12 @@ class Recipe(StrictModel):
         dumped = self.model_dump(mode="json")
         picked = {k: dumped[k] for k in sections} if sections else dumped
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+    def data_fingerprint(self) -> str:
+        """The hash a token store records of what made it: the data and tokenizer sections, less
+        ``data.num_proc`` (how many workers ran changes nothing in the store)."""
+        dumped = self.model_dump(mode="json")
+        data = {k: v for k, v in dumped["data"].items() if k != "num_proc"}
+        return hashlib.sha256(
+            json.dumps({"data": data, "tokenizer": dumped["tokenizer"]}, sort_keys=True).encode()
+        ).hexdigest()[:16]

@@ -17,7 +17,8 @@ from functools import cached_property
 import numpy as np
 
 from curriculum.errors import UserError
-from curriculum.orders import Ordering, build_ordering
+from curriculum.orders.base import Boundary
+from curriculum.orders.stream import DomainStream
 from curriculum.permutation import derive_key
 from curriculum.store import TokenStore
 from mixers import DomainInfo, Mixer, Phase, build_mixer
@@ -109,12 +110,11 @@ class Plan:
             recipe.schedule, self.total_steps, self.phases, tokens_per_step=self.batch_size * store.seq_len
         )
         self.averaging = averaging_window(recipe.averaging, self.total_steps, self.phases)
-        self.orderings = self._build_orderings()
+        self.streams = self._build_streams()
         self.sampler = Sampler(
             self.allocation,
-            self.orderings,
+            self.streams,
             train.domain_offsets[:-1],
-            reshuffle_epochs=recipe.curriculum.past_epoch == "reshuffle",
             seed=recipe.seed,
             loss_weights=self._loss_weights if recipe.mixture.realise == "weight" else None,
         )
@@ -122,13 +122,36 @@ class Plan:
         self.check_caps()
 
     # ------------------------------------------------------------------ construction helpers
-    def _build_orderings(self) -> list[Ordering]:
+    def _build_streams(self) -> list[DomainStream]:
+        """Each domain's stream over exactly the samples the run takes from it (its budget)."""
         cur = self.recipe.curriculum
+        budget = self.allocation.consumed_before(self.total_steps)
         out = []
         for d, name in enumerate(self.domains.names):
-            config = cur.per_domain.get(name, cur.order)
-            out.append(build_ordering(config, self.store.train.domain_scores(d), derive_key(self.recipe.seed, name)))
+            out.append(
+                DomainStream(
+                    cur.per_domain.get(name, cur.order),
+                    self.store.train.domain_scores(d),
+                    derive_key(self.recipe.seed, name),
+                    int(budget[d]),
+                    subset=cur.subset,
+                    past_epoch=cur.past_epoch,
+                    timeline=lambda boundary, d=d: int(self.consumed_before(self.boundary_step(boundary))[d]),
+                )
+            )
         return out
+
+    def boundary_step(self, boundary: Boundary) -> int:
+        """The step where a training-time boundary falls: a fraction of the run, or `<phase>.start|end`."""
+        if not isinstance(boundary, str):
+            return boundary_step(float(boundary), self.total_steps)
+        phase, _, edge = boundary.rpartition(".")
+        if phase not in self.phases:
+            raise UserError(
+                f"curriculum boundary {boundary!r} names no phase of the mixer; phases: {sorted(self.phases)}"
+            )
+        start, end = self.phases[phase]
+        return start if edge == "start" else end
 
     def _loss_weights(self, step: int) -> np.ndarray:
         target = self.mixer.weights(np.array([step / self.total_steps]))[0]

@@ -27,16 +27,8 @@ QUINTILES = 5
 
 
 def score_quantiles(split: TokenSplit, domain: int, scores: np.ndarray) -> np.ndarray:
-    """Within-domain quality quantile in (0, 1) of each score (ties share their mean rank), by binary
-    search in the domain's sorted shard runs; comparable across domains scored on different scales."""
-    start, stop = split.domain_range(domain)
-    below = np.zeros(len(scores), dtype=np.int64)
-    at_or_below = np.zeros(len(scores), dtype=np.int64)
-    values = np.asarray(scores, dtype=np.float32)
-    for run in split._domain_runs(domain):
-        below += np.searchsorted(run, values, side="left")
-        at_or_below += np.searchsorted(run, values, side="right")
-    return ((below + at_or_below - 1) / 2 + 0.5) / max(stop - start, 1)
+    """Within-domain quality quantile of each score (`TokenSplit.score_quantiles`)."""
+    return split.score_quantiles(domain, scores)
 
 
 def sequence_quantiles(split: TokenSplit, ids: np.ndarray) -> np.ndarray:
@@ -202,3 +194,91 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(
             f"averaging: {avg['method']} over snapshots at steps {avg['steps']} with weights {avg['weights']}"
         )
+
+
+# ------------------------------------------------------------------ curriculum coverage per domain
+
+COVERAGE_SAMPLE = 200_000  # stream positions sampled per domain (evenly spaced: exact ends of sorted streams)
+ONE_END = 0.2  # a covered quantile range that misses more than this at either end is "one end" only
+
+
+def coverage_summary(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Per domain: which part of its quality range the run covers, and how quality moves along it.
+
+    ``quantile_range`` is the [lowest, highest] within-domain quality quantile of the sequences the
+    run sees; ``start_quantile`` / ``end_quantile`` the mean quantile over the first and last tenth
+    of the domain's stream. ``warning`` is set when a score-sorted order covers only one end of
+    the domain (more than 20% missing at the top or the bottom), unless ``subset: top`` chose that.
+    """
+    split = plan.store.train
+    cur = plan.recipe.curriculum
+    out: dict[str, dict[str, Any]] = {}
+    for d, name in enumerate(plan.domains.names):
+        stream = plan.streams[d]
+        start, _ = split.domain_range(d)
+        domain_range = split.score_range(d)
+        order = cur.per_domain.get(name, cur.order).name
+        entry: dict[str, Any] = {
+            "order": order,
+            "subset": cur.subset,
+            "sequences_seen": int(stream.budget),
+            "epochs": float(stream.budget / max(stream.n, 1)),
+            "domain_score_range": None if domain_range is None else list(domain_range),
+        }
+        if stream.budget == 0:
+            out[name] = entry | {"score_range": None, "quantile_range": None, "warning": None}
+            continue
+        positions = np.unique(np.linspace(0, stream.budget - 1, min(COVERAGE_SAMPLE, stream.budget)).astype(np.int64))
+        ids = start + stream.lookup(positions)
+        scores = split.score[ids]
+        q = score_quantiles(split, d, scores)
+        tenth = max(1, len(q) // 10)
+        lo, hi = float(q.min()), float(q.max())
+        entry |= {
+            "score_range": [float(scores.min()), float(scores.max())],
+            "quantile_range": [lo, hi],
+            "start_quantile": float(q[:tenth].mean()),
+            "end_quantile": float(q[-tenth:].mean()),
+            "warning": None,
+        }
+        one_end = lo > ONE_END or hi < 1 - ONE_END
+        if one_end and order != "random" and cur.subset != "top":
+            side = "lowest" if hi < 1 - ONE_END else "highest"
+            entry["warning"] = (
+                f"domain {name!r}: the {order} order covers only the {side} part of its quality range "
+                f"(quantiles {lo:.2f}-{hi:.2f}); use `curriculum.subset: random` to order a uniform sample "
+                "of the domain, or `top` to select its best sequences on purpose"
+            )
+        out[name] = entry
+    return out
+
+
+def print_coverage(coverage: dict[str, dict[str, Any]], console: Console) -> None:
+    """The coverage table, then one warning line per domain that needs one."""
+    table = Table(
+        "domain",
+        "order",
+        "subset",
+        "seen",
+        "covered score range",
+        "domain score range",
+        "quantiles covered",
+        "quality start -> end",
+        title="curriculum coverage (what the run sees of each domain)",
+    )
+    for name, c in coverage.items():
+        rng, dom, qr = c["score_range"], c["domain_score_range"], c["quantile_range"]
+        table.add_row(
+            name,
+            c["order"],
+            c["subset"],
+            f"{c['sequences_seen']:,} ({c['epochs']:.2f} ep)",
+            "-" if rng is None else f"{rng[0]:.3g} .. {rng[1]:.3g}",
+            "-" if dom is None else f"{dom[0]:.3g} .. {dom[1]:.3g}",
+            "-" if qr is None else f"{qr[0]:.2f} .. {qr[1]:.2f}",
+            "-" if qr is None else f"{c['start_quantile']:.2f} -> {c['end_quantile']:.2f}",
+        )
+    console.print(table)
+    for c in coverage.values():
+        if c["warning"]:
+            console.print(f"warning: {c['warning']}", style="yellow", markup=False, highlight=False)

@@ -1,8 +1,9 @@
 """The stateless sampler: global batch t as a pure function of (plan, seed, t).
 
 Domain d's samples are consumed in its curriculum order: batch t takes positions
-[consumed_before(t), consumed_before(t+1)) of the domain's stream, where position p is sequence
-``ordering.lookup(epoch = p // N_d, p % N_d)``. The batch is then shuffled with a key of (seed, t),
+[consumed_before(t), consumed_before(t+1)) of the domain's stream (`curriculum.orders.stream`:
+which sequences the run sees, in which order, and what happens past an epoch). The batch is then
+shuffled with a key of (seed, t),
 so every rank and micro-batch sees a mix of domains, and rank r of W takes the r-th contiguous
 slice. Resuming is "start at step t": nothing is replayed or skipped.
 """
@@ -14,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from curriculum.orders import Ordering
+from curriculum.orders.stream import DomainStream
 from curriculum.permutation import derive_key, permute
 from recipes.allocation import Allocation
 
@@ -47,21 +48,19 @@ class GlobalBatch:
 
 
 class Sampler:
-    """Maps a step to its global batch using the plan's allocation and per-domain orderings."""
+    """Maps a step to its global batch using the plan's allocation and per-domain streams."""
 
     def __init__(
         self,
         allocation: Allocation,
-        orderings: list[Ordering],
+        streams: list[DomainStream],
         domain_offsets: np.ndarray,
-        reshuffle_epochs: bool,
         seed: int,
         loss_weights: Callable[[int], np.ndarray] | None = None,
     ):
         self.allocation = allocation
-        self.orderings = orderings
+        self.streams = streams
         self.domain_offsets = np.asarray(domain_offsets, dtype=np.int64)
-        self.reshuffle_epochs = reshuffle_epochs
         self.seed = seed
         self.loss_weights = loss_weights
 
@@ -71,16 +70,7 @@ class Sampler:
 
     def lookup_positions(self, domain: int, positions: np.ndarray) -> np.ndarray:
         """Local sequence indices at any stream positions of one domain (the plan report samples them)."""
-        ordering = self.orderings[domain]
-        positions = np.asarray(positions, dtype=np.int64)
-        epochs, local = np.divmod(positions, ordering.n)
-        if not self.reshuffle_epochs:
-            return ordering.lookup(0, local)
-        out = np.empty_like(local)
-        for epoch in np.unique(epochs):  # a batch spans at most a couple of epochs
-            mask = epochs == epoch
-            out[mask] = ordering.lookup(int(epoch), local[mask])
-        return out
+        return self.streams[domain].lookup(np.asarray(positions, dtype=np.int64))
 
     def batch(self, step: int) -> GlobalBatch:
         start = self.allocation.consumed_before(step)

@@ -112,3 +112,28 @@ def test_upsampling_tail_realises_its_mix_with_decay_on_it(
     lrs = plan.schedule.lr(np.arange(steps))
     assert lrs[first - 1] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
     assert np.all(np.diff(lrs[first:]) < 0)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_resolved_recipe_loads_back_identically(preset: str) -> None:
+    """`recipe show` / the run folder's recipe.yaml: the dump of a resolved recipe is itself a valid recipe."""
+    import yaml
+
+    from recipes.loading import dump_recipe
+
+    recipe = load_recipe(preset_path(preset))
+    again = recipe_from_dict(yaml.safe_load(dump_recipe(recipe)))
+    assert again == recipe
+
+
+def test_resolved_temperature_schedules_load_back() -> None:
+    """A step tau schedule dumps `over: null` and a linear one `at: null`; both load back as they were."""
+    import yaml
+
+    from recipes.loading import dump_recipe
+
+    for tau in ({"start": 5, "end": 1, "at": 0.5}, {"start": 5, "end": 1, "shape": "linear", "over": [0.2, 0.8]}):
+        raw = read_recipe_yaml(preset_path("shared-temperature-cooldown"))
+        raw["mixture"]["mixer"] = {"name": "temperature", "tau": tau}
+        recipe = recipe_from_dict(raw)
+        assert recipe_from_dict(yaml.safe_load(dump_recipe(recipe))) == recipe

@@ -41,10 +41,10 @@ def corpus() -> dict[str, list[str]]:
 
 
 # ------------------------------------------------------------------ the shared contract
-def _fitted(name: str, **options) -> Callable[[dict, Path], Scorer]:
+def _fitted(name: str, negatives: bool = True, **options) -> Callable[[dict, Path], Scorer]:
     def make(corpus: dict, tmp: Path) -> Scorer:
         scorer = build_scorer({"name": name, **options})
-        scorer.fit(corpus["good"][:60], corpus["spam"][:40])
+        scorer.fit(corpus["good"][:60], corpus["spam"][:40] if negatives else None)
         return scorer
 
     return make
@@ -54,7 +54,9 @@ FACTORIES: dict[str, Callable[[dict, Path], Scorer]] = {
     "length": lambda corpus, tmp: build_scorer({"name": "length"}),
     "heuristic": lambda corpus, tmp: build_scorer({"name": "heuristic"}),
     "field": lambda corpus, tmp: build_scorer({"name": "field", "field": "score"}),
-    "ngram": _fitted("ngram", order=3, min_count=1),
+    "ngram": _fitted("ngram", negatives=False, order=3, min_count=1),
+    "kenlm": _fitted("kenlm", negatives=False, order=3, min_count=1),
+    "langid": lambda corpus, tmp: build_scorer({"name": "langid"}),
     "classifier": _fitted("classifier", buckets=1 << 14, epochs=2),
     "combine": lambda corpus, tmp: build_scorer(
         {"name": "combine", "parts": [{"scorer": {"name": "heuristic"}}, {"scorer": {"name": "length"}, "weight": 0.5}]}
@@ -170,6 +172,8 @@ def test_heuristic_rule_values_on_crafted_documents():
         "The cat and the dog went to the market with a basket of apples.",
         "Wait for it...\nStill waiting...\nDone.",
         "",
+        "The the cat sat. on the mat. it was warm. The xqzvt blorp sat dôwn.",
+        "It didn\u00e2\u20ac\u2122t work.\nIt didn\u00e2\u20ac\u2122t work.\nFine.",
     ]
     v = rule_values(docs)
     assert v["bullet_line_ratio"][0] == 1.0
@@ -178,7 +182,17 @@ def test_heuristic_rule_values_on_crafted_documents():
     assert v["stop_word_count"][2] == 7  # the x3, and, to, with, of
     assert v["ellipsis_line_ratio"][3] == pytest.approx(2 / 3)
     assert v["terminal_punct_line_ratio"][2] == 1.0
-    assert all(v[name][4] == 0.0 for name in RULE_NAMES)
+    # an empty document: every ratio 0, except that no word at all is no evidence of damaged words
+    assert all(v[name][4] == (1.0 if name == "valid_word_ratio" else 0.0) for name in RULE_NAMES)
+    assert v["valid_word_ratio"][2] == 1.0
+    # "xqzvt", "blorp" and "dôwn" are not English words; 12 of 15 letter words are
+    assert v["valid_word_ratio"][5] == pytest.approx(12 / 15)
+    assert v["doubled_word_ratio"][5] == pytest.approx(1 / 15)  # "The the"
+    # 3 sentence ends after a letter, 2 followed by lowercase, denominator at least 10
+    assert v["lowercase_sentence_start_ratio"][5] == pytest.approx(2 / 10)
+    assert v["mojibake_ratio"][6] > 0 and v["mojibake_ratio"][2] == 0.0
+    # FineWeb: the repeated line's 17 characters over the 39 non-newline characters
+    assert v["char_dup_ratio"][6] == pytest.approx(17 / 39)
     assert set(v) == set(RULE_NAMES)
 
 

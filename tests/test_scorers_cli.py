@@ -59,6 +59,14 @@ def test_fit_then_apply_writes_a_scored_jsonl_atomically(tmp_path):
     assert again.exit_code == 2 and "already exists" in again.output
 
 
+def test_fit_ngram_refuses_negatives_with_a_clear_error(tmp_path):
+    ham, spam = f"{MAIL}?where.label=ham&max_documents=20", f"{MAIL}?where.label=spam&max_documents=5"
+    result = runner.invoke(app, ["fit", "ngram", "--out", str(tmp_path / "lm"), "-p", ham, "-n", spam])
+    assert result.exit_code == 2 and "5 negative documents" in result.output and "classifier" in result.output
+    assert not (tmp_path / "lm").exists()
+    _ok(["fit", "ngram", "--out", str(tmp_path / "lm"), "-p", ham, "--set", "order=2"])
+
+
 def test_apply_writes_a_datasets_folder_and_evaluate_reports_auc(tmp_path):
     _ok(
         [

@@ -1,4 +1,5 @@
-"""Per-domain validation loss of any model folder on a token store (`currimix eval`)."""
+"""Validation loss of any model folder on a token store: per domain (`currimix eval`) and by quality
+quintile of the held-out sequences (the sweep's metrics)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,32 @@ from transformers import AutoModelForCausalLM
 
 from curriculum.errors import UserError
 from curriculum.store import TokenStore
-from recipes.evaluation import evaluate_domains
+from recipes.evaluation import evaluate_domains, evaluate_quality
+
+
+def load_for_eval(
+    model_dir: str | Path, store: TokenStore, device: str = "auto"
+) -> tuple[torch.nn.Module, torch.device]:
+    """A saved model folder (anything `from_pretrained` loads) in fp32 on ``device``, checked against the store."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise UserError(f"{str(model_dir)!r} is not a model folder (no config.json)")
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32).to(dev)
+    if model.config.vocab_size < store.vocab_size:
+        raise UserError(
+            f"model {str(model_dir)!r} has a vocabulary of {model.config.vocab_size}, the store's "
+            f"tokenizer {store.vocab_size}: they were not trained together"
+        )
+    return model, dev
+
+
+def _split(store: TokenStore, split: str):
+    if split not in store.splits:
+        raise UserError(f"split must be one of {sorted(store.splits)}, got {split!r}")
+    return store.splits[split]
 
 
 def evaluate_folder(
@@ -21,22 +47,27 @@ def evaluate_folder(
     micro_batch_size: int = 8,
     device: str = "auto",
 ) -> dict[str, float]:
-    """Per-domain loss of a saved model folder (anything `from_pretrained` loads) on a store split."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise UserError(f"{str(model_dir)!r} is not a model folder (no config.json)")
+    """Per-domain loss of a saved model folder on a store split."""
     store = TokenStore(store_dir)
-    if split not in store.splits:
-        raise UserError(f"split must be one of {sorted(store.splits)}, got {split!r}")
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32).to(dev)
-    if model.config.vocab_size < store.vocab_size:
-        raise UserError(
-            f"model {str(model_dir)!r} has a vocabulary of {model.config.vocab_size}, the store's "
-            f"tokenizer {store.vocab_size}: they were not trained together"
-        )
-    return evaluate_domains(
-        model, store.splits[split], per_domain=per_domain, micro_batch_size=micro_batch_size, device=dev
-    )
+    data = _split(store, split)
+    model, dev = load_for_eval(model_dir, store, device)
+    return evaluate_domains(model, data, per_domain=per_domain, micro_batch_size=micro_batch_size, device=dev)
+
+
+def evaluate_folder_quality(
+    model_dir: str | Path,
+    store_dir: str | Path,
+    *,
+    splits: tuple[str, ...] = ("val",),
+    per_domain: int = 256,
+    micro_batch_size: int = 8,
+    device: str = "auto",
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-domain and per-quality-quintile loss of a model folder on each of ``splits`` (loaded once)."""
+    store = TokenStore(store_dir)
+    data = {name: _split(store, name) for name in splits}
+    model, dev = load_for_eval(model_dir, store, device)
+    return {
+        name: evaluate_quality(model, part, per_domain=per_domain, micro_batch_size=micro_batch_size, device=dev)
+        for name, part in data.items()
+    }

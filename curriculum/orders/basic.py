@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
-from curriculum.orders.base import Ordering, stable_rank_order
+from curriculum.orders.base import Ordering, Timeline, stable_rank_order
 from curriculum.orders.registry import ORDERINGS
 from curriculum.permutation import derive_key, permute
 from curriculum.registry import StrictModel
@@ -30,8 +30,8 @@ class RandomOrder(Ordering):
 class _SortedOrder(Ordering):
     descending = False
 
-    def __init__(self, config: BaseModel, scores: np.ndarray, key: int):
-        super().__init__(config, scores, key)
+    def __init__(self, config: BaseModel, scores: np.ndarray, key: int, timeline: Timeline | None = None):
+        super().__init__(config, scores, key, timeline)
         self._order = stable_rank_order(self.scores, self.descending, key)
 
     def lookup(self, epoch: int, positions: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from curriculum.orders.base import Ordering, by_segment, stable_rank_order
+from curriculum.orders.base import Ordering, Timeline, by_segment, stable_rank_order
 from curriculum.orders.registry import ORDERINGS
 from curriculum.permutation import derive_key, permute
 from curriculum.registry import StrictModel
@@ -41,8 +41,8 @@ class BucketOrder(Ordering):
 
     epoch_dependent = True
 
-    def __init__(self, config: BucketsConfig, scores: np.ndarray, key: int):
-        super().__init__(config, scores, key)
+    def __init__(self, config: BucketsConfig, scores: np.ndarray, key: int, timeline: Timeline | None = None):
+        super().__init__(config, scores, key, timeline)
         self._ranked = stable_rank_order(self.scores, config.order == "descending", key)
         self.edges = np.arange(config.num_buckets + 1, dtype=np.int64) * self.n // config.num_buckets
 

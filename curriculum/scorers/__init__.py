@@ -2,7 +2,8 @@
 
 Built in: ``length`` (baseline), ``heuristic`` (Gopher/C4/FineWeb rules), ``ngram`` (KN n-gram
 LM), ``hf_lm`` (local causal LM), ``classifier`` (fastText-style linear), ``hf_classifier`` (local
-sequence classifier), ``field`` (a precomputed column) and ``combine`` (rank-normalised mix).
+sequence classifier), ``field`` (a precomputed column), ``combine`` (rank-normalised mix), ``langid`` (CLD2 language
+share) and ``kenlm`` (KenLM perplexity, CCNet-style; ARPA model from ``lmplz`` or our trainer).
 
 `build_scorer(config)` makes a ready scorer: a trainable scorer whose config names ``path:`` (a
 folder written by `currimix score fit` / `Scorer.save`) comes back with its fitted state loaded.
@@ -26,6 +27,8 @@ from curriculum.scorers import (  # noqa: F401  (each import registers its score
     heuristic,
     hf_classifier,
     hf_lm,
+    kenlm_lm,
+    langid,
     length,
     ngram,
 )

@@ -1,18 +1,27 @@
-"""`heuristic` scorer: the Gopher / C4 / FineWeb document-quality rules as one continuous score.
+"""`heuristic` scorer: document-quality rules (Gopher, FineWeb, and our own) as one continuous score.
 
-Besides the published rules there are five spam / advertising markers (exclamation marks,
-currency symbols, e-mail addresses, HTML entities, call-to-action lines) whose cuts borrow those
-of the nearest published rule; none was fitted to a labelled set.
+Three kinds of rule (`RULES`; each cites its source and cut, ``ours`` marks our own cuts):
 
-Each rule measures one property of a document (`RULES` lists them with their source and the
-published threshold). Instead of a pass/fail cut, every rule contributes a *soft penalty*
+- published rules with their published cuts: Gopher's quality and repetition rules, FineWeb's
+  line rules (terminal punctuation, short lines, line breaks, duplicated-line characters);
+- ratios after C4 / RedPajama-v2 signals and five spam / advertising markers, whose cuts are
+  ours (the markers were added after a spam ROC-AUC had been seen; BENCHMARKS.md has the
+  history of every rule and what had been measured by then);
+- character-level damage, ours: the share of letter words found in a vocabulary (wordfreq's
+  100k most frequent words of ``language``), doubled words, sentences starting in lowercase, and
+  mojibake (ftfy's badness). Without them the repetition rules made letter noise look *better*
+  (it breaks repeated n-grams); their cuts and weights were chosen on the tune half of
+  `benchmarks/corruption.py`, never on the human-label sets.
+
+Instead of a pass/fail cut, every rule contributes a *soft penalty*
 
     penalty = softplus((lo - value) / scale) + softplus((value - hi) / scale)   (capped)
 
-which is ~0 well inside the published range, ln 2 at the threshold and grows linearly past it, so
+which is ~0 well inside the accepted range, ln 2 at the threshold and grows linearly past it, so
 documents are ordered by *how far* they are from failing rather than split into two piles.
 Count rules (word count) are compared in log space. The score is minus the weighted sum of
-penalties (higher = better); `rule_values(texts)` returns every rule's raw value for inspection.
+penalties (weights: `Rule.weight`, overridable per rule; higher score = better);
+`rule_values(texts)` returns every rule's raw value for inspection.
 
 Speed: the line/word rules are a handful of C-level string operations per document, and the
 n-gram repetition rules run vectorised over the whole batch at once (one sort per n over
@@ -23,12 +32,16 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
+from ftfy.badness import badness
 from pydantic import Field, field_validator
 
+from curriculum.errors import UserError
 from curriculum.registry import StrictModel
 from curriculum.scorers.base import Scorer, clean_texts
 from curriculum.scorers.registry import SCORERS
@@ -36,36 +49,74 @@ from curriculum.scorers.registry import SCORERS
 
 @dataclass(frozen=True)
 class Rule:
-    """One quality rule: the accepted range [lo, hi] of its value and the softness of the penalty."""
+    """One quality rule: the accepted range [lo, hi] of its value and the softness of the penalty.
+
+    ``cite`` says where the measurement *and* its cut come from. ``ours`` marks a rule whose cut
+    (or the measurement itself) is this project's choice rather than a published filter's; every
+    rule's history (when it was added, what evaluation numbers had been seen by then) is in
+    BENCHMARKS.md, "Heuristic rules: provenance".
+    """
 
     name: str
-    source: str
+    cite: str
     description: str
     lo: float | None = None
     hi: float | None = None
     scale: float = 0.1
     log: bool = False  # compare log(1 + value) with log(1 + threshold)
+    ours: bool = False
+    weight: float = 1.0  # default weight in the score (HeuristicConfig.weights overrides it)
+
+    @property
+    def source(self) -> str:
+        """Short provenance tag: the published filter's name, or "ours"."""
+        return "ours" if self.ours else self.cite.split()[0]
 
 
+_GOPHER = "Gopher (Rae et al. 2021, Appendix A: MassiveWeb quality filter)"
+_GOPHER_REP = "Gopher (Rae et al. 2021, Appendix A: repetition thresholds table)"
+_FINEWEB = "FineWeb (Penedo et al. 2024; datatrove FineWebQualityFilter)"
 _TOP_NGRAM_MAX = {2: 0.20, 3: 0.18, 4: 0.16}
 _DUP_NGRAM_MAX = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
 
 RULES: tuple[Rule, ...] = (
-    Rule("word_count", "Gopher", "whitespace-separated words", lo=50, hi=100_000, scale=1.0, log=True),
-    Rule("mean_word_length", "Gopher", "mean characters per word", lo=3, hi=10, scale=0.5),
-    Rule("symbol_word_ratio", "Gopher", "('#' + '...' + '…') per word", hi=0.1, scale=0.03),
-    Rule("bullet_line_ratio", "Gopher", "lines starting with a bullet", hi=0.9, scale=0.05),
-    Rule("ellipsis_line_ratio", "Gopher", "lines ending with an ellipsis", hi=0.3, scale=0.05),
-    Rule("alpha_word_ratio", "Gopher", "words with at least one letter", lo=0.8, scale=0.05),
-    Rule("stop_word_count", "Gopher", "occurrences of the, be, to, of, and, that, have, with", lo=2, scale=0.5),
-    Rule("dup_line_ratio", "Gopher", "lines repeating an earlier line", hi=0.3, scale=0.05),
-    Rule("dup_line_char_ratio", "Gopher", "characters in lines repeating an earlier line", hi=0.2, scale=0.05),
-    Rule("dup_paragraph_ratio", "Gopher", "paragraphs repeating an earlier paragraph", hi=0.3, scale=0.05),
-    Rule("dup_paragraph_char_ratio", "Gopher", "characters in repeated paragraphs", hi=0.2, scale=0.05),
+    Rule(
+        "word_count",
+        f"{_GOPHER}: 50-100,000 words",
+        "whitespace-separated words",
+        lo=50,
+        hi=100_000,
+        scale=1.0,
+        log=True,
+    ),
+    Rule("mean_word_length", f"{_GOPHER}: 3-10", "mean characters per word", lo=3, hi=10, scale=0.5),
+    Rule("symbol_word_ratio", f"{_GOPHER}: <= 0.1", "('#' + '...' + '…') per word", hi=0.1, scale=0.03),
+    Rule("bullet_line_ratio", f"{_GOPHER}: <= 0.9", "lines starting with a bullet", hi=0.9, scale=0.05),
+    Rule("ellipsis_line_ratio", f"{_GOPHER}: <= 0.3", "lines ending with an ellipsis", hi=0.3, scale=0.05),
+    Rule("alpha_word_ratio", f"{_GOPHER}: >= 0.8", "words with at least one letter", lo=0.8, scale=0.05),
+    Rule(
+        "stop_word_count",
+        f"{_GOPHER}: >= 2",
+        "occurrences of the, be, to, of, and, that, have, with",
+        lo=2,
+        scale=0.5,
+    ),
+    Rule("dup_line_ratio", f"{_GOPHER_REP}: <= 0.3", "lines repeating an earlier line", hi=0.3, scale=0.05),
+    Rule(
+        "dup_line_char_ratio",
+        f"{_GOPHER_REP}: <= 0.2",
+        "characters in lines repeating an earlier line",
+        hi=0.2,
+        scale=0.05,
+    ),
+    Rule(
+        "dup_paragraph_ratio", f"{_GOPHER_REP}: <= 0.3", "paragraphs repeating an earlier paragraph", hi=0.3, scale=0.05
+    ),
+    Rule("dup_paragraph_char_ratio", f"{_GOPHER_REP}: <= 0.2", "characters in repeated paragraphs", hi=0.2, scale=0.05),
     *(
         Rule(
             f"top_{n}gram_char_ratio",
-            "Gopher",
+            f"{_GOPHER_REP}: <= {t}",
             f"characters covered by the most repeated word {n}-gram",
             hi=t,
             scale=0.04,
@@ -73,48 +124,157 @@ RULES: tuple[Rule, ...] = (
         for n, t in _TOP_NGRAM_MAX.items()
     ),
     *(
-        Rule(f"dup_{n}gram_char_ratio", "Gopher", f"characters covered by repeated word {n}-grams", hi=t, scale=0.04)
+        Rule(
+            f"dup_{n}gram_char_ratio",
+            f"{_GOPHER_REP}: <= {t}",
+            f"characters covered by repeated word {n}-grams",
+            hi=t,
+            scale=0.04,
+        )
         for n, t in _DUP_NGRAM_MAX.items()
     ),
-    Rule("terminal_punct_line_ratio", "C4/FineWeb", "lines ending in . ! ? or a quote", lo=0.12, scale=0.05),
-    Rule("short_line_ratio", "FineWeb", "lines shorter than 30 characters", hi=0.67, scale=0.05),
-    Rule("newline_word_ratio", "FineWeb", "line breaks per word", hi=0.3, scale=0.05),
     Rule(
-        "boilerplate_line_ratio",
-        "C4",
-        "lines naming javascript, cookies, privacy/terms, lorem ipsum",
-        hi=0.05,
-        scale=0.03,
+        "terminal_punct_line_ratio",
+        f"{_FINEWEB}: line_punct_thr >= 0.12",
+        "lines ending in . ! ? or a quote",
+        lo=0.12,
+        scale=0.05,
     ),
-    Rule("curly_bracket_ratio", "C4", "'{' and '}' per character", hi=0.005, scale=0.003),
-    Rule("all_caps_word_ratio", "RedPajama-v2", "words written in capitals (str.isupper)", hi=0.1, scale=0.03),
-    Rule("url_word_ratio", "RedPajama-v2", "URLs (http://, https://, www.) per word", hi=0.02, scale=0.01),
-    Rule("html_tag_ratio", "RedPajama-v2", "HTML tags per word", hi=0.01, scale=0.01),
-    Rule("digit_char_ratio", "RedPajama-v2", "digits per character", hi=0.1, scale=0.03),
-    Rule("replacement_char_ratio", "encoding", "U+FFFD replacement characters per character", hi=0.001, scale=0.001),
-    # Spam / advertising markers. No published filter gives these a cut, so each borrows the cut
-    # of the nearest published rule (stated per rule) and was checked to sit above the 99th
-    # percentile of curated text (WikiText, Python docs, Austen, Guardian, GSM8K), not fitted to
-    # any labelled set.
-    Rule("exclamation_ratio", "Gopher-style", "'!' per word (curated prose p99 <= 0.026)", hi=0.03, scale=0.01),
-    Rule("currency_symbol_ratio", "Gopher-style", "$ € £ ¥ per word (Gopher's symbol cut)", hi=0.1, scale=0.03),
-    Rule("email_address_ratio", "RedPajama-v2-style", "e-mail addresses per word (the URL cut)", hi=0.02, scale=0.01),
     Rule(
-        "html_entity_ratio",
-        "RedPajama-v2-style",
-        "HTML entities (&amp; &#160; ...) per word (the tag cut)",
+        "short_line_ratio",
+        f"{_FINEWEB}: short_line_thr <= 0.67 (< 30 chars)",
+        "lines shorter than 30 characters",
+        hi=0.67,
+        scale=0.05,
+    ),
+    Rule("newline_word_ratio", f"{_FINEWEB}: new_line_ratio <= 0.3", "line breaks per word", hi=0.3, scale=0.05),
+    Rule(
+        "char_dup_ratio",
+        f"{_FINEWEB}: char_duplicates_ratio <= 0.01",
+        "characters in lines repeating an earlier line, per non-newline character",
         hi=0.01,
         scale=0.01,
     ),
+    # C4 removes lines naming javascript and whole pages with "lorem ipsum" or a curly bracket;
+    # as per-document ratios these two need cuts, which are ours.
     Rule(
-        "call_to_action_line_ratio",
-        "C4/RefinedWeb-style",
-        "lines with click here, unsubscribe, buy/order now, sign up, read more, add to cart, ... (the C4 boilerplate cut)",
+        "boilerplate_line_ratio",
+        "ours, after C4 (Raffel et al. 2020) line/page removal; cut ours",
+        "lines naming javascript, cookies, privacy/terms, lorem ipsum",
         hi=0.05,
         scale=0.03,
+        ours=True,
+    ),
+    Rule(
+        "curly_bracket_ratio",
+        "ours, after C4's '{' page rule; cut ours",
+        "'{' and '}' per character",
+        hi=0.005,
+        scale=0.003,
+        ours=True,
+    ),
+    # RedPajama-v2 publishes these quality *signals* without cuts; the cuts are ours.
+    Rule(
+        "all_caps_word_ratio",
+        "ours, RedPajama-v2 signal; cut ours",
+        "words written in capitals (str.isupper)",
+        hi=0.1,
+        scale=0.03,
+        ours=True,
+    ),
+    Rule(
+        "url_word_ratio",
+        "ours, RedPajama-v2-like signal; cut ours",
+        "URLs (http://, https://, www.) per word",
+        hi=0.02,
+        scale=0.01,
+        ours=True,
+    ),
+    Rule("html_tag_ratio", "ours; cut ours", "HTML tags per word", hi=0.01, scale=0.01, ours=True),
+    Rule("digit_char_ratio", "ours; cut ours", "digits per character", hi=0.1, scale=0.03, ours=True),
+    Rule(
+        "replacement_char_ratio",
+        "ours; cut ours",
+        "U+FFFD replacement characters per character",
+        hi=0.001,
+        scale=0.001,
+        ours=True,
+    ),
+    # Spam / advertising markers, ours (added after the first spam ROC-AUC had been seen, see
+    # BENCHMARKS.md); each borrows the cut of the published or earlier rule named.
+    Rule("exclamation_ratio", "ours; cut ours", "'!' per word", hi=0.03, scale=0.01, ours=True),
+    Rule(
+        "currency_symbol_ratio",
+        "ours; Gopher's symbol cut 0.1 borrowed",
+        "$ € £ ¥ per word",
+        hi=0.1,
+        scale=0.03,
+        ours=True,
+    ),
+    Rule(
+        "email_address_ratio",
+        "ours; url_word_ratio's cut borrowed",
+        "e-mail addresses per word",
+        hi=0.02,
+        scale=0.01,
+        ours=True,
+    ),
+    Rule(
+        "html_entity_ratio",
+        "ours; html_tag_ratio's cut borrowed",
+        "HTML entities (&amp; &#160; ...) per word",
+        hi=0.01,
+        scale=0.01,
+        ours=True,
+    ),
+    Rule(
+        "call_to_action_line_ratio",
+        "ours, phrases after RefinedWeb's line removal; boilerplate_line_ratio's cut borrowed",
+        "lines with click here, unsubscribe, buy/order now, sign up, read more, add to cart, ...",
+        hi=0.05,
+        scale=0.03,
+        ours=True,
+    ),
+    # Character-level damage (added for the corruption benchmark, cuts chosen on its tune half).
+    Rule(
+        "valid_word_ratio",
+        "ours; vocabulary: wordfreq's 100k most frequent words of the language",
+        "letter-only words found in the vocabulary, per letter-only word",
+        lo=0.88,
+        scale=0.01,
+        ours=True,
+        weight=4.0,
+    ),
+    Rule(
+        "doubled_word_ratio",
+        "ours",
+        "words equal to the word before them ('the the'), per word",
+        hi=0.02,
+        scale=0.005,
+        ours=True,
+        weight=3.0,
+    ),
+    Rule(
+        "lowercase_sentence_start_ratio",
+        "ours",
+        "sentence ends (. ! ? then a space) followed by a lowercase letter, per sentence end",
+        hi=0.3,
+        scale=0.05,
+        ours=True,
+        weight=3.0,
+    ),
+    Rule(
+        "mojibake_ratio",
+        "ours; detector: ftfy's badness()",
+        "ftfy 'badness' (mojibake sequences) per word",
+        hi=0.002,
+        scale=0.0005,
+        ours=True,
+        weight=3.0,
     ),
 )
 RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
+_DEFAULT_WEIGHTS: dict[str, float] = {r.name: r.weight for r in RULES}
 
 _STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 _BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "·", "➢", "►", "✓", "‣", "⁃", "◦", "∙")
@@ -142,6 +302,18 @@ _CALL_TO_ACTION_PHRASES = (
 )  # fmt: skip
 _CALL_TO_ACTION = re.compile("|".join(map(re.escape, _CALL_TO_ACTION_PHRASES)))
 _CURRENCY = ("$", "€", "£", "¥")
+# A sentence end right after a letter (not "..." or ">>>"), an optional closing quote or bracket,
+# white space, then the next sentence's first letter. The look-behind comes after the [.!?], so
+# it is only tried at punctuation, not at every position (5x faster).
+_SENTENCE_START = re.compile(r"[.!?](?<=[^\W\d_][.!?])[\"')\]”’]?\s+([^\W\d_])")
+# A UTF-8 lead byte read as Windows-1252/Latin-1 followed by a continuation byte read the same way:
+# every classic mojibake has one, so ftfy's slower badness() runs only on texts that do.
+_MOJIBAKE_HINT = re.compile(
+    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]"
+)
+# Punctuation stripped from both ends of a word before the vocabulary look-up.
+_WORD_EDGES = "".join(sorted(set(string.punctuation) | set("“”‘’«»…—–¿¡")))
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'"})
 
 # Composite sort keys for the vectorised n-gram rules: doc (11 bits) | hash (33) | position (20).
 _POS_BITS, _HASH_BITS, _DOC_BITS = 20, 33, 11
@@ -154,7 +326,7 @@ class HeuristicConfig(StrictModel):
     weights: dict[str, float] = Field(
         default_factory=dict,
         description="Per-rule weight overrides "
-        "(default 1 each; 0 switches a rule off). Keys: rule names, see "
+        "(default: each rule's own weight, 1 for most; 0 switches a rule off). Keys: rule names, see "
         "`currimix score list`.",
     )
     softness: float = Field(
@@ -170,6 +342,11 @@ class HeuristicConfig(StrictModel):
         le=100,
         description="Cap on one rule's penalty, so one badly failed rule cannot outweigh all the others.",
     )
+    language: str = Field(
+        "en",
+        description="Language of the word vocabulary for `valid_word_ratio` (a wordfreq code: en, de, "
+        "fr, ...); the other rules are language-independent or English-only as published.",
+    )
     max_chars: int = Field(
         500_000,
         ge=1000,
@@ -178,6 +355,17 @@ class HeuristicConfig(StrictModel):
         "of a document (bounds time and memory on huge documents; at most 2M so one "
         "document's words fit the vectorised n-gram rules' 20-bit positions).",
     )
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str) -> str:
+        if language != "en":
+            import wordfreq
+
+            known = sorted(wordfreq.available_languages("large"))
+            if language not in known:
+                raise ValueError(f"wordfreq has no large word list for {language!r}; choose from {known}")
+        return language
 
     @field_validator("weights")
     @classmethod
@@ -239,6 +427,8 @@ def _doc_values(text: str, hashes: list[int], lowered: list[str], word_lengths: 
     tags = len(_HTML_TAG.findall(text)) if "<" in text else 0
     emails = len(_EMAIL.findall(text)) if "@" in text else 0
     entities = len(_ENTITY.findall(text)) if "&" in text else 0
+    # The first character after each sentence end; a lowercase one means broken sentences.
+    starts = _SENTENCE_START.findall(text)
     actions = (
         sum(1 for s in low.split("\n") if _CALL_TO_ACTION.search(s))
         if any(p in low for p in _CALL_TO_ACTION_PHRASES)
@@ -260,6 +450,7 @@ def _doc_values(text: str, hashes: list[int], lowered: list[str], word_lengths: 
         _ratio(sum(1 for s in lines if s.endswith(_TERMINAL)), n_lines),
         _ratio(sum(1 for s in lines if len(s) < 30), n_lines),
         _ratio(text.count("\n"), n_words),
+        _ratio(dup_line_chars * sum(map(len, lines)), n_chars - text.count("\n")),
         _ratio(boilerplate, n_lines),
         _ratio(text.count("{") + text.count("}"), n_chars),
         _ratio(sum(map(str.isupper, words)), n_words),
@@ -272,7 +463,46 @@ def _doc_values(text: str, hashes: list[int], lowered: list[str], word_lengths: 
         _ratio(emails, n_words),
         _ratio(entities, n_words),
         _ratio(actions, n_lines),
+        0.0,  # valid_word_ratio: filled in per word type
+        0.0,  # doubled_word_ratio: filled in from the word ids
+        # At least 10 in the denominator: one "? and" in a two-sentence text is not broken text.
+        _ratio(sum(map(str.islower, starts)), max(len(starts), 10)),
+        _ratio(badness(text), n_words) if not text.isascii() and _MOJIBAKE_HINT.search(text) else 0.0,
     ]
+
+
+@lru_cache(maxsize=4)
+def vocabulary(language: str = "en", size: int = 100_000) -> frozenset[str]:
+    """The ``size`` most frequent words of ``language`` in wordfreq's "large" list (lowercase)."""
+    import wordfreq  # imported here: loading the list costs ~0.1 s, only when the heuristic runs
+
+    try:
+        words = wordfreq.top_n_list(language, size, wordlist="large")
+    except LookupError as exc:
+        raise UserError(f"heuristic scorer: wordfreq has no word list for language {language!r}: {exc}") from None
+    return frozenset(w.translate(_APOSTROPHES) for w in words)
+
+
+def _valid_words(words: list[str], vocab: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For distinct lowercased words: (is a letter-only word, and is it in ``vocab``).
+
+    Punctuation is stripped from both ends first; ``don't`` and ``well-known`` count as letter
+    words, valid when the whole word (or every hyphen part) is in the vocabulary. Digits, symbols
+    and mixed tokens are neither valid nor invalid: only letter words can show letter damage.
+    """
+    # Fast path in C: plain letter words looked up as they are; only the rest (punctuation
+    # attached, apostrophes, hyphens, digits) goes through the Python loop.
+    candidate = np.fromiter(map(str.isalpha, words), dtype=bool, count=len(words))
+    valid = candidate & np.fromiter(map(vocab.__contains__, words), dtype=bool, count=len(words))
+    for i in np.flatnonzero(~candidate):
+        core = words[i].strip(_WORD_EDGES).translate(_APOSTROPHES)
+        if core.isalpha():
+            candidate[i] = True
+            valid[i] = core in vocab
+        elif core and core.replace("'", "").replace("-", "").isalpha():
+            candidate[i] = True
+            valid[i] = core in vocab or all(p in vocab for p in core.replace("'", "-").split("-") if p)
+    return candidate, valid
 
 
 def _has_letter(words: list[str]) -> np.ndarray:
@@ -351,7 +581,7 @@ def _ngram_values(ids: np.ndarray, lengths: np.ndarray, doc_of: np.ndarray, n_do
     return out
 
 
-def rule_values(texts: list[str], *, max_chars: int = 500_000) -> dict[str, np.ndarray]:
+def rule_values(texts: list[str], *, max_chars: int = 500_000, language: str = "en") -> dict[str, np.ndarray]:
     """Every rule's value for every text: ``{rule name: float64 array of len(texts)}``."""
     texts = [t[:max_chars] for t in clean_texts(texts)]
     columns: dict[str, list[np.ndarray]] = {name: [] for name in RULE_NAMES}
@@ -384,6 +614,18 @@ def rule_values(texts: list[str], *, max_chars: int = 500_000) -> dict[str, np.n
         n_words = np.bincount(doc_of, minlength=n_docs)
         table[:, RULE_NAMES.index("alpha_word_ratio")] = np.divide(
             np.bincount(doc_of, weights=has_letter, minlength=n_docs), n_words, out=np.zeros(n_docs), where=n_words > 0
+        )
+        candidate, valid = _valid_words([lowered[i] for i in first], vocabulary(language))
+        n_letter_words = np.bincount(doc_of, weights=candidate[inverse], minlength=n_docs)
+        table[:, RULE_NAMES.index("valid_word_ratio")] = np.divide(
+            np.bincount(doc_of, weights=valid[inverse], minlength=n_docs),
+            n_letter_words,
+            out=np.ones(n_docs),
+            where=n_letter_words > 0,
+        )
+        doubled = (ids[1:] == ids[:-1]) & (doc_of[1:] == doc_of[:-1]) & has_letter[1:]
+        table[:, RULE_NAMES.index("doubled_word_ratio")] = np.divide(
+            np.bincount(doc_of[1:][doubled], minlength=n_docs), n_words, out=np.zeros(n_docs), where=n_words > 0
         )
         is_stop = np.isin(word_hash, [hash(w) for w in _STOP_WORDS])
         table[:, RULE_NAMES.index("stop_word_count")] = np.bincount(doc_of[is_stop], minlength=n_docs)
@@ -421,10 +663,10 @@ def rule_penalties(
 class HeuristicScorer(Scorer):
     """Minus the weighted sum of soft rule penalties (see the module docstring)."""
 
-    summary = "Gopher/C4/FineWeb rules as a continuous score (no model)"
+    summary = "Gopher/FineWeb rules + our own (spam, damaged text) as a continuous score (no model)"
 
     def rule_values(self, texts: list[str]) -> dict[str, np.ndarray]:
-        return rule_values(texts, max_chars=self.config.max_chars)
+        return rule_values(texts, max_chars=self.config.max_chars, language=self.config.language)
 
     def score_batch(self, batch: dict[str, list[Any]]) -> np.ndarray:
         penalties = rule_penalties(
@@ -432,5 +674,5 @@ class HeuristicScorer(Scorer):
         )
         total = np.zeros(len(batch["text"]))
         for name, penalty in penalties.items():
-            total += self.config.weights.get(name, 1.0) * penalty
+            total += self.config.weights.get(name, _DEFAULT_WEIGHTS[name]) * penalty
         return -total

@@ -58,6 +58,16 @@ class NgramConfig(StrictModel):
     )
 
 
+def refuse_negatives(name: str, negatives: list[str] | None) -> None:
+    """A reference LM learns only what good text looks like: say so rather than drop negatives silently."""
+    if negatives:
+        raise UserError(
+            f"{name} scorer: got {len(negatives)} negative documents, but a reference language model learns "
+            "only from good (positive) text and would ignore them; drop -n/--negative, or fit the "
+            "`classifier` scorer, which uses both"
+        )
+
+
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: spreads bits so rolling hashes of short n-grams do not collide."""
     with np.errstate(over="ignore"):
@@ -82,7 +92,14 @@ def _lookup(table: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndar
     """(index into sorted ``table``, found mask) for each query hash."""
     if len(table) == 0:
         return np.zeros(len(queries), dtype=np.int64), np.zeros(len(queries), dtype=bool)
-    idx = np.searchsorted(table, queries)
+    if len(queries) > 1 << 16:
+        # Binary searches in sorted order walk the table cache-friendly: ~4x faster on millions
+        # of random hashes, even counting the argsort (identical result).
+        order = np.argsort(queries)
+        idx = np.empty(len(queries), dtype=np.int64)
+        idx[order] = np.searchsorted(table, queries[order])
+    else:
+        idx = np.searchsorted(table, queries)
     idx = np.minimum(idx, len(table) - 1)
     return idx, table[idx] == queries
 
@@ -109,7 +126,10 @@ class NgramModel:
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, texts: list[str], *, order: int, min_count: int, max_vocab: int) -> "NgramModel":
+    def fit(
+        cls, texts: list[str], *, order: int, min_count: int, max_vocab: int, arpa: Path | None = None
+    ) -> "NgramModel":
+        """Fit on ``texts``; with ``arpa`` also write the model there in ARPA format (`write_arpa`)."""
         docs = [tokens(t) for t in clean_texts(texts)]
         counts = collections.Counter(w for doc in docs for w in doc)
         kept = sorted(
@@ -124,6 +144,7 @@ class NgramModel:
         grams = _gram_hashes(ids, order)
         arrays: dict[str, np.ndarray] = {}
         higher_suffix: np.ndarray | None = None
+        gram_positions: dict[int, np.ndarray] = {}
         for k in range(order, 0, -1):
             uniq, first, raw = np.unique(grams[k - 1][targets], return_index=True, return_counts=True)
             if k == order:
@@ -136,6 +157,7 @@ class NgramModel:
                 assert found.all(), "every (k+1)-gram suffix is a k-gram"
                 adjusted[idx] = cont
             positions = targets[first]
+            gram_positions[k] = positions
             higher_suffix = grams[k - 2][positions] if k >= 2 else None
             d = _discounts(adjusted)
             discount = d[np.minimum(adjusted, 3) - 1]
@@ -149,7 +171,65 @@ class NgramModel:
             arrays[f"gam{k}"] = np.bincount(ctx_inv, weights=discount).astype(np.float64)
         arrays["unk_types"] = np.array([unk_types], dtype=np.int64)
         model.arrays = arrays
+        if arpa is not None:
+            model.write_arpa(arpa, ids, gram_positions)
         return model
+
+    def write_arpa(self, path: Path, ids: np.ndarray, gram_positions: dict[int, np.ndarray]) -> None:
+        """Write the fitted model as an ARPA file (what KenLM and SRILM read), atomically.
+
+        Interpolated Kneser-Ney maps onto ARPA exactly as KenLM's ``lmplz`` writes it: each seen
+        k-gram gets its interpolated probability computed with orders 1..k, and each context gets
+        the back-off weight ``gamma / denominator`` its k+1-grams interpolate with. ``<unk>`` is
+        always listed (with the probability of an unseen word when the training text had none).
+        KenLM starts a sentence with one ``<s>``, where this model pads ``order - 1`` of them, so
+        n-grams with ``<s>`` after their first token are left out; KenLM and the ngram scorer
+        therefore agree on every token from the ``order``-th of a document on (tested), and the
+        first ``order - 1`` tokens see a shorter history under KenLM.
+        """
+        a = self.arrays
+        words = np.array(self.vocab, dtype=object)
+        sections: list[list[str]] = []
+        for k in range(1, self.order + 1):
+            pos = np.sort(gram_positions[k])
+            grams = np.stack([ids[pos - k + 1 + j] for j in range(k)], axis=1)
+            keep = ~(grams[:, 1:] == BOS).any(axis=1)
+            pos, grams = pos[keep], grams[keep]
+            logp = self.log10_probs(ids, pos, unk_class=False, max_order=k)
+            backoff = np.zeros(len(pos))
+            has_backoff = np.zeros(len(pos), dtype=bool)
+            if k < self.order:
+                idx, found = _lookup(a[f"ctx{k + 1}"], _gram_hashes(ids, k)[k - 1][pos])
+                backoff[found] = np.log10(a[f"gam{k + 1}"][idx[found]] / a[f"den{k + 1}"][idx[found]])
+                has_backoff = found
+            text = [" ".join(row) for row in words[grams]]
+            lines = [
+                f"{p:.7f}\t{t}\t{b:.7f}" if hb else f"{p:.7f}\t{t}"
+                for p, t, b, hb in zip(logp.tolist(), text, backoff.tolist(), has_backoff.tolist())
+            ]
+            if k == 1:
+                bos_idx, bos_found = (
+                    _lookup(a["ctx2"], _gram_hashes(np.array([BOS]), 1)[0])
+                    if self.order > 1
+                    else (np.zeros(1, dtype=np.int64), np.zeros(1, dtype=bool))
+                )
+                bos_backoff = np.log10(a["gam2"][bos_idx[0]] / a["den2"][bos_idx[0]]) if bos_found[0] else 0.0
+                lines.append(f"-99\t<s>\t{bos_backoff:.7f}")
+                if not (grams[:, 0] == UNK).any():
+                    unseen = a["gam1"][0] / a["den1"][0] / len(self.vocab)
+                    lines.append(f"{np.log10(unseen):.7f}\t<unk>")
+            sections.append(lines)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("\\data\\\n")
+            for k, lines in enumerate(sections, 1):
+                fh.write(f"ngram {k}={len(lines)}\n")
+            for k, lines in enumerate(sections, 1):
+                fh.write(f"\n\\{k}-grams:\n")
+                fh.write("\n".join(lines))
+                fh.write("\n")
+            fh.write("\n\\end\\\n")
+        tmp.replace(path)
 
     def _encode(self, docs: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids of all docs concatenated (each <s>-padded, </s>-ended), and the positions
@@ -173,15 +253,19 @@ class NgramModel:
         doc_of = np.repeat(np.arange(len(docs)), [len(d) + 1 for d in docs])
         return self.log10_probs(ids, targets), doc_of
 
-    def log10_probs(self, ids: np.ndarray, targets: np.ndarray, *, unk_class: bool = True) -> np.ndarray:
+    def log10_probs(
+        self, ids: np.ndarray, targets: np.ndarray, *, unk_class: bool = True, max_order: int | None = None
+    ) -> np.ndarray:
         """log10 P(ids[j] | ids[j-order+1 .. j-1]) for each position j in ``targets``.
 
-        With ``unk_class`` the <unk> probability is shared among the rare words it stands for.
+        With ``unk_class`` the <unk> probability is shared among the rare words it stands for;
+        ``max_order`` interpolates only orders 1..max_order (the ARPA writer's k-gram entries).
         """
-        grams = _gram_hashes(ids, self.order)
+        order = self.order if max_order is None else max_order
+        grams = _gram_hashes(ids, order)
         a = self.arrays
         prob = np.full(len(targets), 1.0 / len(self.vocab))
-        for k in range(1, self.order + 1):
+        for k in range(1, order + 1):
             if k == 1:
                 ctx_idx = np.zeros(len(targets), dtype=np.int64)
                 ctx_found = np.ones(len(targets), dtype=bool)
@@ -237,7 +321,8 @@ class NgramScorer(Scorer):
         return self.model is not None
 
     def fit(self, positives: list[str], negatives: list[str] | None = None) -> None:
-        """Fit the reference LM on ``positives`` (negatives are not used by this scorer)."""
+        """Fit the reference LM on ``positives``; negatives are refused (a reference LM has no use for them)."""
+        refuse_negatives("ngram", negatives)
         if not positives:
             raise UserError("ngram scorer: fit needs at least one reference (positive) document")
         c = self.config

@@ -26,7 +26,7 @@ def plan(
     """Print and plot the run's timeline: LR, mixture, curriculum, repeats, averaging window."""
     from recipes.loading import dump_recipe
     from recipes.plan import build_plan
-    from recipes.plan_report import plan_summary, print_summary
+    from recipes.plan_report import coverage_summary, plan_summary, print_coverage, print_summary
     from tools.plotting import plot_plan
 
     r = load(recipe, set_)
@@ -39,6 +39,8 @@ def plan(
     p = build_plan(r)
     summary = plan_summary(p)
     print_summary(summary, console)
+    summary["coverage"] = coverage_summary(p)
+    print_coverage(summary["coverage"], console)
     plot_plan(p, out)
     console.print(f"timeline plot: {out}")
     if json_out:

@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import shutil
 import time
 import uuid
@@ -207,11 +205,6 @@ def _build(
         raise error
     if missing_units(root, plan):
         return None  # other slices of the job array are still running
-    data = recipe.model_dump(mode="json")["data"]
-    data.pop("num_proc")  # how many workers ran changes nothing in the store
-    fingerprint = hashlib.sha256(
-        json.dumps({"data": data, "tokenizer": recipe.model_dump(mode="json")["tokenizer"]}, sort_keys=True).encode()
-    ).hexdigest()[:16]
     finalize_store(
         root,
         plan,
@@ -222,7 +215,7 @@ def _build(
             "eos_id": eos_id,
             "vocab_size": vocab_size,
             "scorers": {n: (d.scorer.name if d.scorer else "none") for n, d in recipe.data.domains.items()},
-            "data_fingerprint": fingerprint,
+            "data_fingerprint": recipe.data_fingerprint(),
             "units": len(plan),
             "seconds": round(time.time() - started, 1),
         },

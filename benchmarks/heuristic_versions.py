@@ -1,0 +1,99 @@
+"""Benchmark: the heuristic scorer as of several git revisions, side by side in one run.
+
+    python benchmarks/heuristic_versions.py REV [REV ...]      (e.g. main 63c5b93 HEAD)
+
+Each revision's ``curriculum/scorers/heuristic.py`` is read with ``git show`` and loaded as its
+own module (its rules, cuts and weights; the rest of the package is this checkout's), then
+scored on the three human-label sets of `benchmarks/scorers.py` and on the report half of
+`benchmarks/corruption.py`. Speed: documents per second on the 6,412 label-set documents, the
+revisions timed alternately twice in one process, so load changes hit them alike.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import corruption  # noqa: E402
+import scorers_data  # noqa: E402
+
+from curriculum.scorers import registry  # noqa: E402
+from curriculum.scorers.metrics import roc_auc, spearman  # noqa: E402
+
+
+def load_revision(rev: str, folder: Path):
+    """The heuristic module of git revision ``rev``, loaded under a private name."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:curriculum/scorers/heuristic.py"], cwd=HERE.parent, capture_output=True, text=True
+    )
+    if source.returncode != 0:
+        raise SystemExit(f"git show {rev}: {source.stderr.strip()}")
+    name = f"heuristic_at_{rev.replace('/', '_').replace('~', '_').replace('^', '_')}"
+    path = folder / f"{name}.py"
+    # A second registration of the name "heuristic" would clash with this checkout's.
+    path.write_text(source.stdout.replace('@SCORERS.register("heuristic", HeuristicConfig)', ""))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("revs", nargs="+")
+    args = parser.parse_args()
+    assert registry.SCORERS  # the checkout's registry is loaded first
+    sets = {
+        "dclm": scorers_data.dclm(),
+        "spam": scorers_data.spamassassin(),
+        "stackexchange": scorers_data.stackexchange(),
+    }
+    report = [t for _, t in corruption.split_documents()["report"]]
+    copies, _ = corruption.corrupted_copies(report, "report")
+    all_texts = [t for texts, _ in sets.values() for t in texts]
+    with tempfile.TemporaryDirectory() as tmp:
+        scorers = {rev: load_revision(rev, Path(tmp)) for rev in args.revs}
+        scorers = {rev: m.HeuristicScorer(m.HeuristicConfig()) for rev, m in scorers.items()}
+        rows = {}
+        for rev, scorer in scorers.items():
+            row = {}
+            for name, (texts, labels) in sets.items():
+                s = scorer.score_texts(texts)
+                y = np.asarray(labels)
+                row[name] = spearman(s, y) if name == "stackexchange" else roc_auc(s, y)
+            row.update(corruption.aucs(scorer.score_texts, report, copies))
+            rows[rev] = row
+        seconds = dict.fromkeys(scorers, 0.0)
+        for _ in range(2):
+            for rev, scorer in scorers.items():
+                start = time.perf_counter()
+                scorer.score_texts(all_texts)
+                seconds[rev] += time.perf_counter() - start
+    kinds = list(copies)
+    cols = ["dclm", "spam", "stackexchange", *kinds, "pooled"]
+    print("| heuristic at | DCLM AUC | spam AUC | SE Spearman | " + " | ".join(kinds) + " | pooled | docs/s |")
+    print("|---" * (len(cols) + 2) + "|")
+    for rev, row in rows.items():
+        speed = 2 * len(all_texts) / seconds[rev]
+        print(f"| {rev} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + f" | {speed:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

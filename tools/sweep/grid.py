@@ -1,0 +1,192 @@
+"""A sweep grid: a base recipe, axes of `--set`-style overrides, seeds, sizes, averaging variants.
+
+    name: temperature-cooldown
+    base: grid-temperature            # a preset name, or a recipe YAML path relative to this file
+    seeds: [0, 1]
+    sizes:                            # overrides per size; `currimix sweep grid.yaml --size gpu`
+      cpu: {}
+      gpu: {model.hidden_size: 768, model.num_layers: 12, training.steps: 3000}
+    axes:                             # every combination of one value per axis is a training run
+      tau:
+        "1": {mixture.mixer: {name: temperature, tau: 1}}
+        "5": {mixture.mixer: {name: temperature, tau: 5}}
+    averaging:                        # optional: models computed from each run's own snapshots
+      last: null                      # the final model
+      ema6: {last: 6, weights: {name: ema, alpha: 0.2}}
+    references: [{tau: "1"}]          # every cell vs the tau=1 cell with the same other labels
+    metrics: [val/mean, val/q5]       # columns of the Markdown table (the CSV has all)
+
+Overrides are dotted recipe keys with YAML values, applied in order: base recipe, axes (in the
+order they are listed), size, then ``seed``; the size comes after the axes so that it can rescale
+what an axis chose (``schedule.peak_lr`` of whichever schedule, ``training.steps``). Averaging variants never retrain: they average the
+last ``last`` averaging snapshots of the run the recipe already takes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from curriculum.errors import UserError
+from curriculum.registry import StrictModel, validation_problems
+from recipes.averaging import WeightSpec
+
+Overrides = dict[str, Any]
+
+
+class AveragedModel(StrictModel):
+    """A model averaged from the last ``last`` snapshots of a run."""
+
+    last: int = Field(ge=1, description="How many of the run's newest averaging snapshots to average.")
+    weights: WeightSpec = Field(description="Their weights, oldest first: {name: ema, alpha: 0.2}, {name: sma}, ...")
+
+
+class GridConfig(StrictModel):
+    """The schema of a grid file (see the module docstring)."""
+
+    name: str = Field(description="Grid name; results go to runs/sweeps/<name>/<size> by default.")
+    base: str = Field(description="Base recipe: a preset name or a YAML path relative to the grid file.")
+    seeds: list[int] = Field(min_length=1, description="Seeds run for every cell (>= 2 to see seed noise).")
+    sizes: dict[str, Overrides] = Field(
+        default_factory=lambda: {"cpu": {}}, description="Named sizes, each a set of overrides (e.g. cpu, gpu)."
+    )
+    axes: dict[str, dict[str, Overrides]] = Field(
+        min_length=1, description="Axis name -> {value label -> overrides}; the grid is their product."
+    )
+    averaging: dict[str, AveragedModel | None] = Field(
+        default_factory=lambda: {"last": None},
+        description="Evaluated models per run: label -> null (the final model) or an average of its snapshots.",
+    )
+    references: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="Comparisons, one Markdown table each: {axis: label} compares every cell with the cell that "
+        "has that label on that axis and the same labels elsewhere (e.g. {order: random}: ascending vs random "
+        "at each LR and averaging); `averaging` counts as an axis.",
+    )
+    metrics: list[str] = Field(
+        default_factory=lambda: ["val/mean"], description="Metric columns of the Markdown table, in order."
+    )
+    plot_metrics: list[str] | None = Field(None, description="Metrics of the final-loss bar plot; default: `metrics`.")
+    eval_sequences_per_domain: int = Field(
+        256, ge=1, description="Held-out (and train) sequences evaluated per domain."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "GridConfig":
+        for axis, values in self.axes.items():
+            if not values:
+                raise ValueError(f"axis {axis!r} has no values")
+        if "averaging" in self.axes or "seed" in self.axes:
+            raise ValueError("`averaging` and `seed` are built-in columns; name the axis differently")
+        known = {**{a: set(v) for a, v in self.axes.items()}, "averaging": set(self.averaging)}
+        for reference in self.references:
+            for key, label in reference.items():
+                if key not in known:
+                    raise ValueError(f"references name {key!r}, which is neither an axis nor `averaging`")
+                if label not in known[key]:
+                    raise ValueError(f"reference {key}={label!r} is not one of {sorted(known[key])}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds repeat: {self.seeds}")
+        return self
+
+
+def to_set_args(overrides: Overrides) -> list[str]:
+    """Overrides as `--set key=value` strings (flow-style YAML values)."""
+    out = []
+    for key, value in overrides.items():
+        text = yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip()
+        out.append(f"{key}={text.removesuffix('...').strip()}")
+    return out
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One training run of the grid: one label per axis and a seed."""
+
+    labels: tuple[tuple[str, str], ...]  # (axis, label) in axis order
+    seed: int
+    overrides: tuple[str, ...]  # --set strings: size, axes, seed, name, run_dir, store
+
+    @property
+    def cell(self) -> str:
+        return ",".join(f"{a}={v}" for a, v in self.labels)
+
+    @property
+    def slug(self) -> str:
+        return "__".join(f"{a}-{v}" for a, v in self.labels).replace("/", "_") + f"__seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A loaded grid at one size: the base recipe path and every variant."""
+
+    config: GridConfig
+    path: Path
+    size: str
+    base_path: Path
+    out_dir: Path
+    variants: tuple[Variant, ...]
+
+    @property
+    def store_dir(self) -> Path:
+        return self.out_dir / "store"
+
+    def run_dir(self, variant: Variant) -> Path:
+        return self.out_dir / "runs" / variant.slug
+
+    def recipe_file(self, variant: Variant) -> Path:
+        return self.out_dir / "recipes" / f"{variant.slug}.yaml"
+
+
+def read_grid(path: Path) -> GridConfig:
+    """Parse and validate a grid file, reporting every problem with its key path."""
+    if not path.is_file():
+        raise UserError(f"grid {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"grid {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"grid {str(path)!r}: a grid is a YAML mapping, got {type(raw).__name__}")
+    try:
+        return GridConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = validation_problems(exc, raw, top="(grid)")
+        raise UserError(f"grid {str(path)!r} has {len(problems)} problem(s):", problems) from None
+
+
+def load_grid(path: str | Path, size: str = "cpu", out_dir: str | Path | None = None) -> Grid:
+    """The grid at ``size`` with its variants (one per axis combination and seed), in file order."""
+    from recipes.loading import preset_path
+
+    path = Path(path)
+    config = read_grid(path)
+    if size not in config.sizes:
+        raise UserError(f"grid {str(path)!r} has no size {size!r}; sizes: {sorted(config.sizes)}")
+    base = config.base
+    base_path = path.parent / base if base.endswith((".yaml", ".yml")) else preset_path(base)
+    out = Path(out_dir) if out_dir else Path("runs") / "sweeps" / config.name / size
+    grid_stub = Grid(config, path, size, base_path, out, ())
+    variants = []
+    axes = list(config.axes.items())
+    for combo in itertools.product(*(list(values.items()) for _, values in axes)):
+        labels = tuple((axis, label) for (axis, _), (label, _) in zip(axes, combo))
+        for seed in config.seeds:
+            overrides = []
+            for _, axis_overrides in combo:
+                overrides += to_set_args(axis_overrides)
+            overrides += to_set_args(config.sizes[size])
+            variant = Variant(labels, seed, ())
+            overrides += [
+                f"seed={seed}",
+                f"name={config.name}-{variant.slug}",
+                f"run_dir={grid_stub.run_dir(variant)}",
+                f"data.store={grid_stub.store_dir}",
+            ]
+            variants.append(Variant(labels, seed, tuple(overrides)))
+    return Grid(config, path, size, base_path, out, tuple(variants))

@@ -1,0 +1,267 @@
+"""Running a grid: prepare its one store, train each variant in turn, average, evaluate, record.
+
+Every variant's result is one JSON file in its run folder (``sweep-result.json``), written last
+and atomically, and keyed by the variant's recipe fingerprint: a rerun skips variants whose
+result matches, resumes a half-trained one from its newest checkpoint, and only evaluates a run
+trained elsewhere (e.g. by the commands of `commands`). Averaging variants come from the run's
+own snapshots, so they never retrain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from curriculum.errors import UserError
+from curriculum.store import store_marker
+from recipes.checkpoint import step_folder
+from recipes.config import Recipe
+from recipes.loading import apply_overrides, read_recipe_yaml, recipe_from_dict
+from tools.sweep.grid import Grid, Variant
+
+RESULT_FILE = "sweep-result.json"
+
+
+def variant_raw(grid: Grid, variant: Variant) -> dict[str, Any]:
+    """The variant's recipe as written: the base (with `extends` resolved) plus its overrides."""
+    return apply_overrides(read_recipe_yaml(grid.base_path), list(variant.overrides))
+
+
+def variant_recipe(grid: Grid, variant: Variant) -> Recipe:
+    """The validated recipe of one variant (base + axes + size + seed)."""
+    return recipe_from_dict(variant_raw(grid, variant), source=f"grid {grid.config.name!r} variant {variant.slug}")
+
+
+def check_shared_store(grid: Grid, recipes: list[Recipe]) -> None:
+    """Every variant must read the same documents with the same tokenizer: they share one store."""
+
+    def data_key(r: Recipe) -> str:
+        dumped = r.model_dump(mode="json")
+        dumped["data"].pop("store")
+        return json.dumps([dumped["data"], dumped["tokenizer"]], sort_keys=True)
+
+    first = data_key(recipes[0])
+    for variant, recipe in zip(grid.variants, recipes):
+        if data_key(recipe) != first:
+            raise UserError(
+                f"grid {grid.config.name!r}: variant {variant.cell} changes the data or tokenizer sections; "
+                "a grid's variants share one token store, so put data changes in separate grids"
+            )
+
+
+def check_snapshots(grid: Grid, recipe: Recipe) -> None:
+    """Each averaging variant needs that many snapshots from the run."""
+    have = recipe.averaging.snapshots or 0
+    for label, spec in grid.config.averaging.items():
+        if spec is not None and spec.last > have:
+            raise UserError(
+                f"grid averaging.{label} averages the last {spec.last} snapshots, but the recipe takes "
+                f"{have} (averaging.snapshots); raise averaging.snapshots in the base recipe or the size"
+            )
+
+
+def write_recipes(grid: Grid) -> list[Recipe]:
+    """Validate every variant's recipe and write it under ``<out>/recipes/``: the base plus the
+    variant's overrides, as given (a fully resolved dump would spell out defaults, which some
+    configs refuse to read back, e.g. `over` next to a step tau schedule)."""
+    recipes = [variant_recipe(grid, v) for v in grid.variants]
+    check_shared_store(grid, recipes)
+    for variant, recipe in zip(grid.variants, recipes):
+        check_snapshots(grid, recipe)
+        path = grid.recipe_file(variant)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_text(path, yaml.safe_dump(variant_raw(grid, variant), sort_keys=False))
+    return recipes
+
+
+def commands(grid: Grid) -> list[list[str]]:
+    """The cluster form: one `prepare` then one `accelerate launch ... train` per variant (argument lists).
+
+    Run the prepare command once, the train commands anywhere (in any order, on any number of
+    GPUs), then `currimix sweep <grid>` again on a machine that sees the run folders: it finds the
+    runs finished, averages, evaluates and writes the tables without training anything.
+    """
+    write_recipes(grid)
+    first = grid.recipe_file(grid.variants[0])
+    out = [["currimix", "prepare", str(first)]]
+    for variant in grid.variants:
+        out.append(
+            [
+                "accelerate",
+                "launch",
+                "-m",
+                "recipes.cli",
+                "train",
+                str(grid.recipe_file(variant)),
+                "--resume",
+                "--no-progress",
+            ]
+        )
+    return out
+
+
+def result_key(grid: Grid, recipe: Recipe) -> str:
+    """What a recorded result depends on: the recipe, the averaged models and the evaluation size."""
+    evaluated = {k: (v.model_dump(mode="json") if v else None) for k, v in grid.config.averaging.items()}
+    marker = store_marker(grid.store_dir)
+    data = json.loads(marker.read_text()).get("data_fingerprint") if marker is not None else None
+    key = [recipe.fingerprint(), data, evaluated, grid.config.eval_sequences_per_domain]
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_result(run_dir: Path, key: str) -> dict[str, Any] | None:
+    """The recorded result of a run, if it was made by this exact recipe and evaluation."""
+    path = run_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return result if result.get("result_key") == key else None
+
+
+def run_grid(
+    grid: Grid,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    train_missing: bool = True,
+) -> list[dict[str, Any]]:
+    """Run every variant not yet recorded (in order) and return all variants' results."""
+    from tools.prepare import prepare_store
+
+    recipes = write_recipes(grid)
+    wanted = recipes[0].data_fingerprint()
+    marker = store_marker(grid.store_dir)
+    stale = marker is not None and json.loads(marker.read_text()).get("data_fingerprint") != wanted
+    if stale or marker is None:
+        # The store belongs to this sweep folder: a grid whose data changed rebuilds it (and its runs
+        # then no longer match their recorded results, whose keys include the plan's data fingerprint).
+        log(f"{'rebuilding the stale' if stale else 'preparing the'} grid token store in {grid.store_dir}")
+        prepare_store(recipes[0], overwrite=stale, show_progress=progress)
+    results = []
+    for i, (variant, recipe) in enumerate(zip(grid.variants, recipes), 1):
+        run_dir = recipe.run_path
+        done = read_result(run_dir, result_key(grid, recipe))
+        if done is not None:
+            log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: recorded, skipped")
+            results.append(done)
+            continue
+        trained = run_state(run_dir, recipe, log) == "trained"
+        if not trained and not train_missing:
+            log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: not trained yet, left out")
+            continue
+        log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: {'evaluating' if trained else 'training'}")
+        result = run_variant(grid, variant, recipe, progress=progress, trained=trained)
+        _write_text(run_dir / RESULT_FILE, json.dumps(result, indent=1))
+        results.append(result)
+    return results
+
+
+def run_state(run_dir: Path, recipe: Recipe, log: Callable[[str], None]) -> str:
+    """`trained`, `partial` (resumable) or `new`. A run folder written under another plan (the grid or
+    its data changed) belongs to this sweep and is cleared, so the variant trains afresh."""
+    from recipes.checkpoint import latest_checkpoint, read_marker
+    from recipes.plan import build_plan
+
+    if not run_dir.exists():
+        return "new"
+    plan = build_plan(recipe).fingerprint
+    final = read_marker(run_dir / "final") if (run_dir / "final").is_dir() else None
+    latest = latest_checkpoint(run_dir)
+    marks = [m for m in (final, read_marker(latest[1]) if latest else None) if m]
+    if any(m.get("plan_fingerprint") != plan for m in marks):
+        log(f"{run_dir}: written under another plan; starting it again")
+        shutil.rmtree(run_dir)
+        return "new"
+    return "trained" if final else ("partial" if latest else "new")
+
+
+def run_variant(grid: Grid, variant: Variant, recipe: Recipe, *, progress: bool, trained: bool) -> dict[str, Any]:
+    """Train (resuming) one variant, build its averaged models, evaluate every model; the result record."""
+    from recipes.plan import build_plan
+    from recipes.pretrain import train
+    from recipes.trackers import read_metrics
+    from tools.average import average_checkpoints, resolve_weights
+    from tools.evaluate import evaluate_folder_quality
+
+    run_dir = recipe.run_path
+    started = time.perf_counter()
+    if not trained:
+        train(recipe, resume=True, show_progress=progress)
+    train_seconds = time.perf_counter() - started
+    plan = build_plan(recipe)
+    snapshots = [step_folder(run_dir / "snapshots", s) for s in plan.averaging.steps] if plan.averaging else []
+    models: dict[str, dict[str, float]] = {}
+    for label, spec in grid.config.averaging.items():
+        folder = run_dir / "final"
+        if spec is not None:
+            folder = run_dir / "averaged" / label
+            chosen = snapshots[-spec.last :]
+            average_checkpoints(chosen, folder, resolve_weights(spec.weights, len(chosen)), overwrite=True)
+        losses = evaluate_folder_quality(
+            folder,
+            recipe.store_path,
+            splits=("val", "train"),
+            per_domain=grid.config.eval_sequences_per_domain,
+            micro_batch_size=recipe.training.micro_batch_size,
+        )
+        models[label] = flatten_metrics(losses)
+    curve = [
+        {k: v for k, v in r.items() if k == "step" or k.startswith("val/")}
+        for r in read_metrics(run_dir)
+        if any(k.startswith("val/") for k in r)
+    ]
+    return {
+        "grid": grid.config.name,
+        "size": grid.size,
+        "cell": dict(variant.labels),
+        "seed": variant.seed,
+        "result_key": result_key(grid, recipe),
+        "plan_fingerprint": plan.fingerprint,
+        "run_dir": str(run_dir),
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "models": models,
+        "val_curve": curve,
+    }
+
+
+def flatten_metrics(losses: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """``{split: evaluate_quality(...)}`` as flat columns: val/<domain>, val/mean, val/q1..q5,
+    val/<domain>/q<k>, the same for train, and gap/<domain> = val - train (overfitting shows as a
+    growing gap)."""
+    out: dict[str, float] = {}
+    for split, parts in losses.items():
+        domains = parts["domain"]
+        for name, value in domains.items():
+            out[f"{split}/{name}"] = value
+        out[f"{split}/mean"] = sum(domains.values()) / max(len(domains), 1)
+        for name, value in parts["quintile"].items():
+            out[f"{split}/{name}"] = value
+        for name, value in parts["domain_quintile"].items():
+            out[f"{split}/{name}"] = value
+    for name in losses.get("val", {}).get("domain", {}):
+        if f"train/{name}" in out:
+            out[f"gap/{name}"] = out[f"val/{name}"] - out[f"train/{name}"]
+    return out
+
+
+def format_command(args: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
