@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from curriculum.store import SPLITS, SplitWriter, TokenStore, write_meta  # noqa: E402
+from curriculum.store import TokenStore  # noqa: E402
 from recipes.loading import recipe_from_dict  # noqa: E402
 from recipes.model import build_model, flops_per_token, peak_flops  # noqa: E402
 from recipes.runtime import installed, resolve_runtime  # noqa: E402
@@ -119,19 +119,32 @@ def synthetic_store(root: Path, size: Size) -> Path:
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
+    from curriculum.shards import write_shard
+    from tools.prepare.finalize import finalize_store
+
     rng = np.random.default_rng(0)
-    writers = {s: SplitWriter(root / s, size.seq_len, np.dtype(np.uint16), eos_id=0) for s in SPLITS}
-    for name in DOMAINS:
-        for split, writer in writers.items():
-            # Validation holds one micro-batch per domain: the end-of-run eval then has the training
-            # shape, so the compiled blocks need no recompilation for a new batch size.
-            n = size.sequences_per_domain if split == "train" else size.micro_batch
-            writer.begin_domain(name)
-            tokens = rng.integers(2, size.vocab, size=(n, size.seq_len - 1)).tolist()
-            writer.add_documents([f"{name}-{split}-{i}" for i in range(n)], tokens, np.sort(rng.normal(size=n)))
-            writer.end_domain()
-    for writer in writers.values():
-        writer.close()
+    units = []
+    for i, name in enumerate(DOMAINS):
+        # Validation holds one micro-batch per domain: the end-of-run eval then has the training
+        # shape, so the compiled blocks need no recompilation for a new batch size.
+        n_train, n_val = size.sequences_per_domain, size.micro_batch
+        count = n_train + n_val
+        unit = {"index": i, "name": f"{name}-{i:06d}", "files": [], "start": 0, "stop": None}
+        write_shard(
+            root / "shards" / unit["name"],
+            domain=name,
+            unit=unit,
+            ids=[f"{name}-{j}" for j in range(count)],
+            scores=rng.normal(size=count),
+            tiebreak=np.arange(count),
+            is_val=np.arange(count) >= n_train,
+            flat_tokens=rng.integers(2, size.vocab, size=count * (size.seq_len - 1)),
+            lengths=np.full(count, size.seq_len - 1),
+            seq_len=size.seq_len,
+            token_dtype=np.dtype(np.uint16),
+            eos_id=0,
+        )
+        units.append(unit)
     vocab = {"<|endoftext|>": 0, "<pad>": 1} | {f"t{i}": i for i in range(2, size.vocab)}
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="<pad>")),
@@ -140,15 +153,12 @@ def synthetic_store(root: Path, size: Size) -> Path:
         pad_token="<pad>",
     )
     tokenizer.save_pretrained(str(root / "tokenizer"))
-    write_meta(
+    finalize_store(
         root,
-        seq_len=size.seq_len,
-        token_dtype="uint16",
-        eos_id=0,
-        vocab_size=size.vocab,
-        domains=list(DOMAINS),
-        stats={s: w.stats for s, w in writers.items()},
-        extra={"data_fingerprint": "synthetic-gpu-benchmark"},
+        units,
+        list(DOMAINS),
+        size.seq_len,
+        {"token_dtype": "uint16", "eos_id": 0, "vocab_size": size.vocab, "data_fingerprint": "synthetic-gpu-benchmark"},
     )
     return root
 

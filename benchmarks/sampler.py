@@ -30,7 +30,6 @@ import torch
 from accelerate import skip_first_batches
 from torch.utils.data import DataLoader, Dataset
 
-from curriculum.store import SPLITS, SplitWriter, write_meta
 from recipes.loading import recipe_from_dict
 from recipes.plan import build_plan
 
@@ -41,32 +40,38 @@ DOMAINS = {"web": 600_000, "code": 300_000, "math": 100_000}
 
 
 def synthetic_store(root: Path) -> Path:
-    """A store with DOMAINS sequences (random scores), written through the real writer."""
+    """A store with DOMAINS sequences (random scores), one shard per domain, through the real writer."""
+    from curriculum.shards import write_shard
+    from tools.prepare.finalize import finalize_store
+
     rng = np.random.default_rng(0)
-    writers = {s: SplitWriter(root / s, SEQ_LEN, np.dtype(np.uint16), eos_id=0) for s in SPLITS}
-    for name, n in DOMAINS.items():
-        for split, writer in writers.items():
-            count = n if split == "train" else 64
-            writer.begin_domain(name)
-            scores = np.sort(rng.normal(size=count))
-            tokens = [[1] * (SEQ_LEN - 1)] * count
-            for start in range(0, count, 100_000):
-                stop = min(count, start + 100_000)
-                writer.add_documents(
-                    [f"{name}-{i}" for i in range(start, stop)], tokens[start:stop], scores[start:stop]
-                )
-            writer.end_domain()
-    for writer in writers.values():
-        writer.close()
-    write_meta(
+    units = []
+    for i, (name, n) in enumerate(DOMAINS.items()):
+        count = n + 64  # 64 validation documents
+        is_val = np.zeros(count, dtype=bool)
+        is_val[rng.choice(count, 64, replace=False)] = True
+        unit = {"index": i, "name": f"{name}-{i:06d}", "files": [], "start": 0, "stop": None}
+        write_shard(
+            root / "shards" / unit["name"],
+            domain=name,
+            unit=unit,
+            ids=[f"{name}-{j}" for j in range(count)],
+            scores=rng.normal(size=count),
+            tiebreak=np.arange(count),
+            is_val=is_val,
+            flat_tokens=np.ones(count * (SEQ_LEN - 1), dtype=np.uint16),
+            lengths=np.full(count, SEQ_LEN - 1),
+            seq_len=SEQ_LEN,
+            token_dtype=np.dtype(np.uint16),
+            eos_id=0,
+        )
+        units.append(unit)
+    finalize_store(
         root,
-        seq_len=SEQ_LEN,
-        token_dtype="uint16",
-        eos_id=0,
-        vocab_size=2,
-        domains=list(DOMAINS),
-        stats={s: w.stats for s, w in writers.items()},
-        extra={"data_fingerprint": "synthetic"},
+        units,
+        list(DOMAINS),
+        SEQ_LEN,
+        {"token_dtype": "uint16", "eos_id": 0, "vocab_size": 2, "data_fingerprint": "synthetic"},
     )
     return root
 

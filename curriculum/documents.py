@@ -61,7 +61,14 @@ class SourceConfig(StrictModel):
     where: dict[str, Any] | None = Field(
         None, description="Keep only rows whose fields equal these values (a list means any of), e.g. {label: ham}."
     )
-    max_documents: int | None = Field(None, ge=1, description="Keep only the first N documents (after `where`).")
+    max_documents: int | None = Field(
+        None, ge=1, description="Keep only the first N documents (after `where`); such a source is one unit of work."
+    )
+    tokens_field: str | None = Field(
+        None,
+        description="Bring your own tokens: a column of token-id lists (e.g. `input_ids` of a `datasets` folder) "
+        "packed as they are, never re-tokenized; needs `tokenizer.path` (the tokenizer that made them).",
+    )
 
 
 def _has_suffix(path: str, suffixes: tuple[str, ...]) -> bool:

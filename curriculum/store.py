@@ -1,25 +1,31 @@
-"""The packed-token store: fixed-length sequences in a flat memory-mapped array, metadata beside it.
+"""The packed-token store, read side: a manifest plus shards, every per-sequence array memory-mapped.
 
-Layout of a store folder (written by `tools/prepare.py`, atomically: a temp folder renamed at the end)::
+Layout of a store folder (written by `tools/prepare`; see `curriculum/shards.py` for a shard)::
 
-    meta.json            format, seq_len, token dtype, EOS id, per-domain counts (written last)
+    manifest.json        format 2: seq_len, token dtype, EOS id, domains, the shards in order,
+                         per-domain stats; written LAST, so a folder without it is not a store
+    units.json           the units of work `prepare` cut the inputs into
     tokenizer/           the transformers tokenizer that made the tokens
-    train/ val/          one split each:
-      tokens.bin         uint16/uint32 tokens, sequence i = tokens[i*seq_len:(i+1)*seq_len]
-      domain.npy         int16 domain id per sequence (domains are contiguous, in meta order)
-      score.npy          float32 token-weighted quality score per sequence
-      doc_offsets.npy    int64 [n+1]: sequence i holds documents doc_index[off[i]:off[i+1]]
-      doc_index.npy      int64 row numbers into documents.parquet
-      documents.parquet  one row per document: domain, id, score, tokens
+    shards/<unit>/       one folder per unit of work (one domain each), written once, atomically
+    orders/train/<d>.npy each domain's ascending score order (a merge of the shards' sorted runs)
+    orders/keyed/        tie-broken rank orders per (domain, direction, seed key), computed on
+                         first use and memory-mapped afterwards
 
-Documents are packed in ascending score order within a domain, with EOS after each, so every
-sequence is quality-homogeneous; the last partial sequence of a domain is dropped (and counted).
+A split's sequences have global ids: domain by domain (in manifest order), shard by shard.
+Readers keep O(shards) state (offsets, lazily opened memory maps); nothing is loaded whole,
+so a training rank's memory does not grow with the corpus.
+
+Format 1 stores (one ``train/`` and ``val/`` folder with ``meta.json``) are still read: they are
+a single shard holding every domain, and their sorted orders are merged in memory on use.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import os
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,205 +34,330 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curriculum.errors import UserError
-from curriculum.validation import check_domain_ids, load_store_array, read_store_meta
+from curriculum.merge import keyed_rank_order, merge_runs, save_array
+from curriculum.validation import (
+    check_domain_ids,
+    check_store_array,
+    check_tokens_file,
+    load_store_array,
+    read_store_meta,
+)
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2
+LEGACY_FORMAT = 1
+MANIFEST = "manifest.json"
+LEGACY_META = "meta.json"
 SPLITS = ("train", "val")
+OPEN_SHARDS = 256  # memory maps kept open at once (each holds a file descriptor)
 
 
-@dataclass
-class DomainStats:
-    """Per-domain, per-split counts recorded in meta.json."""
-
-    documents: int = 0
-    sequences: int = 0
-    tokens: int = 0  # tokens in packed sequences
-    dropped_tokens: int = 0  # tokens of the last, partial sequence
-    score_min: float | None = None
-    score_max: float | None = None
+def store_marker(root: str | Path) -> Path | None:
+    """The file that makes ``root`` a finished store (its manifest, or a legacy meta.json), if any."""
+    root = Path(root)
+    return next((p for p in (root / MANIFEST, root / LEGACY_META) if p.is_file()), None)
 
 
-@dataclass
-class SplitWriter:
-    """Streams documents of one split into packed sequences (bounded memory)."""
+def is_complete_store(root: str | Path) -> bool:
+    """Whether ``root`` holds a finished store (its manifest, or a legacy meta.json)."""
+    root = Path(root)
+    return (root / MANIFEST).is_file() or (root / LEGACY_META).is_file()
 
-    folder: Path
-    seq_len: int
-    token_dtype: np.dtype
-    eos_id: int
-    domain_names: list[str] = field(default_factory=list)
-    stats: dict[str, DomainStats] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._tokens = open(self.folder / "tokens.bin", "wb")
-        self._domains: list[np.ndarray] = []
-        self._scores: list[np.ndarray] = []
-        self._doc_counts: list[np.ndarray] = []
-        self._doc_refs: list[np.ndarray] = []
-        self._documents = pq.ParquetWriter(
-            self.folder / "documents.parquet",
-            pa.schema([("domain", pa.string()), ("id", pa.string()), ("score", pa.float64()), ("tokens", pa.int64())]),
-        )
-        self._next_doc = 0
-        self._domain: int | None = None
+@dataclass(frozen=True)
+class Segment:
+    """A run of a split's global ids stored contiguously in one shard folder."""
 
-    def begin_domain(self, name: str) -> None:
-        self.domain_names.append(name)
-        self._domain = len(self.domain_names) - 1
-        self.stats[name] = DomainStats()
-        # Carry-over of a partial sequence: tokens, their document row and score.
-        self._carry_tokens = np.zeros(0, dtype=np.int64)
-        self._carry_docs = np.zeros(0, dtype=np.int64)
-        self._carry_scores = np.zeros(0, dtype=np.float64)
+    start: int  # first global id
+    length: int
+    folder: Path  # the shard's split folder
+    row0: int  # first row inside that folder
+    domain: int
 
-    def add_documents(self, ids: list[str], token_lists: list[list[int]], scores: np.ndarray) -> None:
-        """Append documents (already in packing order); each gets an EOS after it."""
-        assert self._domain is not None, "begin_domain first"
-        name = self.domain_names[self._domain]
-        stats = self.stats[name]
-        lengths = np.fromiter((len(t) + 1 for t in token_lists), dtype=np.int64, count=len(token_lists))
-        flat = np.empty(int(lengths.sum()), dtype=np.int64)
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        for s, toks in zip(starts, token_lists):
-            flat[s : s + len(toks)] = toks
-        flat[ends - 1] = self.eos_id
-        rows = np.arange(self._next_doc, self._next_doc + len(ids), dtype=np.int64)
-        self._documents.write_table(
-            pa.table(
-                {
-                    "domain": [name] * len(ids),
-                    "id": list(ids),
-                    "score": np.asarray(scores, dtype=np.float64),
-                    "tokens": lengths - 1,
-                }
-            )
-        )
-        self._next_doc += len(ids)
-        stats.documents += len(ids)
-        if len(ids):
-            lo, hi = float(np.min(scores)), float(np.max(scores))
-            stats.score_min = lo if stats.score_min is None else min(stats.score_min, lo)
-            stats.score_max = hi if stats.score_max is None else max(stats.score_max, hi)
 
-        tokens = np.concatenate([self._carry_tokens, flat])
-        docs = np.concatenate([self._carry_docs, np.repeat(rows, lengths)])
-        token_scores = np.concatenate([self._carry_scores, np.repeat(np.asarray(scores, np.float64), lengths)])
-        full = len(tokens) // self.seq_len
-        cut = full * self.seq_len
-        self._carry_tokens, self._carry_docs, self._carry_scores = tokens[cut:], docs[cut:], token_scores[cut:]
-        if full == 0:
-            return
-        self._tokens.write(tokens[:cut].astype(self.token_dtype).tobytes())
-        seq_docs = docs[:cut].reshape(full, self.seq_len)
-        starts_mask = np.ones_like(seq_docs, dtype=bool)
-        starts_mask[:, 1:] = seq_docs[:, 1:] != seq_docs[:, :-1]
-        self._domains.append(np.full(full, self._domain, dtype=np.int16))
-        self._scores.append(token_scores[:cut].reshape(full, self.seq_len).mean(axis=1).astype(np.float32))
-        self._doc_counts.append(starts_mask.sum(axis=1))
-        self._doc_refs.append(seq_docs[starts_mask])
-        stats.sequences += full
-        stats.tokens += cut
+class Column:
+    """A per-sequence array of a split, gathered from the shards on indexing (never loaded whole)."""
 
-    def end_domain(self) -> None:
-        self.stats[self.domain_names[self._domain]].dropped_tokens = int(len(self._carry_tokens))
-        self._domain = None
+    def __init__(self, split: "TokenSplit", name: str):
+        self.split, self.name = split, name
 
-    def close(self) -> None:
-        self._tokens.close()
-        self._documents.close()
+    def __len__(self) -> int:
+        return len(self.split)
 
-        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
-            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.split), *self.split.row_shape(self.name))
 
-        counts = cat(self._doc_counts, np.int64)
-        np.save(self.folder / "domain.npy", cat(self._domains, np.int16))
-        np.save(self.folder / "score.npy", cat(self._scores, np.float32))
-        np.save(self.folder / "doc_offsets.npy", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-        np.save(self.folder / "doc_index.npy", cat(self._doc_refs, np.int64))
+    @property
+    def dtype(self) -> np.dtype:
+        return self.split.token_dtype if self.name == "tokens" else np.dtype(np.float32)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.split.gather(self.name, np.arange(*index.indices(len(self))))
+        if np.isscalar(index):
+            return self.split.gather(self.name, np.array([index], dtype=np.int64))[0]
+        return self.split.gather(self.name, np.asarray(index, dtype=np.int64))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+
+class DomainScores:
+    """One domain's sequence scores (local index 0..n-1), lazy, with its sorted orders."""
+
+    def __init__(self, split: "TokenSplit", domain: int):
+        self.split, self.domain = split, domain
+        self.start, stop = split.domain_range(domain)
+        self.n = stop - self.start
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.split.score[self.start + np.arange(*index.indices(self.n))]
+        return self.split.score[self.start + np.asarray(index, dtype=np.int64)]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def rank_order(self, descending: bool, key: int) -> np.ndarray:
+        """Local indices by score (ties by a keyed shuffle), as `stable_rank_order` would give."""
+        return self.split.rank_order(self.domain, descending, key)
 
 
 class TokenSplit:
-    """Read side of one split: memory-mapped tokens and per-sequence metadata."""
+    """Read side of one split over its segments; see the module docstring."""
 
-    def __init__(self, folder: Path, seq_len: int, token_dtype: str, domain_names: list[str]):
-        self.folder = folder
+    def __init__(
+        self,
+        segments: list[Segment],
+        seq_len: int,
+        token_dtype: str,
+        domain_names: list[str],
+        orders_dir: Path,
+        split: str,
+        order_files: dict[str, dict[str, Any]] | None = None,
+    ):
+        self.segments = segments
         self.seq_len = seq_len
+        self.token_dtype = np.dtype(token_dtype)
         self.domain_names = domain_names
-        self.domain = load_store_array(folder / "domain.npy", "i")
-        check_domain_ids(self.domain, len(domain_names), folder / "domain.npy")
-        self.score = load_store_array(folder / "score.npy", "f", len(self.domain))
-        n = len(self.domain)
-        if not (folder / "tokens.bin").is_file():
-            raise UserError(
-                f"token store {folder}: tokens.bin is missing; run `prepare --overwrite` to rebuild the store"
-            )
-        size = (folder / "tokens.bin").stat().st_size
-        itemsize = np.dtype(token_dtype).itemsize
-        if size != n * seq_len * itemsize:
-            raise UserError(
-                f"token store {folder}: tokens.bin has {size} bytes, expected {n} sequences x "
-                f"{seq_len} tokens x {itemsize} bytes; the store is damaged, run `prepare` again"
-            )
-        self.tokens = (
-            np.memmap(folder / "tokens.bin", dtype=token_dtype, mode="r", shape=(n, seq_len))
-            if n
-            else np.zeros((0, seq_len), dtype=token_dtype)
-        )
-        # Domains are contiguous: offsets[d] .. offsets[d+1].
-        counts = np.bincount(self.domain.astype(np.int64), minlength=len(domain_names))
+        self.orders_dir = orders_dir
+        self.split = split
+        self.order_files = order_files or {}
+        self._starts = np.array([s.start for s in segments], dtype=np.int64)
+        self._n = segments[-1].start + segments[-1].length if segments else 0
+        counts = np.zeros(len(domain_names), dtype=np.int64)
+        for s in segments:
+            counts[s.domain] += s.length
         self.domain_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._open = lru_cache(maxsize=OPEN_SHARDS)(self._open_uncached)
+        self.score = Column(self, "score")
+        self.tokens = Column(self, "tokens")
 
     def __len__(self) -> int:
-        return len(self.domain)
+        return self._n
+
+    def row_shape(self, name: str) -> tuple[int, ...]:
+        return (self.seq_len,) if name == "tokens" else ()
+
+    def check_files(self) -> None:
+        """Each folder's tokens.bin size and score.npy header match the manifest's counts (stat and a
+        header read per shard: damage is reported when the store opens, not mid-run)."""
+        rows: dict[Path, int] = {}
+        for s in self.segments:
+            rows[s.folder] = max(rows.get(s.folder, 0), s.row0 + s.length)
+        for folder, n in rows.items():
+            check_tokens_file(folder / "tokens.bin", n, self.seq_len * self.token_dtype.itemsize)
+            check_store_array(folder / "score.npy", "f", n)
+
+    def _open_uncached(self, folder: Path, name: str) -> np.ndarray:
+        if name == "score":
+            return load_store_array(folder / "score.npy", "f", mmap=True)
+        path = folder / "tokens.bin"
+        rows = path.stat().st_size // (self.seq_len * self.token_dtype.itemsize)
+        if rows == 0:
+            return np.zeros((0, self.seq_len), dtype=self.token_dtype)
+        return np.memmap(path, dtype=self.token_dtype, mode="r", shape=(rows, self.seq_len))
+
+    def gather(self, name: str, ids: np.ndarray) -> np.ndarray:
+        """Rows of array ``name`` for global ids (reads each shard in sorted row order)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self._n):
+            raise IndexError(f"sequence ids must lie in [0, {self._n})")
+        out = np.empty((len(ids), *self.row_shape(name)), dtype=Column(self, name).dtype)
+        seg = np.searchsorted(self._starts, ids, side="right") - 1
+        for s in np.unique(seg):
+            rows = np.flatnonzero(seg == s)
+            segment = self.segments[s]
+            local = ids[rows] - segment.start + segment.row0
+            order = np.argsort(local, kind="stable")
+            out[rows[order]] = self._open(segment.folder, name)[local[order]]
+        return out
+
+    # ------------------------------------------------------------------ the API training uses
+    @property
+    def domain(self) -> np.ndarray:
+        """Domain index per sequence (built from the segment table; small stores and tests only)."""
+        return np.repeat(np.arange(len(self.domain_names), dtype=np.int16), np.diff(self.domain_offsets))
 
     def domain_range(self, index: int) -> tuple[int, int]:
         return int(self.domain_offsets[index]), int(self.domain_offsets[index + 1])
 
-    def domain_scores(self, index: int) -> np.ndarray:
-        start, stop = self.domain_range(index)
-        return self.score[start:stop]
+    def domain_scores(self, index: int) -> DomainScores:
+        return DomainScores(self, index)
 
     def sequences(self, ids: np.ndarray) -> np.ndarray:
-        """Token rows for global sequence ids, as int64 [len(ids), seq_len] (sorted reads, original order)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        order = np.argsort(ids, kind="stable")
-        out = np.empty((len(ids), self.seq_len), dtype=np.int64)
-        out[order] = self.tokens[ids[order]]
-        return out
+        """Token rows for global sequence ids, as int64 [len(ids), seq_len] (in the ids' order)."""
+        return self.gather("tokens", ids).astype(np.int64)
 
-    def documents_of(self, sequence_id: int) -> np.ndarray:
-        offsets = np.load(self.folder / "doc_offsets.npy", mmap_mode="r")
-        index = np.load(self.folder / "doc_index.npy", mmap_mode="r")
-        return np.asarray(index[offsets[sequence_id] : offsets[sequence_id + 1]])
+    def locate(self, sequence_id: int) -> tuple[Path, int]:
+        """(shard split folder, row inside it) of a global sequence id."""
+        if not 0 <= sequence_id < self._n:
+            raise IndexError(f"sequence id {sequence_id} outside [0, {self._n})")
+        segment = self.segments[int(np.searchsorted(self._starts, sequence_id, side="right") - 1)]
+        return segment.folder, sequence_id - segment.start + segment.row0
+
+    def documents_of(self, sequence_id: int) -> pa.Table:
+        """The documents (domain, id, score, tokens) packed into one sequence, in packing order."""
+        folder, row = self.locate(sequence_id)
+        offsets = load_store_array(folder / "doc_offsets.npy", "i", mmap=True)
+        index = load_store_array(folder / "doc_index.npy", "i", mmap=True)
+        rows = np.asarray(index[offsets[row] : offsets[row + 1]])
+        return pq.read_table(folder / "documents.parquet").take(pa.array(rows))
+
+    # ------------------------------------------------------------------ sorted orders
+    def _domain_runs(self, domain: int) -> list[np.ndarray]:
+        return [self._open(s.folder, "score")[s.row0 : s.row0 + s.length] for s in self.segments if s.domain == domain]
+
+    def score_quantiles(self, domain: int, scores: np.ndarray) -> np.ndarray:
+        """Within-domain quality quantile in (0, 1) of each score (ties share their mean rank), by
+        binary search in the domain's sorted shard runs: O(len(scores) x shards x log), never the
+        whole domain; comparable across domains scored on different scales."""
+        start, stop = self.domain_range(domain)
+        values = np.asarray(scores, dtype=np.float32)  # the store's own precision: equal scores tie
+        below = np.zeros(len(values), dtype=np.int64)
+        at_or_below = np.zeros(len(values), dtype=np.int64)
+        for run in self._domain_runs(domain):
+            below += np.searchsorted(run, values, side="left")
+            at_or_below += np.searchsorted(run, values, side="right")
+        return ((below + at_or_below - 1) / 2 + 0.5) / max(stop - start, 1)
+
+    def score_range(self, domain: int) -> tuple[float, float] | None:
+        """(lowest, highest) sequence score of a domain, from its sorted runs' ends."""
+        runs = [run for run in self._domain_runs(domain) if len(run)]
+        if not runs:
+            return None
+        return float(min(run[0] for run in runs)), float(max(run[-1] for run in runs))
+
+    def ascending_order(self, domain: int) -> tuple[np.ndarray, bool]:
+        """(local indices in ascending score order, whether any scores tie): the saved merge when the
+        store has one (memory-mapped), else merged now."""
+        name = self.domain_names[domain]
+        saved = self.order_files.get(name)
+        start, stop = self.domain_range(domain)
+        if saved is not None:
+            path = self.orders_dir.parent / saved["file"]
+            return load_store_array(path, "i", stop - start, mmap=True), bool(saved["ties"])
+        out = np.empty(stop - start, dtype=np.int64)
+        ties = merge_runs(self._domain_runs(domain), out)
+        return out, ties
+
+    def rank_order(self, domain: int, descending: bool, key: int) -> np.ndarray:
+        """A domain's rank order with keyed ties, computed once per key and memory-mapped after."""
+        ascending, ties = self.ascending_order(domain)
+        if not ties:  # the merge is already the unique order
+            return ascending[::-1] if descending else ascending
+        name = self.domain_names[domain]
+        path = self.orders_dir / "keyed" / f"{self.split}-{name}-{'desc' if descending else 'asc'}-{key:016x}.npy"
+        if path.is_file():
+            return np.load(path, mmap_mode="r")
+        start = int(self.domain_offsets[domain])
+
+        def scores_along(a: int, b: int) -> np.ndarray:
+            return self.score[start + np.asarray(ascending[a:b])]
+
+        def fill(out: np.ndarray) -> None:
+            keyed_rank_order(ascending, scores_along, out, descending, key)
+
+        try:
+            save_array(path, fill, len(ascending))
+        except OSError:  # a read-only store: keep the order in memory for this process
+            order = np.empty(len(ascending), dtype=np.int64)
+            fill(order)
+            return order
+        return np.load(path, mmap_mode="r")
 
 
 class TokenStore:
-    """A complete store folder: meta, tokenizer path and the train / val splits."""
+    """A complete store folder: manifest, tokenizer path and the train / val splits."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        meta_path = self.root / "meta.json"
-        if not meta_path.is_file():
-            hint = " (an interrupted `prepare` leaves only a `.tmp-*` folder)" if self.root.exists() else ""
-            raise UserError(
-                f"{str(self.root)!r} is not a complete token store: no meta.json{hint}; run `currimix prepare` first"
+        if (self.root / MANIFEST).is_file():
+            self.meta: dict[str, Any] = read_store_meta(self.root / MANIFEST, (STORE_FORMAT,))
+        elif (self.root / LEGACY_META).is_file():
+            self.meta = read_store_meta(self.root / LEGACY_META, (LEGACY_FORMAT,))
+        else:
+            hint = (
+                " (an interrupted `prepare` leaves shards without a manifest; run `currimix prepare` "
+                "again and it finishes the missing units)"
+                if self.root.exists()
+                else ""
             )
-        self.meta: dict[str, Any] = read_store_meta(self.root, STORE_FORMAT)
-        if self.meta.get("format") != STORE_FORMAT:
             raise UserError(
-                f"token store {str(self.root)!r} has format {self.meta.get('format')}, "
-                f"this currimix reads format {STORE_FORMAT}; run `prepare` again"
+                f"{str(self.root)!r} is not a complete token store: no {MANIFEST}{hint}; run `currimix prepare` first"
             )
         self.seq_len: int = self.meta["seq_len"]
         self.domain_names: list[str] = list(self.meta["domains"])
         self.eos_id: int = self.meta["eos_id"]
         self.vocab_size: int = self.meta["vocab_size"]
+        orders = self.meta.get("orders", {})
         self.splits = {
-            split: TokenSplit(self.root / split, self.seq_len, self.meta["token_dtype"], self.domain_names)
+            split: TokenSplit(
+                self._segments(split),
+                self.seq_len,
+                self.meta["token_dtype"],
+                self.domain_names,
+                self.root / "orders",
+                split,
+                orders.get(split),
+            )
             for split in SPLITS
         }
+        for split in self.splits.values():
+            split.check_files()
+
+    def _segments(self, split: str) -> list[Segment]:
+        segments, start = [], 0
+        if self.meta["format"] == LEGACY_FORMAT:  # one folder, domains contiguous in meta order
+            domain = load_store_array(self.root / split / "domain.npy", "i")
+            check_domain_ids(domain, len(self.domain_names), self.root / split / "domain.npy")
+            counts = np.bincount(domain.astype(np.int64), minlength=len(self.domain_names))
+            row = 0
+            for d, name in enumerate(self.domain_names):
+                n = int(self.meta["stats"][split][name]["sequences"])
+                if n != counts[d]:
+                    raise UserError(
+                        f"{self.root / split / 'domain.npy'} has {counts[d]} sequences of {name!r}, meta.json says "
+                        f"{n}; the store is damaged, run `currimix prepare --overwrite` to rebuild it"
+                    )
+                if n:
+                    segments.append(Segment(start, n, self.root / split, row, d))
+                start, row = start + n, row + n
+            return segments
+        index = {name: d for d, name in enumerate(self.domain_names)}
+        for shard in self.meta["shards"]:  # already in (domain, unit) order
+            n = int(shard["splits"][split]["sequences"])
+            if n:
+                segments.append(
+                    Segment(start, n, self.root / "shards" / shard["name"] / split, 0, index[shard["domain"]])
+                )
+                start += n
+        return segments
 
     @property
     def train(self) -> TokenSplit:
@@ -240,30 +371,16 @@ class TokenStore:
     def tokenizer_path(self) -> Path:
         return self.root / "tokenizer"
 
+    @property
+    def shard_count(self) -> int:
+        return len(self.meta.get("shards", [None]))
+
     def domain_stats(self, split: str = "train") -> dict[str, dict[str, Any]]:
         return {name: self.meta["stats"][split][name] for name in self.domain_names}
 
 
-def write_meta(
-    root: Path,
-    *,
-    seq_len: int,
-    token_dtype: str,
-    eos_id: int,
-    vocab_size: int,
-    domains: list[str],
-    stats: dict[str, dict[str, DomainStats]],
-    extra: dict[str, Any],
-) -> None:
-    """Write meta.json (the marker of a complete store, so it is written last)."""
-    meta = {
-        "format": STORE_FORMAT,
-        "seq_len": seq_len,
-        "token_dtype": token_dtype,
-        "eos_id": eos_id,
-        "vocab_size": vocab_size,
-        "domains": domains,
-        "stats": {split: {name: vars(s) for name, s in per.items()} for split, per in stats.items()},
-        **extra,
-    }
-    (root / "meta.json").write_text(json.dumps(meta, indent=2))
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temp name and a rename (readers never see half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")  # unique across hosts of a job array
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

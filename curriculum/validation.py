@@ -1,7 +1,7 @@
 """Checks on data inputs that name the file, the line and the cause instead of a library traceback.
 
 Each check is one small function, called from the reader (`curriculum.documents`), from `prepare`
-(`tools.prepare`) or from the store reader (`curriculum.store`), so the readers stay short and the
+(`tools.prepare`, `curriculum.readers`) or from the store reader (`curriculum.store`), so the readers stay short and the
 checks move with them when the store's layout changes:
 
 - `check_json_lines`: a `.jsonl` file is UTF-8, non-empty, one JSON object per line, and every row
@@ -10,10 +10,12 @@ checks move with them when the store's layout changes:
 - `check_text_columns`: the text columns of any loaded source hold strings (parquet, arrow, ...).
 - `drop_empty_documents`: null or blank texts would become pure-EOS sequences; all of them empty is
   an error, some is a warning, and those documents are dropped.
-- `check_unique_ids`: document ids pick the validation split, so duplicates are refused.
-- `read_store_meta` / `load_store_array`: a damaged ``meta.json`` or ``.npy`` file of a token store
-  is a UserError naming the file and the fix.
-- `is_token_store`: what `prepare --overwrite` may replace (only a currimix store, by its meta).
+- `check_unique_ids` / `check_unique_id_batches`: document ids pick the validation split, so
+  duplicates are refused (`prepare` checks a whole domain over its shards' document tables).
+- `read_store_meta` / `check_shard_table` / `load_store_array` / `check_domain_ids`: a damaged
+  ``manifest.json`` (or format-1 ``meta.json``), shard table or ``.npy`` file of a token store is a
+  UserError naming the file and the fix.
+- `is_token_store`: what `prepare --overwrite` may replace (only a currimix store, finished or not).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -66,9 +68,23 @@ def check_json_lines(path: str | Path, fields: list[str], id_field: str | None) 
     """Raise a UserError naming ``path``, the line and the cause for the first line that is not a
     UTF-8 JSON object with string ``fields`` (and a string or number ``id_field``)."""
     path = Path(path)
+    check_json_line_bytes(_raw_lines(path), path, 1, fields, id_field, whole_file=True)
+
+
+def check_json_line_bytes(
+    lines: Iterable[bytes],
+    origin: str | Path,
+    first_line: int,
+    fields: list[str],
+    id_field: str | None,
+    whole_file: bool,
+) -> None:
+    """`check_json_lines` over raw ``lines`` numbered from ``first_line`` (a unit of `prepare` may be
+    a byte range of a file); ``whole_file``: no rows at all is an error."""
+    path = origin
     rows = 0
     types: dict[str, tuple[str, int]] = {}
-    for number, raw in enumerate(_raw_lines(path), start=1):
+    for number, raw in enumerate(lines, start=first_line):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -112,7 +128,7 @@ def check_json_lines(path: str | Path, fields: list[str], id_field: str | None) 
                 raise UserError(
                     f"{path}:{number}: id field {id_field!r} is {_json_type(value)}, expected a string or number"
                 )
-    if rows == 0:
+    if rows == 0 and whole_file:
         raise UserError(f"{path}: holds no documents (the file is empty or blank)")
 
 
@@ -143,22 +159,40 @@ def drop_empty_documents(ds: "datasets.Dataset", where: str, num_proc: int | Non
 
 
 def check_unique_ids(ds: "datasets.Dataset", where: str, batch_size: int = 100_000) -> None:
+    """Refuse duplicate document ids of a loaded Dataset; see `check_unique_id_batches`."""
+
+    def batches() -> Iterator[list[str]]:
+        for start in range(0, len(ds), batch_size):
+            yield ds[start : start + batch_size]["id"]
+
+    check_unique_id_batches(batches, where)
+
+
+def check_unique_id_batches(batches: Callable[[], Iterable[list[str]]], where: str) -> None:
     """Refuse duplicate document ids (they decide the validation split and the packing tie-break).
 
-    Ids are hashed to 64 bits in batches, so memory is 8 bytes per document; hash collisions are
-    confirmed against the ids themselves before anything is reported."""
-    hashes = np.empty(len(ds), dtype=np.uint64)
-    for start in range(0, len(ds), batch_size):
-        ids = ds[start : start + batch_size]["id"]
-        hashes[start : start + len(ids)] = [
-            int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") for i in ids
-        ]
+    ``batches()`` yields the ids batch by batch (e.g. the document tables of a domain's shards).
+    Ids are hashed to 64 bits, so memory is 8 bytes per document; hash collisions are confirmed
+    against the ids themselves (a second pass over the batches) before anything is reported."""
+    parts = []
+    for ids in batches():
+        parts.append(
+            np.fromiter(
+                (int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") for i in ids),
+                dtype=np.uint64,
+                count=len(ids),
+            )
+        )
+    hashes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
     values, counts = np.unique(hashes, return_counts=True)
     suspects = set(values[counts > 1].tolist())
     if not suspects:
         return
-    rows = [i for i, h in enumerate(hashes.tolist()) if h in suspects]
-    repeated = collections.Counter(ds.select(rows)["id"])
+    repeated: collections.Counter[str] = collections.Counter()
+    for ids in batches():
+        repeated.update(
+            i for i in ids if int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") in suspects
+        )
     duplicates = {k: n for k, n in repeated.items() if n > 1}
     if duplicates:
         shown = ", ".join(f"{k!r} x{n}" for k, n in list(duplicates.items())[:5])
@@ -169,17 +203,29 @@ def check_unique_ids(ds: "datasets.Dataset", where: str, batch_size: int = 100_0
 
 
 def is_token_store(folder: Path) -> bool:
-    """Whether ``folder`` holds a currimix token store (by its meta.json), so it may be replaced."""
+    """Whether ``folder`` holds a currimix token store, so `prepare --overwrite` may replace it: a
+    sharded store's manifest.json, a format-1 store's meta.json, or an unfinished sharded prepare
+    (its units.json lists the units of work)."""
+    for name, keys in (
+        ("manifest.json", STORE_META_KEYS),
+        ("meta.json", ("format", "seq_len", "domains", "token_dtype")),
+    ):
+        try:
+            meta = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and all(k in meta for k in keys):
+            return True
     try:
-        meta = json.loads((folder / "meta.json").read_text())
+        units = json.loads((folder / "units.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(meta, dict) and all(k in meta for k in ("format", "seq_len", "domains", "token_dtype"))
+    return isinstance(units, list) and all(isinstance(u, dict) and {"name", "domain"} <= set(u) for u in units)
 
 
-def read_store_meta(root: Path, expected_format: int) -> dict[str, Any]:
-    """A store's meta.json, checked for its format and the keys readers need."""
-    path = root / "meta.json"
+def read_store_meta(path: Path, formats: tuple[int, ...]) -> dict[str, Any]:
+    """A store's manifest.json (or a format-1 meta.json), checked for its format and the keys readers need."""
+    root = path.parent
     fix = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
     try:
         meta = json.loads(path.read_text())
@@ -187,12 +233,13 @@ def read_store_meta(root: Path, expected_format: int) -> dict[str, Any]:
         raise UserError(f"{path} is not valid JSON ({exc}); {fix}") from None
     if not isinstance(meta, dict):
         raise UserError(f"{path} should hold a JSON object, not {_json_type(meta)}; {fix}")
-    if meta.get("format") != expected_format:
+    if meta.get("format") not in formats:
         raise UserError(
-            f"token store {str(root)!r} has format {meta.get('format')}, this currimix reads format "
-            f"{expected_format}; run `prepare --overwrite` again"
+            f"token store {str(root)!r} has format {meta.get('format')}, this currimix reads formats "
+            f"{', '.join(map(str, formats))}; run `prepare --overwrite` again"
         )
-    missing = [k for k in STORE_META_KEYS if k not in meta]
+    keys = STORE_META_KEYS + (("shards",) if path.name == "manifest.json" else ())
+    missing = [k for k in keys if k not in meta]
     if missing:
         raise UserError(f"{path} lacks {missing}; {fix}")
     if not isinstance(meta["domains"], list) or not all(isinstance(d, str) for d in meta["domains"]):
@@ -204,14 +251,42 @@ def read_store_meta(root: Path, expected_format: int) -> dict[str, Any]:
         np.dtype(meta["token_dtype"])
     except TypeError:
         raise UserError(f"{path}: token_dtype {meta['token_dtype']!r} is not a numpy dtype; {fix}") from None
+    if "shards" in keys:
+        check_shard_table(meta, path)
     return meta
 
 
-def load_store_array(path: Path, kind: str, length: int | None = None) -> np.ndarray:
-    """A 1-D ``.npy`` array of a store (``kind``: 'i' integers, 'f' floats), of ``length`` entries."""
+def check_shard_table(meta: dict[str, Any], path: Path) -> None:
+    """The manifest's shards name known domains, in domain order, with per-split sequence counts
+    (the readers' global ids are built from this table)."""
+    fix = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
+    index = {name: d for d, name in enumerate(meta["domains"])}
+    shards = meta["shards"]
+    if not isinstance(shards, list):
+        raise UserError(f"{path}: 'shards' should be a list; {fix}")
+    last = 0
+    for k, shard in enumerate(shards):
+        try:
+            domain = index[shard["domain"]]
+            counts = [int(shard["splits"][split]["sequences"]) for split in ("train", "val")]
+            name = shard["name"]
+        except (KeyError, TypeError, ValueError):
+            raise UserError(
+                f"{path}: shard {k} lacks its name, a known domain or per-split sequence counts; {fix}"
+            ) from None
+        if not isinstance(name, str) or "/" in name or name.startswith(".") or min(counts) < 0:
+            raise UserError(f"{path}: shard {k} has a bad name or negative counts; {fix}")
+        if domain < last:
+            raise UserError(f"{path}: shards are not in domain order (shard {k}, {shard['domain']!r}); {fix}")
+        last = domain
+
+
+def load_store_array(path: Path, kind: str, length: int | None = None, mmap: bool = False) -> np.ndarray:
+    """A 1-D ``.npy`` array of a store (``kind``: 'i' integers, 'f' floats), of ``length`` entries;
+    ``mmap`` maps it instead of reading it (the header is still checked, the data is not read)."""
     fix = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except FileNotFoundError:
         raise UserError(f"{path} is missing; {fix}") from None
     except (ValueError, OSError, EOFError) as exc:
@@ -221,6 +296,44 @@ def load_store_array(path: Path, kind: str, length: int | None = None) -> np.nda
     if length is not None and len(array) != length:
         raise UserError(f"{path} has {len(array)} entries, expected {length} (one per sequence); {fix}")
     return array
+
+
+def check_store_array(path: Path, kind: str, length: int) -> None:
+    """The header of a store's 1-D ``.npy`` file says ``length`` entries of ``kind`` and the file is
+    that long: read once when a store opens (a few hundred bytes per shard; the data stays unread)."""
+    fix = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(fh)
+            data_start = fh.tell()
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; {fix}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{path} is not a readable .npy array ({exc}); {fix}") from None
+    if len(shape) != 1 or dtype.kind != kind:
+        raise UserError(f"{path} holds a {dtype} array of shape {shape}, expected 1-D {kind!r}; {fix}")
+    if shape[0] != length:
+        raise UserError(f"{path} has {shape[0]} entries, expected {length} (one per sequence); {fix}")
+    if path.stat().st_size < data_start + length * dtype.itemsize:
+        raise UserError(f"{path} is not a readable .npy array (it is cut short); {fix}")
+
+
+def check_tokens_file(path: Path, rows: int, row_bytes: int) -> None:
+    """A shard's tokens.bin holds exactly ``rows`` sequences of ``row_bytes`` bytes."""
+    if not path.is_file():
+        raise UserError(
+            f"token store {path.parent}: tokens.bin is missing; run `prepare --overwrite` to rebuild the store"
+        )
+    size = path.stat().st_size
+    if size != rows * row_bytes:
+        raise UserError(
+            f"token store {path.parent}: tokens.bin has {size} bytes, expected {rows} sequences of {row_bytes} "
+            "bytes; the store is damaged, run `prepare --overwrite` to rebuild it"
+        )
 
 
 def check_domain_ids(domain: np.ndarray, n_domains: int, path: Path) -> None:

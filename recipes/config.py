@@ -80,8 +80,21 @@ class DataConfig(StrictModel):
     num_proc: int | None = Field(
         None,
         ge=1,
-        description="Worker processes for reading, scoring and "
-        "tokenizing (None: one process; the tokenizer itself is multi-threaded).",
+        description="Local worker processes for `prepare`'s units of work (None: all local cores); "
+        "does not change the store's contents.",
+    )
+    unit_bytes: int = Field(
+        256 << 20,
+        ge=1024,
+        description="Target input bytes per unit of `prepare` work: larger uncompressed JSON-lines and "
+        "line-split text files are cut into byte ranges, `datasets` folders into row ranges. Each unit packs "
+        "its own sequences and drops its last partial one (kept aside in the shard's tail.bin).",
+    )
+    retries: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="Times a failed unit of `prepare` work is retried alone (not one failing on bad input: that error would repeat).",
     )
 
     @model_validator(mode="after")
@@ -390,3 +403,12 @@ class Recipe(StrictModel):
         dumped = self.model_dump(mode="json")
         picked = {k: dumped[k] for k in sections} if sections else dumped
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+    def data_fingerprint(self) -> str:
+        """The hash a token store records of what made it: the data and tokenizer sections, less
+        ``data.num_proc`` (how many workers ran changes nothing in the store)."""
+        dumped = self.model_dump(mode="json")
+        data = {k: v for k, v in dumped["data"].items() if k != "num_proc"}
+        return hashlib.sha256(
+            json.dumps({"data": data, "tokenizer": dumped["tokenizer"]}, sort_keys=True).encode()
+        ).hexdigest()[:16]

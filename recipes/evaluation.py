@@ -36,13 +36,10 @@ QUINTILES = 5
 
 def quality_quintiles(split: TokenSplit, ids: np.ndarray, domain: int) -> np.ndarray:
     """Quintile 0..4 of each of ``ids`` (one domain's sequences) among *all* that domain's sequences
-    of ``split``, by score (ties share their mean rank), so Q5 is the domain's best fifth."""
-    start, stop = split.domain_range(domain)
-    ordered = np.sort(split.score[start:stop].astype(np.float64))
-    mine = split.score[ids].astype(np.float64)
-    below = np.searchsorted(ordered, mine, side="left")
-    ties = np.searchsorted(ordered, mine, side="right") - below
-    quantile = (below + (ties - 1) / 2 + 0.5) / max(stop - start, 1)
+    of ``split``, by score (ties share their mean rank), so Q5 is the domain's best fifth. Found by
+    binary search in the split's sorted shard runs (`TokenSplit.score_quantiles`), never loading
+    the whole domain's scores."""
+    quantile = split.score_quantiles(domain, split.score[np.asarray(ids, dtype=np.int64)])
     return np.minimum((quantile * QUINTILES).astype(np.int64), QUINTILES - 1)
 
 

@@ -24,12 +24,13 @@ class PipelineResult:
 
 def run_recipe(recipe: Recipe, *, progress: bool = True, eval_per_domain: int = 64) -> PipelineResult:
     """Run every stage of ``recipe``; a finished stage (store present, run complete) is skipped."""
+    from curriculum.store import is_complete_store
     from recipes.pretrain import train
     from tools.average import average_checkpoints
     from tools.evaluate import evaluate_folder
     from tools.prepare import prepare_store
 
-    if not (recipe.store_path / "meta.json").is_file():
+    if not is_complete_store(recipe.store_path):
         prepare_store(recipe, show_progress=progress)
     run_dir = recipe.run_path
     if not (run_dir / "final" / "currimix.json").is_file():

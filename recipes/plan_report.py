@@ -1,5 +1,15 @@
 """What `currimix plan` prints: per phase, tokens, repeats and quality per domain, LR range, and how
-much learning rate each quality quintile of the data receives (sum of LR x tokens)."""
+much learning rate each quality quintile of the data receives (sum of LR x tokens).
+
+Computed from the allocation, not by drawing batches: a phase's samples of domain d are stream
+positions [consumed_before(a), consumed_before(b)) of d's curriculum, so the report samples up to
+``SAMPLES_PER_DOMAIN`` of those positions evenly, looks their sequences up in the ordering (the
+same lookup batches use) and weights each by the positions it stands for. The step a position is
+consumed at comes from the allocation's windows in closed form (counts are spread evenly inside a
+window, to within one sample), which is all the LR needs. Quality quantiles are found by binary
+search in the store's sorted shard runs, so nothing scales with the corpus or the step count
+beyond the samples: a few seconds at 10^6 steps.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +22,29 @@ from rich.table import Table
 from curriculum.store import TokenSplit
 from recipes.plan import Plan
 
-MAX_SAMPLED_STEPS = 20_000
+SAMPLES_PER_DOMAIN = 20_000  # per phase segment; the estimate's error is ~1/sqrt of this
 QUINTILES = 5
 
 
-def within_domain_quantiles(split: TokenSplit) -> np.ndarray:
-    """Each sequence's quality quantile in (0, 1) within its own domain (ties share their mean rank),
-    so quality is comparable across domains scored on different scales."""
-    out = np.empty(len(split), dtype=np.float64)
-    for d in range(len(split.domain_names)):
-        start, stop = split.domain_range(d)
-        scores = split.score[start:stop]
-        _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-        first_rank = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        mean_rank = first_rank + (counts - 1) / 2
-        out[start:stop] = (mean_rank[inverse] + 0.5) / max(stop - start, 1)
+def score_quantiles(split: TokenSplit, domain: int, scores: np.ndarray) -> np.ndarray:
+    """Within-domain quality quantile of each score (`TokenSplit.score_quantiles`)."""
+    return split.score_quantiles(domain, scores)
+
+
+def sequence_quantiles(split: TokenSplit, ids: np.ndarray) -> np.ndarray:
+    """Within-domain quality quantile of global sequence ``ids``."""
+    ids = np.asarray(ids, dtype=np.int64)
+    domains = np.searchsorted(split.domain_offsets, ids, side="right") - 1
+    out = np.empty(len(ids), dtype=np.float64)
+    for d in np.unique(domains):
+        rows = domains == d
+        out[rows] = score_quantiles(split, int(d), split.score[ids[rows]])
     return out
+
+
+def within_domain_quantiles(split: TokenSplit) -> np.ndarray:
+    """Every sequence's within-domain quantile (O(sequences): small stores, plots and tests)."""
+    return sequence_quantiles(split, np.arange(len(split)))
 
 
 def timeline_segments(plan: Plan) -> list[tuple[str, int, int]]:
@@ -41,29 +58,46 @@ def timeline_segments(plan: Plan) -> list[tuple[str, int, int]]:
     return segments
 
 
+def position_steps(plan: Plan, domain: int, positions: np.ndarray) -> np.ndarray:
+    """The step consuming each stream position of ``domain`` (exact at window edges, within a
+    step or so inside a window, where the allocation spreads counts evenly)."""
+    alloc = plan.allocation
+    starts = alloc.window_start[:, domain]
+    window = np.clip(np.searchsorted(starts, positions, side="right") - 1, 0, len(alloc.edges) - 2)
+    count = np.maximum(alloc.window_counts[window, domain], 1)
+    steps = alloc.edges[window + 1] - alloc.edges[window]
+    inside = np.floor((positions - starts[window]) * steps / count).astype(np.int64)
+    return np.minimum(alloc.edges[window] + inside, plan.total_steps - 1)
+
+
 def plan_summary(plan: Plan) -> dict[str, Any]:
     """The plan as plain data (what `plan` prints and writes with --json)."""
     split = plan.store.train
     seq_len = plan.store.seq_len
     names = plan.domains.names
-    quantile = within_domain_quantiles(split)
-    stride = max(1, -(-plan.total_steps // MAX_SAMPLED_STEPS))
     lr_tokens = np.zeros(QUINTILES)
     segments = []
     for name, a, b in timeline_segments(plan):
-        counts = plan.consumed_before(b) - plan.consumed_before(a)
-        score_sum = np.zeros(len(names))
-        quant_sum = np.zeros(len(names))
-        seen = np.zeros(len(names))
-        for step in range(a, b, stride):
-            batch = plan.batch(step)
-            lr = plan.lr(step)
-            q = quantile[batch.sequence_ids]
-            np.add.at(score_sum, batch.domains, split.score[batch.sequence_ids])
-            np.add.at(quant_sum, batch.domains, q)
-            np.add.at(seen, batch.domains, 1)
-            bins = np.minimum((q * QUINTILES).astype(int), QUINTILES - 1)
-            np.add.at(lr_tokens, bins, lr * seq_len * stride)
+        before, after = plan.consumed_before(a), plan.consumed_before(b)
+        counts = after - before
+        mean_score: dict[str, float | None] = {}
+        quant_sum = 0.0
+        for d, domain in enumerate(names):
+            if counts[d] == 0:
+                mean_score[domain] = None
+                continue
+            positions = np.unique(
+                np.linspace(before[d], after[d] - 1, min(SAMPLES_PER_DOMAIN, counts[d])).astype(np.int64)
+            )
+            ids = split.domain_offsets[d] + plan.sampler.lookup_positions(d, positions)
+            scores = split.score[ids]
+            quantiles = score_quantiles(split, d, scores)
+            weight = counts[d] / len(positions)  # samples each drawn position stands for
+            mean_score[domain] = float(np.mean(scores))
+            quant_sum += float(quantiles.sum() * weight)
+            lrs = plan.schedule.lr(position_steps(plan, d, positions))
+            bins = np.minimum((quantiles * QUINTILES).astype(int), QUINTILES - 1)
+            lr_tokens += np.bincount(bins, weights=lrs * seq_len * weight, minlength=QUINTILES)
         lrs = plan.schedule.lr(np.arange(a, b))
         segments.append(
             {
@@ -71,9 +105,9 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
                 "steps": [a, b],
                 "tokens": {n: int(c * seq_len) for n, c in zip(names, counts)},
                 "share": {n: float(c / max(counts.sum(), 1)) for n, c in zip(names, counts)},
-                "epochs_at_end": {n: float(x) for n, x in zip(names, plan.consumed_before(b) / plan.domains.sequences)},
-                "mean_score": {n: (float(score_sum[i] / seen[i]) if seen[i] else None) for i, n in enumerate(names)},
-                "mean_quality_quantile": float(quant_sum.sum() / max(seen.sum(), 1)),
+                "epochs_at_end": {n: float(x) for n, x in zip(names, after / plan.domains.sequences)},
+                "mean_score": mean_score,
+                "mean_quality_quantile": quant_sum / max(int(counts.sum()), 1),
                 "lr_range": [float(lrs.min()), float(lrs.max())],
             }
         )
@@ -99,7 +133,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
             "steps": list(plan.averaging.steps),
             "weights": [round(w, 6) for w in plan.averaging.weights],
         },
-        "sampled_every_steps": stride,
+        "sampled_positions_per_domain": SAMPLES_PER_DOMAIN,
     }
 
 
@@ -177,32 +211,31 @@ def coverage_summary(plan: Plan) -> dict[str, dict[str, Any]]:
     the domain (more than 20% missing at the top or the bottom), unless ``subset: top`` chose that.
     """
     split = plan.store.train
-    quantile = within_domain_quantiles(split)
     cur = plan.recipe.curriculum
     out: dict[str, dict[str, Any]] = {}
     for d, name in enumerate(plan.domains.names):
         stream = plan.streams[d]
-        start, stop = split.domain_range(d)
+        start, _ = split.domain_range(d)
+        domain_range = split.score_range(d)
         order = cur.per_domain.get(name, cur.order).name
         entry: dict[str, Any] = {
             "order": order,
             "subset": cur.subset,
             "sequences_seen": int(stream.budget),
             "epochs": float(stream.budget / max(stream.n, 1)),
-            "domain_score_range": [float(split.score[start:stop].min()), float(split.score[start:stop].max())]
-            if stop > start
-            else None,
+            "domain_score_range": None if domain_range is None else list(domain_range),
         }
         if stream.budget == 0:
             out[name] = entry | {"score_range": None, "quantile_range": None, "warning": None}
             continue
         positions = np.unique(np.linspace(0, stream.budget - 1, min(COVERAGE_SAMPLE, stream.budget)).astype(np.int64))
         ids = start + stream.lookup(positions)
-        q = quantile[ids]
+        scores = split.score[ids]
+        q = score_quantiles(split, d, scores)
         tenth = max(1, len(q) // 10)
         lo, hi = float(q.min()), float(q.max())
         entry |= {
-            "score_range": [float(split.score[ids].min()), float(split.score[ids].max())],
+            "score_range": [float(scores.min()), float(scores.max())],
             "quantile_range": [lo, hi],
             "start_quantile": float(q[:tenth].mean()),
             "end_quantile": float(q[-tenth:].mean()),

@@ -70,7 +70,7 @@ def test_prepare_never_touches_the_network_even_when_the_caller_allows_it(corpus
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NETWORK ATTEMPTS" not in proc.stderr
-    assert (tmp_path / "store" / "meta.json").is_file()
+    assert (tmp_path / "store" / "manifest.json").is_file()
 
 
 def test_importing_the_cli_imports_no_hub_library() -> None:

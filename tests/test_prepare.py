@@ -1,4 +1,6 @@
-"""`prepare` and the token store: score-ordered packing, metadata, validation split, atomicity."""
+"""`prepare` and the token store: score-ordered packing, metadata, validation split, atomicity.
+
+The sharded side (several units, retries, job arrays, engines, merged orders) is in test_store_shards.py."""
 
 from __future__ import annotations
 
@@ -34,13 +36,23 @@ def test_store_layout_and_counts(tiny_store: Path) -> None:
     assert all(docs["val"][n]["documents"] > 0 for n in store.domain_names)
 
 
+def shard_documents(store: Path, split: str = "train"):
+    """The documents table of a store's split, shard by shard in store order."""
+    import pyarrow as pa
+
+    manifest = json.loads((store / "manifest.json").read_text())
+    return pa.concat_tables(
+        pq.read_table(store / "shards" / s["name"] / split / "documents.parquet") for s in manifest["shards"]
+    ).to_pandas()
+
+
 def test_packing_is_in_ascending_score_order_with_eos_between_documents(tiny_store: Path, corpus_dir: Path) -> None:
     store = TokenStore(tiny_store)
     tokenizer = AutoTokenizer.from_pretrained(str(store.tokenizer_path))
-    documents = pq.read_table(tiny_store / "train" / "documents.parquet").to_pandas()
+    documents = shard_documents(tiny_store)
     for d, name in enumerate(store.domain_names):
-        scores = store.train.domain_scores(d)
-        assert np.all(np.diff(scores) >= -1e-6), f"{name} sequences are not in ascending score order"
+        scores = np.asarray(store.train.domain_scores(d))
+        assert np.all(np.diff(scores) >= 0), f"{name} sequences are not in ascending score order"
         rows = documents[documents.domain == name]
         assert np.all(np.diff(rows.score.to_numpy()) >= 0)
     # Decoding the stream of one domain gives its documents back, separated by EOS.
@@ -54,14 +66,13 @@ def test_packing_is_in_ascending_score_order_with_eos_between_documents(tiny_sto
         assert tokenizer.decode(piece.tolist()) == texts[prose_rows.iloc[k]["id"]]
     # Token-weighted sequence scores lie within the scores of their documents.
     seq = start + 3
-    doc_rows = store.train.documents_of(seq)
-    doc_scores = documents.iloc[doc_rows].score.to_numpy()
+    doc_scores = store.train.documents_of(seq).column("score").to_numpy()
     assert doc_scores.min() - 1e-6 <= store.train.score[seq] <= doc_scores.max() + 1e-6
 
 
 def test_validation_split_is_deterministic_and_disjoint(tiny_store: Path) -> None:
-    train = pq.read_table(tiny_store / "train" / "documents.parquet").column("id").to_pylist()
-    val = pq.read_table(tiny_store / "val" / "documents.parquet").column("id").to_pylist()
+    train = shard_documents(tiny_store, "train").id.tolist()
+    val = shard_documents(tiny_store, "val").id.tolist()
     assert not set(train) & set(val)
     from tools.prepare import val_mask
 
@@ -84,22 +95,24 @@ def test_existing_store_is_not_replaced_without_overwrite(corpus_dir: Path, tiny
         prepare_store(recipe, show_progress=False)
 
 
-def test_interrupted_prepare_leaves_no_store(corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from curriculum import store as store_module
-
-    recipe = recipe_from_dict(recipe_dict(corpus_dir, tmp_path, tmp_path / "store"))
+def test_interrupted_prepare_leaves_no_complete_store(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = recipe_from_dict(recipe_dict(corpus_dir, tmp_path, tmp_path / "store", data={"num_proc": 1}))
 
     def crash(*args, **kwargs):
-        raise KeyboardInterrupt("simulated crash while writing metadata")
+        raise KeyboardInterrupt("simulated crash while writing the manifest")
 
-    monkeypatch.setattr("tools.prepare.write_meta", crash)
+    monkeypatch.setattr("tools.prepare.finalize_store", crash)
     with pytest.raises(KeyboardInterrupt):
         prepare_store(recipe, show_progress=False)
-    assert not (tmp_path / "store").exists()
-    assert not list(tmp_path.glob(".store.tmp-*")), "temp folder left behind"
-    with pytest.raises(UserError, match="not a complete token store"):
+    assert not (tmp_path / "store" / "manifest.json").exists()
+    with pytest.raises(UserError, match="not a complete token store.*finishes the missing units"):
         TokenStore(tmp_path / "store")
-    assert store_module.STORE_FORMAT == 1
+    monkeypatch.undo()
+    store = prepare_store(recipe, show_progress=False)  # resumes: every shard is already there
+    assert store.meta["units"] == 3 and len(store.train) > 0
+    assert not list((tmp_path / "store" / "shards").glob(".*")), "temp folder left behind"
 
 
 def test_domain_too_small_for_one_sequence_is_a_clear_error(tmp_path: Path) -> None:
@@ -109,6 +122,25 @@ def test_domain_too_small_for_one_sequence_is_a_clear_error(tmp_path: Path) -> N
         write_domain(tmp_path / f"{name}.jsonl", name, n, 0)
     raw = recipe_dict(tmp_path, tmp_path / "run", tmp_path / "store")
     raw["data"]["seq_len"] = 4096
-    with pytest.raises(UserError, match="fewer than 4096 training tokens|enough tokens"):
+    with pytest.raises(UserError, match="fewer than 4096 training tokens"):
         prepare_store(recipe_from_dict(raw), show_progress=False)
-    assert not (tmp_path / "store").exists()
+    assert not (tmp_path / "store" / "manifest.json").exists()
+
+
+def test_cli_job_array_builds_the_store(corpus_dir: Path, tmp_path: Path) -> None:
+    """`prepare --tokenizer-only`, then each `--unit i --units N` task; the last one finalizes."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from recipes.cli import app
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe_dict(corpus_dir, tmp_path / "run", tmp_path / "store", data={"num_proc": 1})))
+    runner = CliRunner()
+    result = runner.invoke(app, ["prepare", str(path), "--tokenizer-only", "--no-progress"])
+    assert result.exit_code == 0 and "tokenizer ready" in result.output, result.output
+    result = runner.invoke(app, ["prepare", str(path), "--unit", "1", "--units", "2", "--no-progress"])
+    assert result.exit_code == 0 and "store not complete yet" in result.output, result.output
+    result = runner.invoke(app, ["prepare", str(path), "--unit", "0", "--units", "2", "--no-progress"])
+    assert result.exit_code == 0 and "train seqs" in result.output, result.output
+    assert TokenStore(tmp_path / "store").meta["units"] == 3

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from recipes.plan import Plan  # noqa: E402
-from recipes.plan_report import timeline_segments, within_domain_quantiles  # noqa: E402
+from recipes.plan_report import sequence_quantiles, timeline_segments  # noqa: E402
 
 MAX_POINTS = 2000
 
@@ -22,9 +22,8 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     steps = np.unique(np.linspace(0, plan.total_steps - 1, min(MAX_POINTS, plan.total_steps)).astype(int))
-    quantile = within_domain_quantiles(plan.store.train)
     planned = plan.mixer.weights(steps / plan.total_steps)  # what plan.target_weights gives, all at once
-    quality = np.array([quantile[plan.batch(int(s)).sequence_ids].mean() for s in steps])
+    quality = np.array([sequence_quantiles(plan.store.train, plan.batch(int(s)).sequence_ids).mean() for s in steps])
 
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True, constrained_layout=True)
     axes[0].plot(steps, plan.schedule.lr(steps), color="black")

@@ -36,7 +36,8 @@ class Ordering(ABC):
 
     def __init__(self, config: BaseModel, scores: np.ndarray, key: int, timeline: Optional[Timeline] = None):
         self.config = config
-        self.scores = np.asarray(scores, dtype=np.float64)
+        # A store's lazy score column stays lazy (memory-mapped shards); plain arrays become float64.
+        self.scores = scores if hasattr(scores, "rank_order") else np.asarray(scores, dtype=np.float64)
         self.n = len(self.scores)
         self.key = key
         self.timeline = timeline
@@ -52,6 +53,9 @@ class Ordering(ABC):
 
 def stable_rank_order(scores: np.ndarray, descending: bool, key: int) -> np.ndarray:
     """Indices sorted by score; ties are broken by a keyed shuffle, not by position in the store."""
+    if hasattr(scores, "rank_order"):  # a store column: its shard-aware merge, saved once, memory-mapped
+        return scores.rank_order(descending, key)
+    scores = np.asarray(scores, dtype=np.float64)
     primary = -scores if descending else scores
     if len(np.unique(primary)) == len(primary):  # no ties: a plain (and, on a sorted store, linear) sort
         return np.argsort(primary, kind="stable")

@@ -63,7 +63,7 @@ def choose_subset(subset: Subset, scores: np.ndarray, size: int, key: int) -> np
     if size == n:
         return np.arange(n, dtype=np.int64)
     if subset == "top":
-        chosen = stable_rank_order(np.asarray(scores, dtype=np.float64), True, derive_key(key, "top"))[:size]
+        chosen = stable_rank_order(scores, True, derive_key(key, "top"))[:size]
     else:  # random: the first `size` images of a keyed permutation are a uniform sample
         chosen = permute(np.arange(size, dtype=np.int64), n, derive_key(key, "subset"))
     return np.sort(chosen)
@@ -102,7 +102,9 @@ class DomainStream:
         timeline: StreamTimeline | None = None,
     ):
         self.config = ORDERINGS.parse(config) if isinstance(config, dict) else config
-        self.scores = np.asarray(scores, dtype=np.float64)
+        # A store's lazy score column stays lazy (memory-mapped shards, saved merged orders); a
+        # subset's scores are gathered from it (O(budget)); plain arrays become float64.
+        self.scores = scores if hasattr(scores, "rank_order") else np.asarray(scores, dtype=np.float64)
         self.n = len(self.scores)
         self.budget = int(budget)
         self.key = key

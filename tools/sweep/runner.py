@@ -21,6 +21,7 @@ from typing import Any, Callable
 import yaml
 
 from curriculum.errors import UserError
+from curriculum.store import store_marker
 from recipes.checkpoint import step_folder
 from recipes.config import Recipe
 from recipes.loading import apply_overrides, read_recipe_yaml, recipe_from_dict
@@ -110,8 +111,8 @@ def commands(grid: Grid) -> list[list[str]]:
 def result_key(grid: Grid, recipe: Recipe) -> str:
     """What a recorded result depends on: the recipe, the averaged models and the evaluation size."""
     evaluated = {k: (v.model_dump(mode="json") if v else None) for k, v in grid.config.averaging.items()}
-    store = grid.store_dir / "meta.json"
-    data = json.loads(store.read_text()).get("data_fingerprint") if store.is_file() else None
+    marker = store_marker(grid.store_dir)
+    data = json.loads(marker.read_text()).get("data_fingerprint") if marker is not None else None
     key = [recipe.fingerprint(), data, evaluated, grid.config.eval_sequences_per_domain]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -139,10 +140,10 @@ def run_grid(
     from tools.prepare import prepare_store
 
     recipes = write_recipes(grid)
-    wanted = recipes[0].fingerprint("data", "tokenizer")
-    meta = grid.store_dir / "meta.json"
-    stale = meta.is_file() and json.loads(meta.read_text()).get("data_fingerprint") != wanted
-    if stale or not meta.is_file():
+    wanted = recipes[0].data_fingerprint()
+    marker = store_marker(grid.store_dir)
+    stale = marker is not None and json.loads(marker.read_text()).get("data_fingerprint") != wanted
+    if stale or marker is None:
         # The store belongs to this sweep folder: a grid whose data changed rebuilds it (and its runs
         # then no longer match their recorded results, whose keys include the plan's data fingerprint).
         log(f"{'rebuilding the stale' if stale else 'preparing the'} grid token store in {grid.store_dir}")

@@ -1,0 +1,315 @@
+"""Reading one unit of `prepare`'s work into a pyarrow Table: columns, never rows.
+
+A unit is a whole input file, a byte range of a large uncompressed JSON-lines or line-split text
+file, or a row range of a `datasets` folder. Its documents come back as a pyarrow Table with a
+``text`` column (or the pre-tokenized ``tokens_field``), an ``id`` column and the source's other
+columns, read straight by pyarrow: no `datasets` map, no cache folder beside the input.
+
+Generated document ids do not depend on how files are cut into units (so the validation split
+and the store's contents do not either): JSON lines are named by their byte offset in the
+(uncompressed) file, ``<domain>/<source>:<file>@<byte>``; other rows by their row in the file,
+``<domain>/<source>:<file>:<row>``; rows of a `datasets` folder by their row, ``<domain>/<source>:<row>``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import io
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+import pyarrow.parquet as pq
+
+from curriculum.documents import SourceConfig
+from curriculum.errors import UserError
+from curriculum.validation import check_json_line_bytes
+
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
+
+
+def read_bytes(path: str, start: int = 0, stop: int | None = None) -> bytes:
+    """The lines of ``path`` that start in [start, stop) (whole file, decompressed, when stop is None)."""
+    if stop is None:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        if path.endswith(".zst"):
+            return pa.input_stream(path, compression="zstd").read()
+        return Path(path).read_bytes()
+    with open(path, "rb") as fh:
+        if start > 0:
+            fh.seek(start - 1)
+            fh.readline()  # to the first line starting at or after `start`
+        pos = fh.tell()
+        data = fh.read(max(stop - pos, 0))
+        if data and not data.endswith(b"\n"):
+            data += fh.readline()  # the last line started before `stop`: it is ours
+    return data
+
+
+def line_starts(data: bytes) -> np.ndarray:
+    """Byte offsets of the non-blank lines of ``data`` (what a JSON-lines parser turns into rows)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if not len(buf):
+        return np.zeros(0, dtype=np.int64)
+    starts = np.concatenate([[0], np.flatnonzero(buf == 10) + 1])
+    starts = starts[starts < len(buf)]
+    solid = (~_WHITESPACE[buf]).astype(np.int64)
+    return starts[np.add.reduceat(solid, starts) > 0]
+
+
+def _suspect(table: pa.Table, fields: list[str], id_field: str | None) -> bool:
+    """Whether the parsed table may hide a row `check_json_line_bytes` refuses (a missing or
+    non-string text field, a null or non-scalar id); only then are the lines checked in Python."""
+    for name in fields:
+        if name not in table.column_names:
+            return True
+        column = table.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) or column.null_count:
+            return True
+    if id_field is not None:
+        if id_field not in table.column_names:
+            return True
+        column = table.column(id_field)
+        scalar = (
+            pa.types.is_string(column.type) or pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+        )
+        return not scalar or bool(column.null_count)
+    return False
+
+
+def _is_utf8(data: bytes, chunk: int = 1 << 24) -> bool:
+    """Whether ``data`` is valid UTF-8 (pyarrow's JSON reader lets bad bytes into strings); decoded
+    in chunks and thrown away, so memory stays flat."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(view), chunk):
+            decoder.decode(view[start : start + chunk])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _line_number(path: str, base: int) -> int:
+    """The 1-based number of the line starting at byte ``base`` (counted only to report an error)."""
+    count = 0
+    with open(path, "rb") as fh:
+        while fh.tell() < base:
+            chunk = fh.read(min(1 << 24, base - fh.tell()))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+    return count + 1
+
+
+def read_checked_json(
+    data: bytes, path: str, base: int, whole_file: bool, fields: list[str], id_field: str | None
+) -> pa.Table:
+    """JSON lines parsed by pyarrow, with `curriculum.validation`'s per-line checks: file:line
+    messages for malformed lines, non-UTF-8 bytes, a line that is not an object, non-string text,
+    a column changing type, a null id, and an empty file. The Python line pass runs only when
+    pyarrow failed or its table looks suspect, so a clean file costs nothing extra."""
+    if whole_file and not data.strip():
+        raise UserError(f"{path}: holds no documents (the file is empty or blank)")
+    try:
+        table = (
+            pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 24)) if data.strip() else None
+        )
+        error = None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        table, error = None, exc
+    if table is not None and _is_utf8(data) and not _suspect(table, fields, id_field):
+        return table
+    if error is None and table is None:
+        return pa.table({})
+    first = 1 if base == 0 else _line_number(path, base)
+    check_json_line_bytes(io.BytesIO(data), path, first, fields, id_field, whole_file)
+    if error is not None:  # pyarrow refused what the line check accepts (rare: e.g. nesting depth)
+        raise UserError(f"{path}: not valid JSON lines: {error}")
+    return table
+
+
+def read_text(data: bytes, mode: str) -> list[str]:
+    text = data.decode("utf-8", errors="replace")
+    if mode == "document":
+        return [text]
+    if mode == "paragraph":
+        return [p for p in re.split(r"\n[ \t]*\n", text) if p.strip()]
+    return [line for line in text.splitlines(keepends=True) if line.strip()]
+
+
+def _as_text(table: pa.Table, fields: list[str]) -> pa.Array:
+    cols = [pc.fill_null(pc.cast(table.column(f), pa.string()), "") for f in fields]
+    return cols[0] if len(cols) == 1 else pc.binary_join_element_wise(*cols, "\n\n")
+
+
+def _where(table: pa.Table, where: dict[str, Any], origin: str) -> pa.Table:
+    mask = None
+    unknown = [key for key in where if key not in table.column_names]
+    if unknown:
+        raise UserError(f"{origin}: `where` names unknown columns {unknown} (columns: {table.column_names})")
+    for key, wanted in where.items():
+        values = wanted if isinstance(wanted, list) else [wanted]
+        column = table.column(key)
+        try:
+            hit = pc.is_in(column, value_set=pa.array(values).cast(column.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            hit = pa.array([v in values for v in column.to_pylist()])  # mixed types: compare as Python values
+        hit = pc.fill_null(hit, False)
+        mask = hit if mask is None else pc.and_(mask, hit)
+    return table.filter(mask)
+
+
+def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> pa.Table:
+    """The documents of one unit: ``text`` (or the tokens field), ``id`` and the other columns."""
+    fmt = unit["format"]
+    tables, ids = [], []
+    tokens_field = getattr(source, "tokens_field", None)
+    fields = (
+        [] if tokens_field else ([source.text_field] if isinstance(source.text_field, str) else list(source.text_field))
+    )
+    for k, path in zip(unit["file_indices"], unit["files"]):
+        origin = f"data source {source.path!r}, file {path!r}"
+        if fmt == "arrow":
+            table = _arrow_rows(path, unit["start"], unit["stop"], origin)
+            ids.append([f"{source_name}:{r}" for r in range(unit["start"], unit["start"] + table.num_rows)])
+        elif fmt == "json":
+            data = _read_or_explain(path, unit)
+            base = _range_base(path, unit["start"]) if unit["stop"] is not None else 0
+            table = read_checked_json(data, path, base, unit["stop"] is None, fields, source.id_field)
+            starts = line_starts(data)
+            if table.num_rows != len(starts):
+                raise UserError(f"{origin}: {table.num_rows} JSON rows in {len(starts)} non-blank lines")
+            ids.append([f"{source_name}:{k}@{base + int(s)}" for s in starts])
+        elif fmt == "parquet":
+            try:
+                table = pq.read_table(path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise UserError(f"{origin}: could not read parquet files: {exc}") from None
+            ids.append([f"{source_name}:{k}:{r}" for r in range(table.num_rows)])
+        else:
+            data = _read_or_explain(path, unit)
+            texts = read_text(data, source.text_split)
+            table = pa.table({"text": pa.array(texts, pa.string())})
+            first = unit["start"] if unit["stop"] is not None else 0
+            ids.append([f"{source_name}:{k}:{first}+{r}" for r in range(table.num_rows)])
+        tables.append(table)
+    return _columns(source, tables, ids, source_name)
+
+
+def _read_or_explain(path: str, unit: dict[str, Any]) -> bytes:
+    """The unit's bytes; a file that cannot be read or decompressed is a UserError naming it."""
+    try:
+        return read_bytes(path, unit["start"], unit["stop"]) if unit["stop"] is not None else read_bytes(path)
+    except (OSError, EOFError, pa.ArrowInvalid) as exc:  # gzip: bad magic number, truncated stream
+        raise UserError(f"{path}: cannot be read ({exc})") from None
+
+
+def _range_base(path: str, start: int) -> int:
+    """The byte offset where reading a range starting at ``start`` really begins."""
+    if start == 0:
+        return 0
+    with open(path, "rb") as fh:
+        fh.seek(start - 1)
+        fh.readline()
+        return fh.tell()
+
+
+def _arrow_rows(path: str, start: int, stop: int, origin: str) -> pa.Table:
+    import datasets
+
+    loaded = datasets.load_from_disk(path)
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded:
+            raise UserError(f"{origin}: a DatasetDict without a `train` split")
+        loaded = loaded["train"]
+    if loaded._indices is not None:  # a selected / shuffled view: materialise its rows
+        loaded = loaded.flatten_indices()
+    return loaded.data.table.slice(start, stop - start)
+
+
+def _columns(source: SourceConfig, tables: list[pa.Table], ids: list[list[str]], source_name: str) -> pa.Table:
+    tables = [t for t in tables if t.num_columns]
+    id_lists = [i for i in ids if i]
+    if not tables:
+        return pa.table({"text": pa.array([], pa.string()), "id": pa.array([], pa.string())})
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    generated = [x for chunk in id_lists for x in chunk]
+    origin = f"data source {source.path!r}"
+    tokens_field = getattr(source, "tokens_field", None)
+    fields = (
+        [] if tokens_field else ([source.text_field] if isinstance(source.text_field, str) else list(source.text_field))
+    )
+    needed = fields + ([tokens_field] if tokens_field else []) + ([source.id_field] if source.id_field else [])
+    missing = [f for f in needed if f not in table.column_names]
+    if missing:
+        raise UserError(f"{origin}: no column {missing} (columns: {table.column_names})")
+    id_field = source.id_field or ("id" if "id" in table.column_names else None)
+    doc_ids = pc.cast(table.column(id_field), pa.string()) if id_field else pa.array(generated, pa.string())
+    if "id" in table.column_names:
+        table = table.drop_columns(["id"])
+    table = table.append_column("id", doc_ids)
+    for name in fields:  # a cast would turn numbers into text silently
+        kind = table.column(name).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+            raise UserError(f"{origin}: column {name!r} holds {kind} values, expected strings of text")
+    if fields:
+        text = _as_text(table, fields)
+        if "text" in table.column_names:
+            table = table.drop_columns(["text"])
+        table = table.append_column("text", text)
+    if source.where:
+        table = _where(table, source.where, origin)
+    if source.max_documents is not None and table.num_rows > source.max_documents:
+        table = table.slice(0, source.max_documents)
+    if fields:
+        table = drop_empty_documents(table, origin)
+    if source.split_pattern and fields:
+        table = split_table(table, source)
+    return table
+
+
+def drop_empty_documents(table: pa.Table, origin: str) -> pa.Table:
+    """Remove documents whose text is empty or blank (each would pack as a lone EOS token): some is a
+    warning with the count, all of them an error (as `curriculum.validation.drop_empty_documents`)."""
+    if not table.num_rows:
+        return table
+    keep = pc.not_equal(pc.utf8_length(pc.utf8_trim_whitespace(table.column("text"))), 0)
+    kept = table.filter(keep)
+    dropped = table.num_rows - kept.num_rows
+    if dropped and not kept.num_rows:
+        raise UserError(f"{origin}: all {table.num_rows} documents have empty or null text; check `text_field`")
+    if dropped:
+        print(
+            f"warning: {origin}: dropped {dropped} of {table.num_rows} documents with empty or null text",
+            file=sys.stderr,
+        )
+    return kept
+
+
+def split_table(table: pa.Table, source: SourceConfig) -> pa.Table:
+    """Cut each document where ``split_pattern`` matches; pieces get ids ``<id>#<k>`` (text + id only)."""
+    try:
+        pattern = re.compile(source.split_pattern, re.MULTILINE)
+    except re.error as exc:
+        raise UserError(
+            f"data source {source.path!r}: split_pattern {source.split_pattern!r} is not a valid "
+            f"regular expression ({exc})"
+        ) from None
+    texts, ids = [], []
+    for text, doc_id in zip(table.column("text").to_pylist(), table.column("id").to_pylist()):
+        starts = sorted({0} | {m.start() for m in pattern.finditer(text)})
+        pieces = [p for p in (text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])) if p.strip()]
+        texts.extend(pieces)
+        ids.extend(f"{doc_id}#{k}" for k in range(len(pieces)))
+    return pa.table({"text": pa.array(texts, pa.string()), "id": pa.array(ids, pa.string())})

@@ -1,0 +1,91 @@
+"""The last step of `prepare`: merge the shards' sorted runs into per-domain orders, write the manifest.
+
+Runs once every unit's shard exists (whoever finishes last in a job array may run it; it is
+idempotent: its outputs are written through temp names and have the same content every time).
+The manifest is written last: it is what makes the folder a store.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from curriculum.errors import UserError
+from curriculum.merge import merge_runs, save_array
+from curriculum.shards import SPLITS, read_shard_info
+from curriculum.store import MANIFEST, STORE_FORMAT, write_json_atomic
+from curriculum.validation import check_unique_id_batches
+
+
+def _add(total: dict[str, Any], part: dict[str, Any]) -> None:
+    for key in ("documents", "sequences", "tokens", "dropped_tokens"):
+        total[key] += part[key]
+    for key, pick in (("score_min", min), ("score_max", max)):
+        if part[key] is not None:
+            total[key] = part[key] if total[key] is None else pick(total[key], part[key])
+
+
+def missing_units(root: Path, units: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [u for u in units if read_shard_info(root / "shards" / u["name"]) is None]
+
+
+def check_domain_ids_unique(root: Path, units: list[dict[str, Any]], domain: str) -> None:
+    """Document ids are unique across a domain's shards (both splits), read column by column."""
+
+    def batches() -> Iterator[list[str]]:
+        for u in units:
+            for split in SPLITS:
+                path = root / "shards" / u["name"] / split / "documents.parquet"
+                yield pq.read_table(path, columns=["id"]).column("id").to_pylist()
+
+    check_unique_id_batches(batches, f"data.domains.{domain}")
+
+
+def finalize_store(
+    root: Path, units: list[dict[str, Any]], domains: list[str], seq_len: int, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Write ``orders/`` and ``manifest.json`` for a folder whose units are all done."""
+    infos = [read_shard_info(root / "shards" / u["name"]) for u in units]
+    assert all(infos), "finalize before every unit finished"
+    blank = {"documents": 0, "sequences": 0, "tokens": 0, "dropped_tokens": 0, "score_min": None, "score_max": None}
+    stats = {split: {d: dict(blank) for d in domains} for split in SPLITS}
+    for info in infos:
+        for split in SPLITS:
+            _add(stats[split][info["domain"]], info["splits"][split])
+    for d in domains:  # units ran independently: ids are checked across the whole domain here
+        check_domain_ids_unique(root, [u for u, info in zip(units, infos) if info["domain"] == d], d)
+    empty = [d for d in domains if stats["train"][d]["sequences"] == 0]
+    if empty:
+        raise UserError(
+            f"domains {empty} have fewer than {seq_len} training tokens in any unit of work; "
+            "add documents, lower data.seq_len or raise data.unit_bytes"
+        )
+    orders = {}
+    started = time.perf_counter()
+    for d in domains:
+        runs = [
+            np.load(root / "shards" / u["name"] / "train" / "score.npy", mmap_mode="r")
+            for u, info in zip(units, infos)
+            if info["domain"] == d
+        ]
+        rel = f"orders/train/{d}.npy"
+        ties = save_array(root / rel, lambda out, runs=runs: merge_runs(runs, out), sum(len(r) for r in runs))
+        orders[d] = {"file": rel, "ties": bool(ties)}
+    manifest = {
+        "format": STORE_FORMAT,
+        "seq_len": seq_len,
+        "domains": domains,
+        "shards": [
+            {"name": u["name"], "domain": info["domain"], "splits": info["splits"]} for u, info in zip(units, infos)
+        ],
+        "stats": stats,
+        "orders": {"train": orders},
+        "merge_seconds": round(time.perf_counter() - started, 3),
+        **extra,
+    }
+    write_json_atomic(root / MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,92 @@
+"""The store folder `prepare` writes into: what it may replace, and the leftovers of killed runs.
+
+- `check_replaceable`: an existing ``data.store`` is replaced only with ``--overwrite``, and even
+  then only when it is a currimix store (finished: manifest.json or a format-1 meta.json;
+  unfinished: units.json) or an empty folder: never the user's own files.
+- `remove_stale_temp_folders`: hidden temp folders (``.<name>.tmp-<pid>-<hex>``) and trash folders
+  (``.<name>.old-<hex>``) that killed runs left beside the store, among its shards and beside its
+  tokenizer. A temp folder whose process still runs on this host is left alone.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from curriculum.errors import UserError
+from curriculum.store import is_complete_store
+from curriculum.validation import is_token_store
+from tools.prepare.units import UNITS_FILE
+
+
+def temp_name(final: Path) -> Path:
+    """A hidden temp path beside ``final``, named by this process (so a stale one can be told apart)."""
+    return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def check_replaceable(root: Path, overwrite: bool) -> None:
+    """Refuse to touch an existing ``data.store`` unless asked, and even then unless it is a currimix
+    token store (finished or not) or an empty folder."""
+    blocker = next((p for p in root.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"data.store {str(root)!r} cannot be created: {str(blocker)!r} is a file, not a folder")
+    if not root.exists():
+        return
+    if not overwrite:
+        raise UserError(f"token store {str(root)!r} already exists; pass --overwrite to rebuild it")
+    if root.is_dir() and (is_token_store(root) or not any(root.iterdir())):
+        return
+    raise UserError(
+        f"data.store {str(root)!r} is not a currimix token store (no store manifest.json, meta.json or units.json "
+        "in it), so --overwrite will not replace it: it may hold your own files. Point data.store at a new "
+        "folder, or move that one away"
+    )
+
+
+def start_folder(root: Path, overwrite: bool) -> None:
+    """Make ``root`` ready for a (resumed) prepare: an unfinished prepare is resumed unless
+    ``overwrite``; anything else that exists goes through `check_replaceable` and is moved away."""
+    unfinished = root.is_dir() and (root / UNITS_FILE).is_file() and not is_complete_store(root)
+    if not (unfinished and not overwrite):
+        check_replaceable(root, overwrite)
+        if root.exists():
+            trash = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
+            root.rename(trash)  # one rename: a kill midway leaves a trash folder, never half a store
+            shutil.rmtree(trash, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_folders(root)
+    if root.is_dir():
+        for folder in (root, root / "shards"):
+            for child in folder.glob(".*.tmp-*") if folder.is_dir() else []:
+                _remove_if_stale(child, child.name[1:].split(".tmp-")[0])
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def remove_stale_temp_folders(root: Path) -> None:
+    """Remove the hidden temp and trash folders that killed `prepare` runs left beside ``root``."""
+    for folder in root.parent.glob(f".{glob.escape(root.name)}.*-*"):
+        _remove_if_stale(folder, root.name)
+
+
+def _remove_if_stale(folder: Path, name: str) -> None:
+    """``folder`` is ``.<name>.<kind>-<rest>``: trash always goes, a temp folder once its process is gone."""
+    kind, _, rest = folder.name[len(name) + 2 :].partition("-")
+    if kind not in ("tmp", "old") or not folder.is_dir():
+        return
+    pid = rest.split("-")[0]
+    if kind == "tmp" and pid.isdigit() and _process_alive(int(pid)):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
