@@ -370,6 +370,35 @@ def test_heuristic_words_with_nul_characters_keep_their_rule_values():
     np.testing.assert_allclose(v["alpha_word_ratio"], [0.5, 0.5])
 
 
+def test_heuristic_words_with_equal_str_hashes_stay_distinct():
+    """`a"` (a 1-byte-kind str) and `≡` (U+2261, 2-byte kind) have the same memory bytes, so the same
+    str hash; word identities once came from hashes, so each took the other's properties when
+    both were in one batch."""
+    docs = ['x a" y', "≡ ≡ text"]
+    together = rule_values(docs)
+    for i, doc in enumerate(docs):
+        alone = rule_values([doc])
+        for name in RULE_NAMES:
+            assert together[name][i] == alone[name][0], name
+    assert together["alpha_word_ratio"].tolist() == [1.0, 1 / 3]
+
+
+def test_heuristic_rule_values_do_not_depend_on_the_batch(corpus):
+    """Word ids, properties and n-gram keys are per chunk; a document's values must not be."""
+    texts = corpus["spam"][:15] + corpus["good"][:15] + ["ΟΔΟΣ ΣΑΣ odos", "Ünïcödé wörds\x00 here", ""]
+    together = rule_values(texts)
+    for i in (0, 16, 30, 31, 32):
+        alone = rule_values([texts[i]])
+        for name in RULE_NAMES:
+            assert together[name][i] == alone[name][0], (i, name)
+
+
+def test_heuristic_call_to_action_counts_lines_not_occurrences():
+    doc = "click here click here\nplain line\nRead more or sign up\n\nclick here"
+    v = rule_values([doc])
+    assert v["call_to_action_line_ratio"][0] == pytest.approx(3 / 4)
+
+
 def test_heuristic_spam_marker_rules_on_crafted_documents():
     docs = [
         "Act now!!! Only $5 for two.\nClick here to order.\nMail sales@example.com today",
