@@ -399,6 +399,16 @@ def test_heuristic_call_to_action_counts_lines_not_occurrences():
     assert v["call_to_action_line_ratio"][0] == pytest.approx(3 / 4)
 
 
+def test_heuristic_item_number_disorder_on_crafted_documents():
+    verses = "".join(f"{i} And it came to pass on day {i}.\n" for i in range(1, 9))
+    shuffled = " ".join(f"{i} And it came to pass." for i in (3, 1, 7, 2, 8, 4, 6, 5))
+    two_lists = "Steps:\n1. Open it.\n2. Close it.\nAgain:\n1. Open it.\n2. Close it."
+    prose = "It costs 5 Dollars. 3 Apples were sold in 1999. Nothing else."
+    v = rule_values([verses, shuffled, two_lists, prose])["item_number_disorder_ratio"]
+    # pairs not counting up: 0 of 7; 3>1, 7>2, 8>4, 6>5 = 4 of 7; one restart, floor of 5 pairs
+    assert v.tolist() == [0.0, 4 / 7, 1 / 5, 0.0]
+
+
 def test_heuristic_spam_marker_rules_on_crafted_documents():
     docs = [
         "Act now!!! Only $5 for two.\nClick here to order.\nMail sales@example.com today",
