@@ -1,6 +1,6 @@
 """`heuristic` scorer: document-quality rules (Gopher, FineWeb, and our own) as one continuous score.
 
-Three kinds of rule (`RULES`; each cites its source and cut, ``ours`` marks our own cuts):
+Four kinds of rule (`RULES`; each cites its source and cut, ``ours`` marks our own cuts):
 
 - published rules with their published cuts: Gopher's quality and repetition rules, FineWeb's
   line rules (terminal punctuation, short lines, line breaks, duplicated-line characters);
@@ -11,7 +11,10 @@ Three kinds of rule (`RULES`; each cites its source and cut, ``ours`` marks our 
   100k most frequent words of ``language``), doubled words, sentences starting in lowercase, and
   mojibake (ftfy's badness). Without them the repetition rules made letter noise look *better*
   (it breaks repeated n-grams); their cuts and weights were chosen on the tune half of
-  `benchmarks/corruption.py`, never on the human-label sets.
+  `benchmarks/corruption.py`, never on the human-label sets;
+- order damage, ours: numbered items (list items, verses) that do not count up
+  (`item_number_disorder_ratio`, chosen the same way; it sees shuffled *numbered* text only,
+  not shuffled prose).
 
 Instead of a pass/fail cut, every rule contributes a *soft penalty*
 
