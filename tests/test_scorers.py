@@ -208,7 +208,7 @@ def test_heuristic_orders_real_text_and_rejects_unknown_rules(corpus):
 
 
 def test_heuristic_is_identical_across_processes_with_different_hash_seeds(corpus):
-    """The heuristic uses Python's salted str hash internally; scores must not depend on it."""
+    """The heuristic keys dicts and sets by str (salted hashes); scores must not depend on the seed."""
     texts = corpus["spam"][:20] + corpus["good"][:20]
     code = (
         "import json,sys; from curriculum.scorers.heuristic import HeuristicScorer, HeuristicConfig;"
