@@ -1,6 +1,7 @@
 """datatrove's Gopher / C4 filters on the benchmark's evaluation sets (run inside datatrove's venv).
 
-Called by `benchmarks/scorers.py` as a subprocess with the datatrove venv's python; prints one
+Called by `benchmarks/scorers.py` (and `benchmarks/heuristic_speed.py`, with the names of the
+filters to run as arguments) as a subprocess with the datatrove venv's python; prints one
 JSON object: per evaluation set, how many of the chained filters (Gopher quality -> Gopher
 repetition -> C4 quality) each document passes, and the time each filter took. Never imported
 by currimix itself: datatrove is not a project dependency.
@@ -32,6 +33,8 @@ def main() -> None:
         "gopher_repetition": GopherRepetitionFilter(),
         "c4_quality": C4QualityFilter(),
     }
+    if len(sys.argv) > 1:  # only the filters named (`benchmarks/heuristic_speed.py` times one)
+        filters = {k: filters[k] for k in sys.argv[1:]}
     # Warm up: spaCy's tokenizer loads lazily on the first document.
     for f in filters.values():
         f.filter(Document(text="Warm up the word tokenizer with a sentence.", id="warmup"))

@@ -208,7 +208,7 @@ def test_heuristic_orders_real_text_and_rejects_unknown_rules(corpus):
 
 
 def test_heuristic_is_identical_across_processes_with_different_hash_seeds(corpus):
-    """The heuristic uses Python's salted str hash internally; scores must not depend on it."""
+    """The heuristic keys dicts and sets by str (salted hashes); scores must not depend on the seed."""
     texts = corpus["spam"][:20] + corpus["good"][:20]
     code = (
         "import json,sys; from curriculum.scorers.heuristic import HeuristicScorer, HeuristicConfig;"
@@ -368,6 +368,45 @@ def test_heuristic_words_with_nul_characters_keep_their_rule_values():
     """A NUL inside a word once shifted the per-word letter test (its result then depended on the hash seed)."""
     v = rule_values(["abc d\x00e 123 456", "123 456 abc d\x00e"])
     np.testing.assert_allclose(v["alpha_word_ratio"], [0.5, 0.5])
+
+
+def test_heuristic_words_with_equal_str_hashes_stay_distinct():
+    """`a"` (a 1-byte-kind str) and `≡` (U+2261, 2-byte kind) have the same memory bytes, so the same
+    str hash; word identities once came from hashes, so each took the other's properties when
+    both were in one batch."""
+    docs = ['x a" y', "≡ ≡ text"]
+    together = rule_values(docs)
+    for i, doc in enumerate(docs):
+        alone = rule_values([doc])
+        for name in RULE_NAMES:
+            assert together[name][i] == alone[name][0], name
+    assert together["alpha_word_ratio"].tolist() == [1.0, 1 / 3]
+
+
+def test_heuristic_rule_values_do_not_depend_on_the_batch(corpus):
+    """Word ids, properties and n-gram keys are per chunk; a document's values must not be."""
+    texts = corpus["spam"][:15] + corpus["good"][:15] + ["ΟΔΟΣ ΣΑΣ odos", "Ünïcödé wörds\x00 here", ""]
+    together = rule_values(texts)
+    for i in (0, 16, 30, 31, 32):
+        alone = rule_values([texts[i]])
+        for name in RULE_NAMES:
+            assert together[name][i] == alone[name][0], (i, name)
+
+
+def test_heuristic_call_to_action_counts_lines_not_occurrences():
+    doc = "click here click here\nplain line\nRead more or sign up\n\nclick here"
+    v = rule_values([doc])
+    assert v["call_to_action_line_ratio"][0] == pytest.approx(3 / 4)
+
+
+def test_heuristic_item_number_disorder_on_crafted_documents():
+    verses = "".join(f"{i} And it came to pass on day {i}.\n" for i in range(1, 9))
+    shuffled = " ".join(f"{i} And it came to pass." for i in (3, 1, 7, 2, 8, 4, 6, 5))
+    two_lists = "Steps:\n1. Open it.\n2. Close it.\nAgain:\n1. Open it.\n2. Close it."
+    prose = "It costs 5 Dollars. 3 Apples were sold in 1999. Nothing else."
+    v = rule_values([verses, shuffled, two_lists, prose])["item_number_disorder_ratio"]
+    # pairs not counting up: 0 of 7; 3>1, 7>2, 8>4, 6>5 = 4 of 7; one restart, floor of 5 pairs
+    assert v.tolist() == [0.0, 4 / 7, 1 / 5, 0.0]
 
 
 def test_heuristic_spam_marker_rules_on_crafted_documents():
