@@ -41,3 +41,12 @@ def test_run_recipe_end_to_end_on_the_quickstart_corpus(tmp_path: Path) -> None:
     # A second call finds everything done and only re-averages and re-evaluates.
     again = run_recipe(recipe_from_dict(raw), progress=False, eval_per_domain=8)
     assert again.val_loss == result.val_loss
+
+
+@pytest.mark.slow
+def test_quickstart_corpus_has_unique_document_ids(tmp_path: Path) -> None:
+    """`prepare` refuses duplicate ids (they choose the validation split); the quickstart corpus has none,
+    although many standard-library modules are called `__init__`."""
+    for path in build_corpus(tmp_path, code_bytes=3_000_000, noisy_documents=10).values():
+        ids = [json.loads(line)["id"] for line in path.read_text().splitlines()]
+        assert len(ids) == len(set(ids)), path

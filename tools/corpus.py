@@ -123,11 +123,12 @@ def build_corpus(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     code, prose = [], []
+    root = Path(sysconfig.get_paths()["stdlib"])
     for path in stdlib_files(code_bytes):
         source = read_source(path)
         if source is None:
             continue
-        name = path.stem
+        name = path.relative_to(root).with_suffix("").as_posix()  # unique: many modules are `__init__`
         code.append({"id": f"code/{name}/{len(code)}", "text": source})
         prose.extend({"id": f"doc/{name}/{i}", "text": d} for i, d in enumerate(docstrings(source)))
     prose.extend({"id": f"topic/{i}", "text": t} for i, t in enumerate(reference_topics()))
