@@ -207,6 +207,7 @@ def test_heuristic_orders_real_text_and_rejects_unknown_rules(corpus):
         build_scorer({"name": "heuristic", "weights": {"no_such_rule": 1.0}})
 
 
+@pytest.mark.slow
 def test_heuristic_is_identical_across_processes_with_different_hash_seeds(corpus):
     """The heuristic keys dicts and sets by str (salted hashes); scores must not depend on the seed."""
     texts = corpus["spam"][:20] + corpus["good"][:20]

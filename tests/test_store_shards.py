@@ -155,6 +155,7 @@ def test_a_unit_that_fails_for_good_names_its_input_and_keeps_the_others(corpus:
     assert store.meta["units"] == 3
 
 
+@pytest.mark.slow
 def test_job_array_slices_and_datatrove_build_the_same_store(
     corpus: Path, one_unit_store: Path, tmp_path: Path
 ) -> None:
