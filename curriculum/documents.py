@@ -1,8 +1,9 @@
-"""Reading documents: jsonl / json / parquet / plain text files or a `datasets` folder -> a Dataset.
+"""Document sources: the `SourceConfig` schema, file resolution, and whole-source loading for `currimix score`.
 
-Every source becomes a `datasets.Dataset` with a ``text`` column (str), an ``id`` column (str,
-unique within the source) and the source's other columns untouched, so scorers can read fields
-such as a precomputed quality score. Arrow-backed and memory-mapped: nothing is held in RAM.
+`prepare` reads sources in units of work through `curriculum.readers` (pyarrow, no cache);
+`load_documents` here loads one whole source as a `datasets.Dataset` with a ``text`` column (str),
+an ``id`` column (str, unique within the source) and the source's other columns untouched, for the
+`score` commands (apply, inspect, evaluate, fit), which write datasets back out.
 """
 
 from __future__ import annotations
@@ -207,18 +208,3 @@ def split_documents(ds: datasets.Dataset, source: SourceConfig, num_proc: int | 
         return out
 
     return ds.map(explode, batched=True, remove_columns=ds.column_names, num_proc=num_proc, desc=f"split {source.path}")
-
-
-def load_domain(
-    sources: list[SourceConfig], *, domain: str, cache_dir: str | None = None, num_proc: int | None = None
-) -> datasets.Dataset:
-    """Concatenate a domain's sources into one Dataset (columns common to all sources are kept)."""
-    parts = [
-        load_documents(s, source_name=f"{domain}/{i}", cache_dir=cache_dir, num_proc=num_proc)
-        for i, s in enumerate(sources)
-    ]
-    if len(parts) == 1:
-        return parts[0]
-    common = set(parts[0].column_names).intersection(*(p.column_names for p in parts[1:]))
-    parts = [p.select_columns([c for c in p.column_names if c in common]) for p in parts]
-    return datasets.concatenate_datasets(parts)
