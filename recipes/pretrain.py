@@ -411,6 +411,12 @@ def run_training(
     feed.close()
     if stop == plan.total_steps:
         save_final_model(acc, run.model, run.tokenizer, run.run_dir, stop, {"plan_fingerprint": plan.fingerprint})
+    # Every rank finishes its collectives, and drops the DDP wrapper (whose reducer holds the process
+    # group), before any rank tears the group down: a gloo group freed later, after a peer has
+    # exited, was seen to hang that rank on exit (once in ~20 two-process runs).
+    acc.wait_for_everyone()
+    run.model = run.optimizer = None
+    acc.free_memory()
     acc.end_training()
     summary = {
         "run_dir": str(run.run_dir),
