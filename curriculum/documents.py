@@ -187,24 +187,34 @@ def load_documents(
     return ds
 
 
-def split_documents(ds: datasets.Dataset, source: SourceConfig, num_proc: int | None) -> datasets.Dataset:
-    """Cut each document where ``source.split_pattern`` matches; pieces get ids ``<id>#<k>``."""
+def compile_split_pattern(source: SourceConfig) -> re.Pattern:
+    """The source's ``split_pattern`` as a regex, or a UserError naming the source."""
     try:
-        pattern = re.compile(source.split_pattern, re.MULTILINE)
+        return re.compile(source.split_pattern, re.MULTILINE)
     except re.error as exc:
         raise UserError(
             f"data source {source.path!r}: split_pattern {source.split_pattern!r} is not a valid "
             f"regular expression ({exc})"
         ) from None
 
+
+def split_text(pattern: re.Pattern, text: str, doc_id: str) -> tuple[list[str], list[str]]:
+    """``text`` cut where ``pattern`` matches (blank pieces dropped), and the pieces' ids ``<id>#<k>``."""
+    starts = sorted({0} | {m.start() for m in pattern.finditer(text)})
+    pieces = [p for p in (text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])) if p.strip()]
+    return pieces, [f"{doc_id}#{k}" for k in range(len(pieces))]
+
+
+def split_documents(ds: datasets.Dataset, source: SourceConfig, num_proc: int | None) -> datasets.Dataset:
+    """Cut each document where ``source.split_pattern`` matches; pieces get ids ``<id>#<k>``."""
+    pattern = compile_split_pattern(source)
+
     def explode(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"text": [], "id": []}
         for text, doc_id in zip(batch["text"], batch["id"]):
-            starts = sorted({0} | {m.start() for m in pattern.finditer(text)})
-            pieces = [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
-            pieces = [p for p in pieces if p.strip()]
+            pieces, ids = split_text(pattern, text, doc_id)
             out["text"].extend(pieces)
-            out["id"].extend(f"{doc_id}#{k}" for k in range(len(pieces)))
+            out["id"].extend(ids)
         return out
 
     return ds.map(explode, batched=True, remove_columns=ds.column_names, num_proc=num_proc, desc=f"split {source.path}")

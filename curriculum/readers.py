@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from curriculum.documents import SourceConfig
+from curriculum.documents import SourceConfig, compile_split_pattern, split_text
 from curriculum.errors import UserError
 from curriculum.validation import check_json_line_bytes
 
@@ -299,17 +299,10 @@ def drop_empty_documents(table: pa.Table, origin: str) -> pa.Table:
 
 def split_table(table: pa.Table, source: SourceConfig) -> pa.Table:
     """Cut each document where ``split_pattern`` matches; pieces get ids ``<id>#<k>`` (text + id only)."""
-    try:
-        pattern = re.compile(source.split_pattern, re.MULTILINE)
-    except re.error as exc:
-        raise UserError(
-            f"data source {source.path!r}: split_pattern {source.split_pattern!r} is not a valid "
-            f"regular expression ({exc})"
-        ) from None
+    pattern = compile_split_pattern(source)
     texts, ids = [], []
     for text, doc_id in zip(table.column("text").to_pylist(), table.column("id").to_pylist()):
-        starts = sorted({0} | {m.start() for m in pattern.finditer(text)})
-        pieces = [p for p in (text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])) if p.strip()]
+        pieces, piece_ids = split_text(pattern, text, doc_id)
         texts.extend(pieces)
-        ids.extend(f"{doc_id}#{k}" for k in range(len(pieces)))
+        ids.extend(piece_ids)
     return pa.table({"text": pa.array(texts, pa.string()), "id": pa.array(ids, pa.string())})

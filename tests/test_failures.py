@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from recipes.cli import app
 from tests.conftest import REPO, recipe_dict
-from tests.test_multiprocess import _free_port
+from tests.launch import needs_accelerate, run_command, two_cpu_ranks
 
 runner = CliRunner()
 
@@ -177,9 +177,7 @@ def test_unique_ids_are_checked_without_holding_them_in_a_set() -> None:
 
 
 @pytest.mark.multiprocess
-@pytest.mark.skipif(
-    not Path(sys.executable).with_name("accelerate").exists(), reason="accelerate launcher not installed"
-)
+@needs_accelerate
 @pytest.mark.slow
 def test_two_processes_with_a_batch_that_does_not_divide_give_one_message(
     corpus_dir: Path, tiny_store: Path, tmp_path: Path
@@ -187,26 +185,7 @@ def test_two_processes_with_a_batch_that_does_not_divide_give_one_message(
     raw = recipe_dict(corpus_dir, tmp_path / "run", tiny_store)
     raw["training"].update(device="cpu", global_batch_size=4, micro_batch_size=4)
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw))
-    launch = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2"]
-    launch += [
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [*launch, "-m", "recipes.cli", "train", str(tmp_path / "recipe.yaml"), "--no-progress"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_command(two_cpu_ranks("train", str(tmp_path / "recipe.yaml"), "--no-progress"), tmp_path, timeout=300)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert output.count("must be a multiple of micro_batch_size (4) x processes (2)") == 1, output[-3000:]

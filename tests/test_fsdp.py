@@ -9,7 +9,6 @@ optimizer state following (the losses after the resume match an uninterrupted 1-
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from recipes.pretrain import fsdp_plugin, train
 from recipes.runtime import Runtime
 from recipes.trackers import read_metrics
 from tests.conftest import recipe_dict
-from tests.test_multiprocess import _free_port, _launch
+from tests.launch import run_command, two_cpu_ranks
 
 
 def test_fsdp_is_fsdp2_per_block_with_reshardable_checkpoints() -> None:
@@ -76,11 +75,7 @@ def test_two_process_checkpoint_resumes_in_one_process(corpus_dir: Path, tiny_st
     split = raw(tmp_path / "split")
     path = tmp_path / "split.yaml"
     path.write_text(yaml.safe_dump(split))
-    launcher = str(Path(sys.executable).with_name("accelerate"))
-    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
-    cmd += ["-m", "recipes.cli", "train", str(path), "--no-progress", "--stop-after", "4"]
-    proc = _launch(cmd, tmp_path)
+    proc = run_command(two_cpu_ranks("train", str(path), "--no-progress", "--stop-after", "4"), tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-12000:]
     config = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()][0]
     assert config["config"]["processes"] == 2  # really two ranks, not a silent single process

@@ -8,10 +8,6 @@ world size the run recorded, so it cannot pass on a single process.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,27 +16,13 @@ import yaml
 
 from recipes.trackers import read_metrics
 from tests.conftest import recipe_dict
+from tests.launch import needs_accelerate, run_command, two_cpu_ranks
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:  # a port nobody else uses (the default 29500 may be taken)
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _launch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
-@pytest.mark.skipif(
-    shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
-    reason="accelerate launcher not installed",
-)
+@needs_accelerate
 def test_two_ranks_train_on_the_same_global_batches(corpus_dir: Path, tiny_store: Path, tmp_path: Path) -> None:
-    launcher = str(Path(sys.executable).with_name("accelerate"))
     results = {}
     for world in (1, 2):
         raw = recipe_dict(corpus_dir, tmp_path / f"run{world}", tiny_store)
@@ -51,27 +33,8 @@ def test_two_ranks_train_on_the_same_global_batches(corpus_dir: Path, tiny_store
         path.write_text(yaml.safe_dump(raw))
         cmd = [sys.executable, "-m", "recipes.cli", "train", str(path), "--no-progress"]
         if world == 2:
-            cmd = [
-                launcher,
-                "launch",
-                "--multi_gpu",
-                "--num_processes",
-                "2",
-                "--num_machines",
-                "1",
-                "--mixed_precision",
-                "no",
-                "--dynamo_backend",
-                "no",
-                "--main_process_port",
-                str(_free_port()),
-                "-m",
-                "recipes.cli",
-                "train",
-                str(path),
-                "--no-progress",
-            ]
-        proc = _launch(cmd, tmp_path)
+            cmd = two_cpu_ranks("train", str(path), "--no-progress")
+        proc = run_command(cmd, tmp_path)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-12000:]
         summary = json.loads((tmp_path / f"run{world}" / "summary.json").read_text())
         assert summary["processes"] == world
