@@ -119,32 +119,20 @@ def synthetic_store(root: Path, size: Size) -> Path:
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    from curriculum.shards import write_shard
-    from tools.prepare.finalize import finalize_store
+    from benchmarks.synthetic_store import write_synthetic_store
 
-    rng = np.random.default_rng(0)
-    units = []
-    for i, name in enumerate(DOMAINS):
-        # Validation holds one micro-batch per domain: the end-of-run eval then has the training
-        # shape, so the compiled blocks need no recompilation for a new batch size.
-        n_train, n_val = size.sequences_per_domain, size.micro_batch
-        count = n_train + n_val
-        unit = {"index": i, "name": f"{name}-{i:06d}", "files": [], "start": 0, "stop": None}
-        write_shard(
-            root / "shards" / unit["name"],
-            domain=name,
-            unit=unit,
-            ids=[f"{name}-{j}" for j in range(count)],
-            scores=rng.normal(size=count),
-            tiebreak=np.arange(count),
-            is_val=np.arange(count) >= n_train,
-            flat_tokens=rng.integers(2, size.vocab, size=count * (size.seq_len - 1)),
-            lengths=np.full(count, size.seq_len - 1),
-            seq_len=size.seq_len,
-            token_dtype=np.dtype(np.uint16),
-            eos_id=0,
-        )
-        units.append(unit)
+    # Validation holds one micro-batch per domain: the end-of-run eval then has the training
+    # shape, so the compiled blocks need no recompilation for a new batch size.
+    n_train, n_val = size.sequences_per_domain, size.micro_batch
+    write_synthetic_store(
+        root,
+        {name: n_train + n_val for name in DOMAINS},
+        seq_len=size.seq_len,
+        vocab_size=size.vocab,
+        pick_val=lambda rng, count: np.arange(count) >= n_train,
+        make_tokens=lambda rng, n: rng.integers(2, size.vocab, size=n),
+        fingerprint="synthetic-gpu-benchmark",
+    )
     vocab = {"<|endoftext|>": 0, "<pad>": 1} | {f"t{i}": i for i in range(2, size.vocab)}
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="<pad>")),
@@ -153,13 +141,6 @@ def synthetic_store(root: Path, size: Size) -> Path:
         pad_token="<pad>",
     )
     tokenizer.save_pretrained(str(root / "tokenizer"))
-    finalize_store(
-        root,
-        units,
-        list(DOMAINS),
-        size.seq_len,
-        {"token_dtype": "uint16", "eos_id": 0, "vocab_size": size.vocab, "data_fingerprint": "synthetic-gpu-benchmark"},
-    )
     return root
 
 

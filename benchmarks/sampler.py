@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -30,8 +31,10 @@ import torch
 from accelerate import skip_first_batches
 from torch.utils.data import DataLoader, Dataset
 
-from recipes.loading import recipe_from_dict
-from recipes.plan import build_plan
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` from a checkout
+
+from recipes.loading import recipe_from_dict  # noqa: E402
+from recipes.plan import build_plan  # noqa: E402
 
 SEQ_LEN = 8  # the store's own length; index throughput is reported for 2048-token sequences
 NOMINAL_SEQ_LEN = 2048
@@ -41,39 +44,23 @@ DOMAINS = {"web": 600_000, "code": 300_000, "math": 100_000}
 
 def synthetic_store(root: Path) -> Path:
     """A store with DOMAINS sequences (random scores), one shard per domain, through the real writer."""
-    from curriculum.shards import write_shard
-    from tools.prepare.finalize import finalize_store
+    from benchmarks.synthetic_store import write_synthetic_store
 
-    rng = np.random.default_rng(0)
-    units = []
-    for i, (name, n) in enumerate(DOMAINS.items()):
-        count = n + 64  # 64 validation documents
+    def pick_val(rng: np.random.Generator, count: int) -> np.ndarray:  # 64 of the documents
         is_val = np.zeros(count, dtype=bool)
         is_val[rng.choice(count, 64, replace=False)] = True
-        unit = {"index": i, "name": f"{name}-{i:06d}", "files": [], "start": 0, "stop": None}
-        write_shard(
-            root / "shards" / unit["name"],
-            domain=name,
-            unit=unit,
-            ids=[f"{name}-{j}" for j in range(count)],
-            scores=rng.normal(size=count),
-            tiebreak=np.arange(count),
-            is_val=is_val,
-            flat_tokens=np.ones(count * (SEQ_LEN - 1), dtype=np.uint16),
-            lengths=np.full(count, SEQ_LEN - 1),
-            seq_len=SEQ_LEN,
-            token_dtype=np.dtype(np.uint16),
-            eos_id=0,
-        )
-        units.append(unit)
-    finalize_store(
+        return is_val
+
+    sizes = {name: n + 64 for name, n in DOMAINS.items()}
+    return write_synthetic_store(
         root,
-        units,
-        list(DOMAINS),
-        SEQ_LEN,
-        {"token_dtype": "uint16", "eos_id": 0, "vocab_size": 2, "data_fingerprint": "synthetic"},
+        sizes,
+        seq_len=SEQ_LEN,
+        vocab_size=2,
+        pick_val=pick_val,
+        make_tokens=lambda rng, n: np.ones(n, dtype=np.uint16),
+        fingerprint="synthetic",
     )
-    return root
 
 
 def recipe(store: Path, steps: int, mixer: dict, order: str):
