@@ -93,6 +93,8 @@ def test_inspect_and_list_show_the_rules():
     assert "fail" in _ok(["inspect", f"{MAIL}?max_documents=20", "--summary"]).output
     listing = _ok(["list", "--rules"]).output
     assert "ngram" in listing and "trainable" in listing and "dup_5gram_char_ratio" in listing
+    # default weights are shown, so a rule that is off by default is visible as such
+    assert any(line.split()[:1] == ["email_address_ratio"] and " x0 " in line for line in listing.splitlines())
 
 
 @pytest.mark.parametrize(

@@ -164,11 +164,13 @@ def list_scorers(
         tag = "trainable" if getattr(impl, "trainable", False) else ""
         typer.echo(f"{name:14s} {tag:10s} {getattr(impl, 'summary', '')}")
     if rules:
-        typer.echo("\nheuristic rules (accepted range; penalty grows outside it):")
+        typer.echo("\nheuristic rules (accepted range; penalty grows outside it; default weight, 0 = off):")
         for r in RULES:
             lo = "" if r.lo is None else f">= {r.lo:g}"
             hi = "" if r.hi is None else f"<= {r.hi:g}"
-            typer.echo(f"  {r.name:28s} {r.source:13s} {(lo + ' ' + hi).strip():22s} {r.description}")
+            typer.echo(
+                f"  {r.name:31s} {r.source:9s} {(lo + ' ' + hi).strip():16s} x{r.weight:<4g} {r.description}"
+            )
 
 
 @command(typer_app=score_app)
