@@ -579,67 +579,76 @@ def _has_letter(words: list[str]) -> np.ndarray:
     return out
 
 
-def _ngram_values(ids: np.ndarray, lengths: np.ndarray, doc_of: np.ndarray, n_docs: int) -> dict[str, np.ndarray]:
+def _ngram_values(
+    ids: np.ndarray, lengths: np.ndarray, total: np.ndarray, doc_of: np.ndarray, n_docs: int
+) -> dict[str, np.ndarray]:
     """Gopher's n-gram repetition rules for every document of a chunk at once.
 
-    ``top_{n}gram``: the largest share of a document's word characters covered by one repeated
-    n-gram (count x its length). ``dup_{n}gram``: the share of word characters covered by
-    occurrences of an n-gram that already occurred earlier in the same document.
+    ``top_{n}gram``: the largest share of a document's word characters (``total``) covered by one
+    repeated n-gram (count x its length). ``dup_{n}gram``: the share of word characters covered
+    by occurrences of an n-gram that already occurred earlier in the same document.
+
+    Word lengths are whole numbers, so every character sum here (``cum_len`` and its
+    differences, the per-document totals) is exact in float64 whatever the order of summation.
     """
     out: dict[str, np.ndarray] = {}
     zeros = np.zeros(n_docs)
-    total = np.bincount(doc_of, weights=lengths, minlength=n_docs)
     cum_len = np.r_[0, np.cumsum(lengths)]
     n_words = len(ids)
-    idx = np.arange(n_words)
-    doc_key = doc_of.astype(np.uint64) << np.uint64(_HASH_BITS + _POS_BITS)
-    key_base = doc_key | idx.astype(np.uint64)
-    h = ids.astype(np.uint64)
-    h_word = h  # per-word hashes; h becomes the rolling n-gram hash
+    doc_shift = np.uint64(_HASH_BITS + _POS_BITS)
+    key_base = (doc_of.astype(np.uint64) << doc_shift) | np.arange(n_words, dtype=np.uint64)
     pos_mask = np.uint64((1 << _POS_BITS) - 1)
+    h = ids.astype(np.uint64)  # becomes the rolling n-gram hash
+    with np.errstate(over="ignore"):
+        spread = h * np.uint64(0x9E3779B97F4A7C15)  # each word's term of the rolling hash, once
     for n in range(1, max(_DUP_NGRAM_MAX) + 1):
         if n > 1:
             with np.errstate(over="ignore"):
-                h = (h[:-1] * np.uint64(0x100000001B3)) ^ (h_word[n - 1 :] * np.uint64(0x9E3779B97F4A7C15))
+                h = h[:-1] * np.uint64(0x100000001B3)
+            h ^= spread[n - 1 :]
         if n not in _TOP_NGRAM_MAX and n not in _DUP_NGRAM_MAX:
             continue
-        valid = np.flatnonzero(doc_of[: len(h)] == doc_of[n - 1 :])  # n-grams inside one document
         name = f"top_{n}gram_char_ratio" if n in _TOP_NGRAM_MAX else f"dup_{n}gram_char_ratio"
-        if len(valid) == 0:
+        # Key doc | hash | position, built in place: the mixed hash's top _HASH_BITS bits,
+        # shifted right by 64 - _HASH_BITS - _POS_BITS, with the position bits then cleared.
+        with np.errstate(over="ignore"):
+            keys = h * np.uint64(0xD6E8FEB86659FD93)
+        keys >>= np.uint64(64 - _HASH_BITS - _POS_BITS)
+        keys &= ~pos_mask
+        keys |= key_base[: len(h)]
+        keys = keys[doc_of[: len(h)] == doc_of[n - 1 :]]  # n-grams inside one document
+        if len(keys) == 0:
             out[name] = zeros
             continue
-        with np.errstate(over="ignore"):
-            mixed = (h * np.uint64(0xD6E8FEB86659FD93)) >> np.uint64(64 - _HASH_BITS)
-        keys = (key_base[: len(h)] | (mixed << np.uint64(_POS_BITS)))[valid]  # one gather, not two
         keys.sort()
         group = keys >> np.uint64(_POS_BITS)
-        repeat = group[1:] == group[:-1]
+        new = group[1:] != group[:-1]
         if n in _TOP_NGRAM_MAX:
-            # Each repeated occurrence adds one n-gram's characters to its run's total; the
-            # run total (count x length) is a cumulative sum restarted at every run start.
-            start_pos = (keys & pos_mask).astype(np.int64)
-            first = np.r_[True, ~repeat]
-            run_id = np.cumsum(first) - 1
-            run_first_pos = start_pos[first]
-            run_chars = cum_len[run_first_pos + n] - cum_len[run_first_pos]
-            run_count = np.bincount(run_id)
-            covered = np.where(run_count > 1, run_count * run_chars, 0.0)
-            run_doc = doc_of[run_first_pos]
-            # runs are sorted by document: the best run per document is a segmented max
-            seg = np.flatnonzero(np.r_[True, run_doc[1:] != run_doc[:-1]])
+            # Runs of equal doc | hash; only repeated ones (count > 1) cover anything, so only
+            # they are kept (a document without any gets 0, as when its runs' zeros are maxed).
+            starts = np.flatnonzero(np.r_[True, new])
+            run_count = np.diff(starts, append=len(keys))
+            repeated = run_count > 1
+            first = keys[starts[repeated]]  # each repeated run's earliest occurrence
+            pos = (first & pos_mask).astype(np.int64)
+            covered = run_count[repeated] * (cum_len[pos + n] - cum_len[pos])
+            run_doc = (first >> doc_shift).astype(np.int64)
             best = zeros.copy()
-            best[run_doc[seg]] = np.maximum.reduceat(covered, seg)
+            if len(run_doc):
+                # runs are sorted by document: the best run per document is a segmented max
+                seg = np.flatnonzero(np.r_[True, run_doc[1:] != run_doc[:-1]])
+                best[run_doc[seg]] = np.maximum.reduceat(covered, seg)
             out[name] = np.minimum(np.divide(best, total, out=zeros.copy(), where=total > 0), 1.0)
         else:
-            rep_pos = (keys[1:][repeat] & pos_mask).astype(np.int64)
-            started = np.zeros(n_words + 1, dtype=np.int64)
-            started[rep_pos + 1] = 1
-            np.cumsum(started, out=started)  # started[j + 1] = repeated n-grams starting at <= j
-            # window[j] = started[j + 1] - started[max(j + 1 - n, 0)]: repeats starting in (j - n, j]
-            window = np.empty(n_words, dtype=np.int64)
-            window[n - 1 :] = started[n:] - started[: n_words + 1 - n]
-            window[: n - 1] = started[1:n] - started[0]
-            dup_chars = np.bincount(doc_of, weights=lengths * (window > 0), minlength=n_docs)
+            # Start positions of repeating occurrences (not the first of their run), in text
+            # order. They all span n words, so each adds the words between the end of the one
+            # before it (or its own start, if later) and its own end; n-grams never cross a
+            # document, so an earlier document's end never reaches into the next one.
+            rep = np.sort((keys[1:][~new] & pos_mask).astype(np.int64))
+            end = rep + n
+            begin = rep.copy()
+            np.maximum(begin[1:], end[:-1], out=begin[1:])
+            dup_chars = np.bincount(doc_of[rep], weights=cum_len[end] - cum_len[begin], minlength=n_docs)
             out[name] = np.divide(dup_chars, total, out=zeros.copy(), where=total > 0)
     return out
 
@@ -694,8 +703,9 @@ def _chunk_table(rows: list[list[float]], words: list[str], counts: list[int], l
     lengths = np.fromiter(map(len, distinct), dtype=np.float64, count=len(distinct))[word_of]
     is_upper = np.fromiter(map(str.isupper, distinct), dtype=bool, count=len(distinct))
 
+    total_length = doc_sum(lengths)
     table[:, col("word_count")] = n_words
-    table[:, col("mean_word_length")] = per_word(doc_sum(lengths))
+    table[:, col("mean_word_length")] = per_word(total_length)
     table[:, col("all_caps_word_ratio")] = per_word(doc_sum(is_upper[word_of]))
     for name in _PER_WORD:
         table[:, col(name)] = per_word(table[:, col(name)])
@@ -710,7 +720,7 @@ def _chunk_table(rows: list[list[float]], words: list[str], counts: list[int], l
     table[:, col("doubled_word_ratio")] = per_word(np.bincount(doc_of[1:][doubled], minlength=n_docs))
     is_stop = np.fromiter(map(_STOP_WORDS.__contains__, low_distinct), dtype=bool, count=len(low_distinct))
     table[:, col("stop_word_count")] = np.bincount(doc_of[is_stop[ids]], minlength=n_docs)
-    for name, values in _ngram_values(ids, lengths, doc_of, n_docs).items():
+    for name, values in _ngram_values(ids, lengths, total_length, doc_of, n_docs).items():
         table[:, col(name)] = values
     return table
 
