@@ -38,11 +38,12 @@ of a Python loop per n-gram. Words are identified by string equality, never by `
 from __future__ import annotations
 
 import math
+import operator
 import re
 import string
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import count, repeat
+from itertools import compress, count, repeat
 from typing import Any, Literal
 
 import numpy as np
@@ -574,19 +575,25 @@ def _valid_words(words: list[str], vocab: frozenset[str]) -> tuple[np.ndarray, n
     and mixed tokens are neither valid nor invalid: only letter words can show letter damage.
     """
     # Fast path in C: plain letter words looked up as they are; only the rest (punctuation
-    # attached, apostrophes, hyphens, digits) goes through the Python loop.
-    candidate = np.fromiter(map(str.isalpha, words), dtype=bool, count=len(words))
-    valid = candidate & np.fromiter(map(vocab.__contains__, words), dtype=bool, count=len(words))
+    # attached, apostrophes, hyphens, digits) goes through the Python loop. ``compress`` picks
+    # the words to look up at C level, so only letter words are looked up.
+    is_alpha = list(map(str.isalpha, words))
+    candidate = np.array(is_alpha, dtype=bool)
+    valid = np.zeros(len(words), dtype=bool)
+    letters = np.flatnonzero(candidate)
+    valid[letters] = np.fromiter(map(vocab.__contains__, compress(words, is_alpha)), dtype=bool, count=len(letters))
     rest = np.flatnonzero(~candidate)
-    stripped = list(map(str.strip, [words[i] for i in rest.tolist()], repeat(_WORD_EDGES)))
+    stripped = list(map(str.strip, compress(words, map(operator.not_, is_alpha)), repeat(_WORD_EDGES)))
     # _APOSTROPHES applied with two replaces over the joined words: one C call, not one
     # (slow) translate per word; a word containing NUL cannot be split back, then per word.
     cores = "\x00".join(stripped).replace("’", "'").replace("‘", "'").split("\x00")
     if len(cores) != len(stripped):
         cores = list(map(str.translate, stripped, repeat(_APOSTROPHES)))
-    alpha = np.fromiter(map(str.isalpha, cores), dtype=bool, count=len(cores))
-    candidate[rest[alpha]] = True
-    valid[rest[alpha]] = np.fromiter(map(vocab.__contains__, cores), dtype=bool, count=len(cores))[alpha]
+    core_alpha = list(map(str.isalpha, cores))
+    alpha = np.array(core_alpha, dtype=bool)
+    found = rest[alpha]
+    candidate[found] = True
+    valid[found] = np.fromiter(map(vocab.__contains__, compress(cores, core_alpha)), dtype=bool, count=len(found))
     # Only apostrophes and hyphens left inside: whole word or every part in the vocabulary.
     for j in np.flatnonzero(~alpha).tolist():
         core = cores[j]
