@@ -644,8 +644,8 @@ def _ngram_values(
         spread = h * np.uint64(0x9E3779B97F4A7C15)  # each word's term of the rolling hash, once
     for n in range(1, max(_DUP_NGRAM_MAX) + 1):
         if n > 1:
-            with np.errstate(over="ignore"):
-                h = h[:-1] * np.uint64(0x100000001B3)
+            h = h[:-1]  # a view: the update below runs in place
+            h *= np.uint64(0x100000001B3)  # (array integer arithmetic wraps around silently)
             h ^= spread[n - 1 :]
         if n not in _TOP_NGRAM_MAX and n not in _DUP_NGRAM_MAX:
             continue
@@ -663,16 +663,17 @@ def _ngram_values(
             continue
         keys.sort()
         group = keys >> np.uint64(_POS_BITS)
-        new = group[1:] != group[:-1]
+        same = group[1:] == group[:-1]  # key i + 1 repeats the doc | hash of key i
         if n in _TOP_NGRAM_MAX:
             # Runs of equal doc | hash; only repeated ones (count > 1) cover anything, so only
             # they are kept (a document without any gets 0, as when its runs' zeros are maxed).
-            starts = np.flatnonzero(np.r_[True, new])
-            run_count = np.diff(starts, append=len(keys))
-            repeated = run_count > 1
-            first = keys[starts[repeated]]  # each repeated run's earliest occurrence
+            # A repeated run is a run of True in ``same``, found from its two edges: keys
+            # rise .. fall, without materialising every run start.
+            edges = np.flatnonzero(np.diff(np.r_[False, same, False]))
+            rise, fall = edges[::2], edges[1::2]
+            first = keys[rise]  # each repeated run's earliest occurrence
             pos = (first & pos_mask).astype(np.int64)
-            covered = run_count[repeated] * (cum_len[pos + n] - cum_len[pos])
+            covered = (fall - rise + 1) * (cum_len[pos + n] - cum_len[pos])
             run_doc = (first >> doc_shift).astype(np.int64)
             best = zeros.copy()
             if len(run_doc):
@@ -685,7 +686,7 @@ def _ngram_values(
             # order. They all span n words, so each adds the words between the end of the one
             # before it (or its own start, if later) and its own end; n-grams never cross a
             # document, so an earlier document's end never reaches into the next one.
-            rep = np.sort((keys[1:][~new] & pos_mask).astype(np.int64))
+            rep = np.sort((keys[1:][same] & pos_mask).astype(np.int64))
             end = rep + n
             begin = rep.copy()
             np.maximum(begin[1:], end[:-1], out=begin[1:])
