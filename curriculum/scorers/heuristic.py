@@ -309,6 +309,11 @@ _BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "�
 _ELLIPSES = ("...", "…")
 _TERMINAL = (".", "!", "?", '"', "'", "”", "’")
 _SHORT_LINE = 30  # FineWeb's short-line length (characters)
+# Every bullet and terminal mark is one character, so (lines being non-empty) a line starts with
+# a bullet iff its first character is one: a set look-up instead of a startswith per bullet.
+_BULLET_SET, _TERMINAL_SET = frozenset(_BULLETS), frozenset(_TERMINAL)
+assert all(len(c) == 1 for c in _BULLETS + _TERMINAL)
+_FIRST, _LAST = operator.itemgetter(0), operator.itemgetter(-1)
 _LETTER = re.compile(r"[^\W\d_]")
 _HTML_TAG = re.compile(r"<[a-zA-Z/!][^<>\n]{0,200}>")
 _BOILERPLATE = re.compile(
@@ -331,6 +336,16 @@ _CALL_TO_ACTION_PHRASES = (
     "limited time", "special offer", "money back",
 )  # fmt: skip
 _CALL_TO_ACTION = re.compile("|".join(map(re.escape, _CALL_TO_ACTION_PHRASES)))
+# The phrases grouped under a substring they all contain: a document is searched for the 11 keys,
+# and for a group's phrases only when it contains the key (fewer full scans, same phrases found).
+_CALL_TO_ACTION_GROUPS = (
+    ("click", ("click here", "click below")), ("subscribe", ("unsubscribe", "subscribe now")),
+    ("opt", ("opt-out", "opt out")), ("now", ("buy now", "order now", "act now", "call now")),
+    ("add to", ("add to cart", "add to basket")),
+    *((p, (p,)) for p in ("sign up", "read more", "free shipping", "limited time", "special offer", "money back")),
+)  # fmt: skip
+assert all(key in p for key, group in _CALL_TO_ACTION_GROUPS for p in group)
+assert sorted(p for _, group in _CALL_TO_ACTION_GROUPS for p in group) == sorted(_CALL_TO_ACTION_PHRASES)
 _CURRENCY = ("$", "€", "£", "¥")
 # A sentence end right after a letter (not "..." or ">>>"), an optional closing quote or bracket,
 # white space, then the next sentence's first letter. The look-behind comes after the [.!?], so
@@ -493,7 +508,8 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
         n_digits = sum(map(text.count, "0123456789"))
     lines = list(filter(None, map(str.strip, text.split("\n"))))
     n_lines = len(lines)
-    line_chars = sum(map(len, lines))
+    line_lengths = list(map(len, lines))
+    line_chars = sum(line_lengths)
     if "\n\n" in text:
         paragraphs = list(filter(None, map(str.strip, text.split("\n\n"))))
         para_chars = sum(map(len, paragraphs))
@@ -510,13 +526,13 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
     entities = len(_ENTITY.findall(text)) if "&" in text else 0
     # The first character after each sentence end; a lowercase one means broken sentences.
     starts = _SENTENCE_START.findall(text)
-    actions = _lines_with(low, [p for p in _CALL_TO_ACTION_PHRASES if p in low])
+    actions = _lines_with(low, [p for key, group in _CALL_TO_ACTION_GROUPS if key in low for p in group if p in low])
     items = _item_numbers(text) if n_digits else []
     return [
         0.0,  # word_count: filled in per chunk
         0.0,  # mean_word_length: filled in per chunk
         symbols,  # divided by the word count per chunk
-        _ratio(sum(map(str.startswith, lines, repeat(_BULLETS))), n_lines),
+        _ratio(sum(map(_BULLET_SET.__contains__, map(_FIRST, lines))), n_lines),
         _ratio(sum(map(str.endswith, lines, repeat(_ELLIPSES))), n_lines),
         0.0,  # alpha_word_ratio: filled in per word type
         0.0,  # stop_word_count: filled in per word type
@@ -525,8 +541,8 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
         dup_paras,
         dup_para_chars,
         *([0.0] * (len(_TOP_NGRAM_MAX) + len(_DUP_NGRAM_MAX))),  # filled in by _ngram_values
-        _ratio(sum(map(str.endswith, lines, repeat(_TERMINAL))), n_lines),
-        _ratio(sum(map(_SHORT_LINE.__gt__, map(len, lines))), n_lines),
+        _ratio(sum(map(_TERMINAL_SET.__contains__, map(_LAST, lines))), n_lines),
+        _ratio(sum(map(_SHORT_LINE.__gt__, line_lengths)), n_lines),
         n_newlines,  # per word, per chunk
         _ratio(dup_line_chars * line_chars, n_chars - n_newlines),
         _ratio(boilerplate, n_lines),
