@@ -501,11 +501,14 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
     low = text.lower()
     n_chars = len(text)
     n_newlines = text.count("\n")
-    # ASCII text (most documents): one bytes pass deleting the digits, not ten str.count scans.
+    # ASCII text (most documents): one bytes pass deleting the digits, not ten str.count scans;
+    # of the currency symbols only "$" can occur in it.
     if text.isascii():
         n_digits = n_chars - len(text.encode("ascii").translate(None, _DIGITS))
+        currency = text.count("$")
     else:
         n_digits = sum(map(text.count, "0123456789"))
+        currency = sum(map(text.count, _CURRENCY))
     lines = list(filter(None, map(str.strip, text.split("\n"))))
     n_lines = len(lines)
     line_lengths = list(map(len, lines))
@@ -520,7 +523,7 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
     dup_paras, dup_para_chars = _dup_stats(paragraphs, para_chars)
     symbols = text.count("#") + text.count("...") + text.count("…")
     # The boilerplate regex is slow-ish; most documents contain none of its trigger words.
-    boilerplate = len(_BOILERPLATE.findall(low)) if any(w in low for w in _BOILERPLATE_TRIGGERS) else 0
+    boilerplate = len(_BOILERPLATE.findall(low)) if any(map(low.__contains__, _BOILERPLATE_TRIGGERS)) else 0
     tags = len(_HTML_TAG.findall(text)) if "<" in text else 0
     emails = len(_EMAIL.findall(text)) if "@" in text else 0
     entities = len(_ENTITY.findall(text)) if "&" in text else 0
@@ -553,7 +556,7 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
         _ratio(n_digits, n_chars),
         _ratio(text.count("\ufffd"), n_chars),
         text.count("!"),  # per word, per chunk
-        sum(map(text.count, _CURRENCY)),  # per word, per chunk
+        currency,  # per word, per chunk
         emails,  # per word, per chunk
         entities,  # per word, per chunk
         _ratio(actions, n_lines),
