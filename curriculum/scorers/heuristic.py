@@ -31,7 +31,8 @@ Speed: the line rules are a handful of C-level string operations per document; t
 are computed once per *distinct* word of a batch (C-level ``map`` over its vocabulary, then
 spread to every occurrence by integer indexing); the n-gram repetition rules run vectorised over
 the whole batch at once (one sort per n over composite ``doc | hash | position`` keys) instead
-of a Python loop per n-gram. Words are identified by string equality, never by ``hash`` alone
+of a Python loop per n-gram; ftfy's mojibake regex runs only in windows around non-ASCII
+characters (`_badness`). Words are identified by string equality, never by ``hash`` alone
 (``'a"'`` and ``'≡'`` share a str hash). No spaCy.
 """
 
