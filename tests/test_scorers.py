@@ -437,3 +437,60 @@ def test_heuristic_default_ignores_email_addresses_but_a_recipe_can_weight_them(
     weighted = build_scorer({"name": "heuristic", "weights": {"email_address_ratio": 1.0}}).score_texts([plain, quoted])
     assert weighted[0] > default[0] - 0.2  # no addresses: only the soft penalty's floor (softplus(-2))
     assert weighted[1] < default[1] - 1.5  # 0.04 addresses per word: the cut is 0.02
+
+
+def test_heuristic_badness_windows_rest_on_facts_of_ftfys_pattern():
+    """`heuristic._badness` searches ftfy's BADNESS_RE near non-ASCII characters only. That is exact
+    while every alternative of the pattern is at most _MOJIBAKE_WIDTH characters long, has a
+    non-ASCII-only character class within its first _MOJIBAKE_LEAD + 1 characters, and uses no
+    look-around or boundary other than "^" (checked here, so an ftfy update that breaks it fails)."""
+    import re
+    from re import _constants as sre
+    from re import _parser
+
+    from ftfy.badness import BADNESS_RE
+
+    def non_ascii_only(op, av) -> bool:
+        if op is sre.LITERAL:
+            return av >= 128
+        if op is sre.IN:
+            return all((o is sre.LITERAL and a >= 128) or (o is sre.RANGE and a[0] >= 128) for o, a in av)
+        return False
+
+    assert not BADNESS_RE.flags & re.IGNORECASE
+    parsed = _parser.parse(BADNESS_RE.pattern, BADNESS_RE.flags)
+    assert parsed.getwidth()[0] >= 1 and parsed.getwidth()[1] <= heuristic_module._MOJIBAKE_WIDTH
+    [(op, (_, alternatives))] = parsed.data
+    assert op is sre.BRANCH and len(alternatives) > 30
+    for alternative in alternatives:
+        latest_start, anchored = 0, False  # latest offset at which the current item can start
+        for op, av in alternative.data:
+            if op is sre.AT:
+                assert av is sre.AT_BEGINNING, alternative  # "^": text start only, also with pos
+                continue
+            if non_ascii_only(op, av):
+                anchored |= latest_start <= heuristic_module._MOJIBAKE_LEAD
+            elif op is sre.MAX_REPEAT:
+                assert all(o in (sre.IN, sre.LITERAL) for o, _ in av[2].data), alternative
+            else:
+                assert op in (sre.IN, sre.LITERAL, sre.ANY), alternative
+            latest_start += _parser.SubPattern(parsed.state, [(op, av)]).getwidth()[1]
+        assert anchored, alternative
+
+
+def test_heuristic_badness_matches_ftfy_on_mixed_text():
+    from ftfy.badness import badness
+
+    rng = random.Random(0)
+    alphabet = list("ab Z.,!?\n\t1") + list("ÃÂÎÐØÙâ€™œžŠ¢£©®°±²µ·»¿ÀÑ×àñœ─│▀ВГРСΒΓΞΟαβγ√≈‚Äšβ€āвЂ\xa0\xad")
+    texts = ["", "Ã ", "Â x", "xÃ ", "a Ã ", "ГўВЂВ.a", "â€™" * 20]
+    for _ in range(400):
+        n = rng.choice((5, 30, 200))
+        # ASCII stretches of every length around the window gap of 16, and non-ASCII bursts
+        parts = [
+            "x" * rng.choice((0, 1, 2, 15, 16, 17, 18, 40)) + "".join(rng.choices(alphabet, k=rng.randint(1, 6)))
+            for _ in range(n // 5)
+        ]
+        texts.append("".join(parts))
+    for text in texts + [t[i:] for t in texts[-20:] for i in (1, 2, 3)]:
+        assert heuristic_module._badness(text) == badness(text), text

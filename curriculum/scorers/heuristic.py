@@ -31,22 +31,24 @@ Speed: the line rules are a handful of C-level string operations per document; t
 are computed once per *distinct* word of a batch (C-level ``map`` over its vocabulary, then
 spread to every occurrence by integer indexing); the n-gram repetition rules run vectorised over
 the whole batch at once (one sort per n over composite ``doc | hash | position`` keys) instead
-of a Python loop per n-gram. Words are identified by string equality, never by ``hash`` alone
+of a Python loop per n-gram; ftfy's mojibake regex runs only in windows around non-ASCII
+characters (`_badness`). Words are identified by string equality, never by ``hash`` alone
 (``'a"'`` and ``'≡'`` share a str hash). No spaCy.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import re
 import string
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import count, repeat
+from itertools import compress, count, repeat
 from typing import Any, Literal
 
 import numpy as np
-from ftfy.badness import badness
+from ftfy.badness import BADNESS_RE
 from pydantic import Field, field_validator
 
 from curriculum.errors import UserError
@@ -308,6 +310,11 @@ _BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "�
 _ELLIPSES = ("...", "…")
 _TERMINAL = (".", "!", "?", '"', "'", "”", "’")
 _SHORT_LINE = 30  # FineWeb's short-line length (characters)
+# Every bullet and terminal mark is one character, so (lines being non-empty) a line starts with
+# a bullet iff its first character is one: a set look-up instead of a startswith per bullet.
+_BULLET_SET, _TERMINAL_SET = frozenset(_BULLETS), frozenset(_TERMINAL)
+assert all(len(c) == 1 for c in _BULLETS + _TERMINAL)
+_FIRST, _LAST = operator.itemgetter(0), operator.itemgetter(-1)
 _LETTER = re.compile(r"[^\W\d_]")
 _HTML_TAG = re.compile(r"<[a-zA-Z/!][^<>\n]{0,200}>")
 _BOILERPLATE = re.compile(
@@ -330,6 +337,16 @@ _CALL_TO_ACTION_PHRASES = (
     "limited time", "special offer", "money back",
 )  # fmt: skip
 _CALL_TO_ACTION = re.compile("|".join(map(re.escape, _CALL_TO_ACTION_PHRASES)))
+# The phrases grouped under a substring they all contain: a document is searched for the 11 keys,
+# and for a group's phrases only when it contains the key (fewer full scans, same phrases found).
+_CALL_TO_ACTION_GROUPS = (
+    ("click", ("click here", "click below")), ("subscribe", ("unsubscribe", "subscribe now")),
+    ("opt", ("opt-out", "opt out")), ("now", ("buy now", "order now", "act now", "call now")),
+    ("add to", ("add to cart", "add to basket")),
+    *((p, (p,)) for p in ("sign up", "read more", "free shipping", "limited time", "special offer", "money back")),
+)  # fmt: skip
+assert all(key in p for key, group in _CALL_TO_ACTION_GROUPS for p in group)
+assert sorted(p for _, group in _CALL_TO_ACTION_GROUPS for p in group) == sorted(_CALL_TO_ACTION_PHRASES)
 _CURRENCY = ("$", "€", "£", "¥")
 # A sentence end right after a letter (not "..." or ">>>"), an optional closing quote or bracket,
 # white space, then the next sentence's first letter. The look-behind comes after the [.!?], so
@@ -343,10 +360,18 @@ _SENTENCE_START = re.compile(r"[.!?](?<=[^\W\d_][.!?])[\"')\]”’]?\s+([^\W\d_
 _ITEM_NUMBER = re.compile(r"[.!?\n]\s*(?<=\s)(\d{1,3})[.)]?[ \t]+(?=[A-Z])")
 _ITEM_AT_START = re.compile(r"[ \t]*(\d{1,3})[.)]?[ \t]+(?=[A-Z])")
 # A UTF-8 lead byte read as Windows-1252/Latin-1 followed by a continuation byte read the same way:
-# every classic mojibake has one, so ftfy's slower badness() runs only on texts that do.
+# every classic mojibake has one, so ftfy's slower badness() (`_badness`) runs only on texts that do.
 _MOJIBAKE_HINT = re.compile(
     "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]"
 )
+# ftfy's badness() is ``len(BADNESS_RE.findall(text))``. One of that pattern's alternatives starts
+# with "^", so the regex engine has no first-character test and tries every alternative at every
+# position (~140 ns a character). But each of its matches is at most _MOJIBAKE_WIDTH characters
+# long and has a non-ASCII character among its first _MOJIBAKE_LEAD + 1 (both checked against
+# ftfy's pattern in tests/test_scorers.py), so `_badness` runs it only in windows around clusters
+# of non-ASCII characters (10-15x faster, same count; see there).
+_MOJIBAKE_WIDTH, _MOJIBAKE_LEAD = 7, 2
+_NON_ASCII_CLUSTER = re.compile(r"[^\x00-\x7f](?:[\x00-\x7f]{0,16}[^\x00-\x7f])*")
 # Punctuation stripped from both ends of a word before the vocabulary look-up.
 _WORD_EDGES = "".join(sorted(set(string.punctuation) | set("“”‘’«»…—–¿¡")))
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'"})
@@ -449,6 +474,24 @@ def _lines_with(low: str, phrases: list[str]) -> int:
     return len(ends)
 
 
+def _badness(text: str) -> int:
+    """ftfy's ``badness(text)`` (its number of mojibake matches), searched near non-ASCII text only.
+
+    A cluster is a run of non-ASCII characters with gaps of at most 16 ASCII ones; clusters are
+    more than 16 apart, so a window (from _MOJIBAKE_LEAD before a cluster's first non-ASCII
+    character to _MOJIBAKE_WIDTH - 1 after its last) holds no other cluster's characters and
+    ends before the next window starts. Every match starts within _MOJIBAKE_LEAD before a
+    non-ASCII character and is at most _MOJIBAKE_WIDTH long, so it lies in its cluster's
+    window, where the engine sees the same characters as in the whole text (the window's end
+    cuts no match or attempt, and "^" matches only at the text's real start, as ``pos`` keeps
+    it); ASCII stretches between windows hold no match. So findall over the windows, in order,
+    finds exactly the matches of findall over the whole text.
+    """
+    bad = BADNESS_RE.findall
+    lead, width = _MOJIBAKE_LEAD, _MOJIBAKE_WIDTH
+    return sum(len(bad(text, max(c.start() - lead, 0), c.end() - 1 + width)) for c in _NON_ASCII_CLUSTER.finditer(text))
+
+
 def _doc_values(text: str, words: list[str]) -> list[float]:
     """Line- and character-level rule values of one document; appends its words to ``words``.
 
@@ -459,10 +502,18 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
     low = text.lower()
     n_chars = len(text)
     n_newlines = text.count("\n")
-    n_digits = sum(map(text.count, "0123456789"))
+    # ASCII text (most documents): one bytes pass deleting the digits, not ten str.count scans;
+    # of the currency symbols only "$" can occur in it.
+    if text.isascii():
+        n_digits = n_chars - len(text.encode("ascii").translate(None, _DIGITS))
+        currency = text.count("$")
+    else:
+        n_digits = sum(map(text.count, "0123456789"))
+        currency = sum(map(text.count, _CURRENCY))
     lines = list(filter(None, map(str.strip, text.split("\n"))))
     n_lines = len(lines)
-    line_chars = sum(map(len, lines))
+    line_lengths = list(map(len, lines))
+    line_chars = sum(line_lengths)
     if "\n\n" in text:
         paragraphs = list(filter(None, map(str.strip, text.split("\n\n"))))
         para_chars = sum(map(len, paragraphs))
@@ -473,19 +524,19 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
     dup_paras, dup_para_chars = _dup_stats(paragraphs, para_chars)
     symbols = text.count("#") + text.count("...") + text.count("…")
     # The boilerplate regex is slow-ish; most documents contain none of its trigger words.
-    boilerplate = len(_BOILERPLATE.findall(low)) if any(w in low for w in _BOILERPLATE_TRIGGERS) else 0
+    boilerplate = len(_BOILERPLATE.findall(low)) if any(map(low.__contains__, _BOILERPLATE_TRIGGERS)) else 0
     tags = len(_HTML_TAG.findall(text)) if "<" in text else 0
     emails = len(_EMAIL.findall(text)) if "@" in text else 0
     entities = len(_ENTITY.findall(text)) if "&" in text else 0
     # The first character after each sentence end; a lowercase one means broken sentences.
     starts = _SENTENCE_START.findall(text)
-    actions = _lines_with(low, [p for p in _CALL_TO_ACTION_PHRASES if p in low])
+    actions = _lines_with(low, [p for key, group in _CALL_TO_ACTION_GROUPS if key in low for p in group if p in low])
     items = _item_numbers(text) if n_digits else []
     return [
         0.0,  # word_count: filled in per chunk
         0.0,  # mean_word_length: filled in per chunk
         symbols,  # divided by the word count per chunk
-        _ratio(sum(map(str.startswith, lines, repeat(_BULLETS))), n_lines),
+        _ratio(sum(map(_BULLET_SET.__contains__, map(_FIRST, lines))), n_lines),
         _ratio(sum(map(str.endswith, lines, repeat(_ELLIPSES))), n_lines),
         0.0,  # alpha_word_ratio: filled in per word type
         0.0,  # stop_word_count: filled in per word type
@@ -494,8 +545,8 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
         dup_paras,
         dup_para_chars,
         *([0.0] * (len(_TOP_NGRAM_MAX) + len(_DUP_NGRAM_MAX))),  # filled in by _ngram_values
-        _ratio(sum(map(str.endswith, lines, repeat(_TERMINAL))), n_lines),
-        _ratio(sum(map(_SHORT_LINE.__gt__, map(len, lines))), n_lines),
+        _ratio(sum(map(_TERMINAL_SET.__contains__, map(_LAST, lines))), n_lines),
+        _ratio(sum(map(_SHORT_LINE.__gt__, line_lengths)), n_lines),
         n_newlines,  # per word, per chunk
         _ratio(dup_line_chars * line_chars, n_chars - n_newlines),
         _ratio(boilerplate, n_lines),
@@ -506,7 +557,7 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
         _ratio(n_digits, n_chars),
         _ratio(text.count("\ufffd"), n_chars),
         text.count("!"),  # per word, per chunk
-        sum(map(text.count, _CURRENCY)),  # per word, per chunk
+        currency,  # per word, per chunk
         emails,  # per word, per chunk
         entities,  # per word, per chunk
         _ratio(actions, n_lines),
@@ -514,7 +565,7 @@ def _doc_values(text: str, words: list[str]) -> list[float]:
         0.0,  # doubled_word_ratio: filled in from the word ids
         # At least 10 in the denominator: one "? and" in a two-sentence text is not broken text.
         _ratio(sum(map(str.islower, starts)), max(len(starts), 10)),
-        badness(text) if not text.isascii() and _MOJIBAKE_HINT.search(text) else 0.0,  # per word, per chunk
+        _badness(text) if not text.isascii() and _MOJIBAKE_HINT.search(text) else 0.0,  # per word, per chunk
         # A number not above the one before it; at least 5 pairs in the denominator, so that one
         # restart in a short text (a second list) is not disorder.
         _ratio(sum(map(int.__ge__, items, items[1:])), max(len(items) - 1, 5)),
@@ -548,15 +599,25 @@ def _valid_words(words: list[str], vocab: frozenset[str]) -> tuple[np.ndarray, n
     and mixed tokens are neither valid nor invalid: only letter words can show letter damage.
     """
     # Fast path in C: plain letter words looked up as they are; only the rest (punctuation
-    # attached, apostrophes, hyphens, digits) goes through the Python loop.
-    candidate = np.fromiter(map(str.isalpha, words), dtype=bool, count=len(words))
-    valid = candidate & np.fromiter(map(vocab.__contains__, words), dtype=bool, count=len(words))
+    # attached, apostrophes, hyphens, digits) goes through the Python loop. ``compress`` picks
+    # the words to look up at C level, so only letter words are looked up.
+    is_alpha = list(map(str.isalpha, words))
+    candidate = np.array(is_alpha, dtype=bool)
+    valid = np.zeros(len(words), dtype=bool)
+    letters = np.flatnonzero(candidate)
+    valid[letters] = np.fromiter(map(vocab.__contains__, compress(words, is_alpha)), dtype=bool, count=len(letters))
     rest = np.flatnonzero(~candidate)
-    stripped = map(str.strip, [words[i] for i in rest.tolist()], repeat(_WORD_EDGES))
-    cores = list(map(str.translate, stripped, repeat(_APOSTROPHES)))
-    alpha = np.fromiter(map(str.isalpha, cores), dtype=bool, count=len(cores))
-    candidate[rest[alpha]] = True
-    valid[rest[alpha]] = np.fromiter(map(vocab.__contains__, cores), dtype=bool, count=len(cores))[alpha]
+    stripped = list(map(str.strip, compress(words, map(operator.not_, is_alpha)), repeat(_WORD_EDGES)))
+    # _APOSTROPHES applied with two replaces over the joined words: one C call, not one
+    # (slow) translate per word; a word containing NUL cannot be split back, then per word.
+    cores = "\x00".join(stripped).replace("’", "'").replace("‘", "'").split("\x00")
+    if len(cores) != len(stripped):
+        cores = list(map(str.translate, stripped, repeat(_APOSTROPHES)))
+    core_alpha = list(map(str.isalpha, cores))
+    alpha = np.array(core_alpha, dtype=bool)
+    found = rest[alpha]
+    candidate[found] = True
+    valid[found] = np.fromiter(map(vocab.__contains__, compress(cores, core_alpha)), dtype=bool, count=len(found))
     # Only apostrophes and hyphens left inside: whole word or every part in the vocabulary.
     for j in np.flatnonzero(~alpha).tolist():
         core = cores[j]
@@ -579,67 +640,77 @@ def _has_letter(words: list[str]) -> np.ndarray:
     return out
 
 
-def _ngram_values(ids: np.ndarray, lengths: np.ndarray, doc_of: np.ndarray, n_docs: int) -> dict[str, np.ndarray]:
+def _ngram_values(
+    ids: np.ndarray, lengths: np.ndarray, total: np.ndarray, doc_of: np.ndarray, n_docs: int
+) -> dict[str, np.ndarray]:
     """Gopher's n-gram repetition rules for every document of a chunk at once.
 
-    ``top_{n}gram``: the largest share of a document's word characters covered by one repeated
-    n-gram (count x its length). ``dup_{n}gram``: the share of word characters covered by
-    occurrences of an n-gram that already occurred earlier in the same document.
+    ``top_{n}gram``: the largest share of a document's word characters (``total``) covered by one
+    repeated n-gram (count x its length). ``dup_{n}gram``: the share of word characters covered
+    by occurrences of an n-gram that already occurred earlier in the same document.
+
+    Word lengths are whole numbers, so every character sum here (``cum_len`` and its
+    differences, the per-document totals) is exact in float64 whatever the order of summation.
     """
     out: dict[str, np.ndarray] = {}
     zeros = np.zeros(n_docs)
-    total = np.bincount(doc_of, weights=lengths, minlength=n_docs)
     cum_len = np.r_[0, np.cumsum(lengths)]
     n_words = len(ids)
-    idx = np.arange(n_words)
-    doc_key = doc_of.astype(np.uint64) << np.uint64(_HASH_BITS + _POS_BITS)
-    key_base = doc_key | idx.astype(np.uint64)
-    h = ids.astype(np.uint64)
-    h_word = h  # per-word hashes; h becomes the rolling n-gram hash
+    doc_shift = np.uint64(_HASH_BITS + _POS_BITS)
+    key_base = (doc_of.astype(np.uint64) << doc_shift) | np.arange(n_words, dtype=np.uint64)
     pos_mask = np.uint64((1 << _POS_BITS) - 1)
+    h = ids.astype(np.uint64)  # becomes the rolling n-gram hash
+    with np.errstate(over="ignore"):
+        spread = h * np.uint64(0x9E3779B97F4A7C15)  # each word's term of the rolling hash, once
     for n in range(1, max(_DUP_NGRAM_MAX) + 1):
         if n > 1:
-            with np.errstate(over="ignore"):
-                h = (h[:-1] * np.uint64(0x100000001B3)) ^ (h_word[n - 1 :] * np.uint64(0x9E3779B97F4A7C15))
+            h = h[:-1]  # a view: the update below runs in place
+            h *= np.uint64(0x100000001B3)  # (array integer arithmetic wraps around silently)
+            h ^= spread[n - 1 :]
         if n not in _TOP_NGRAM_MAX and n not in _DUP_NGRAM_MAX:
             continue
-        valid = np.flatnonzero(doc_of[: len(h)] == doc_of[n - 1 :])  # n-grams inside one document
         name = f"top_{n}gram_char_ratio" if n in _TOP_NGRAM_MAX else f"dup_{n}gram_char_ratio"
-        if len(valid) == 0:
+        # Key doc | hash | position, built in place: the mixed hash's top _HASH_BITS bits,
+        # shifted right by 64 - _HASH_BITS - _POS_BITS, with the position bits then cleared.
+        with np.errstate(over="ignore"):
+            keys = h * np.uint64(0xD6E8FEB86659FD93)
+        keys >>= np.uint64(64 - _HASH_BITS - _POS_BITS)
+        keys &= ~pos_mask
+        keys |= key_base[: len(h)]
+        keys = keys[doc_of[: len(h)] == doc_of[n - 1 :]]  # n-grams inside one document
+        if len(keys) == 0:
             out[name] = zeros
             continue
-        with np.errstate(over="ignore"):
-            mixed = (h * np.uint64(0xD6E8FEB86659FD93)) >> np.uint64(64 - _HASH_BITS)
-        keys = (key_base[: len(h)] | (mixed << np.uint64(_POS_BITS)))[valid]  # one gather, not two
         keys.sort()
         group = keys >> np.uint64(_POS_BITS)
-        repeat = group[1:] == group[:-1]
+        same = group[1:] == group[:-1]  # key i + 1 repeats the doc | hash of key i
         if n in _TOP_NGRAM_MAX:
-            # Each repeated occurrence adds one n-gram's characters to its run's total; the
-            # run total (count x length) is a cumulative sum restarted at every run start.
-            start_pos = (keys & pos_mask).astype(np.int64)
-            first = np.r_[True, ~repeat]
-            run_id = np.cumsum(first) - 1
-            run_first_pos = start_pos[first]
-            run_chars = cum_len[run_first_pos + n] - cum_len[run_first_pos]
-            run_count = np.bincount(run_id)
-            covered = np.where(run_count > 1, run_count * run_chars, 0.0)
-            run_doc = doc_of[run_first_pos]
-            # runs are sorted by document: the best run per document is a segmented max
-            seg = np.flatnonzero(np.r_[True, run_doc[1:] != run_doc[:-1]])
+            # Runs of equal doc | hash; only repeated ones (count > 1) cover anything, so only
+            # they are kept (a document without any gets 0, as when its runs' zeros are maxed).
+            # A repeated run is a run of True in ``same``, found from its two edges: keys
+            # rise .. fall, without materialising every run start.
+            edges = np.flatnonzero(np.diff(np.r_[False, same, False]))
+            rise, fall = edges[::2], edges[1::2]
+            first = keys[rise]  # each repeated run's earliest occurrence
+            pos = (first & pos_mask).astype(np.int64)
+            covered = (fall - rise + 1) * (cum_len[pos + n] - cum_len[pos])
+            run_doc = (first >> doc_shift).astype(np.int64)
             best = zeros.copy()
-            best[run_doc[seg]] = np.maximum.reduceat(covered, seg)
+            if len(run_doc):
+                # runs are sorted by document: the best run per document is a segmented max
+                seg = np.flatnonzero(np.r_[True, run_doc[1:] != run_doc[:-1]])
+                best[run_doc[seg]] = np.maximum.reduceat(covered, seg)
             out[name] = np.minimum(np.divide(best, total, out=zeros.copy(), where=total > 0), 1.0)
         else:
-            rep_pos = (keys[1:][repeat] & pos_mask).astype(np.int64)
-            started = np.zeros(n_words + 1, dtype=np.int64)
-            started[rep_pos + 1] = 1
-            np.cumsum(started, out=started)  # started[j + 1] = repeated n-grams starting at <= j
-            # window[j] = started[j + 1] - started[max(j + 1 - n, 0)]: repeats starting in (j - n, j]
-            window = np.empty(n_words, dtype=np.int64)
-            window[n - 1 :] = started[n:] - started[: n_words + 1 - n]
-            window[: n - 1] = started[1:n] - started[0]
-            dup_chars = np.bincount(doc_of, weights=lengths * (window > 0), minlength=n_docs)
+            # Start positions of repeating occurrences (not the first of their run), in text
+            # order. They all span n words, so each adds the words between the end of the one
+            # before it (or its own start, if later) and its own end; n-grams never cross a
+            # document, so an earlier document's end never reaches into the next one.
+            rep = np.sort((keys[1:][same] & pos_mask).astype(np.int64))
+            end = rep + n
+            begin = rep.copy()
+            np.maximum(begin[1:], end[:-1], out=begin[1:])
+            dup_chars = np.bincount(doc_of[rep], weights=cum_len[end] - cum_len[begin], minlength=n_docs)
             out[name] = np.divide(dup_chars, total, out=zeros.copy(), where=total > 0)
     return out
 
@@ -694,8 +765,9 @@ def _chunk_table(rows: list[list[float]], words: list[str], counts: list[int], l
     lengths = np.fromiter(map(len, distinct), dtype=np.float64, count=len(distinct))[word_of]
     is_upper = np.fromiter(map(str.isupper, distinct), dtype=bool, count=len(distinct))
 
+    total_length = doc_sum(lengths)
     table[:, col("word_count")] = n_words
-    table[:, col("mean_word_length")] = per_word(doc_sum(lengths))
+    table[:, col("mean_word_length")] = per_word(total_length)
     table[:, col("all_caps_word_ratio")] = per_word(doc_sum(is_upper[word_of]))
     for name in _PER_WORD:
         table[:, col(name)] = per_word(table[:, col(name)])
@@ -710,7 +782,7 @@ def _chunk_table(rows: list[list[float]], words: list[str], counts: list[int], l
     table[:, col("doubled_word_ratio")] = per_word(np.bincount(doc_of[1:][doubled], minlength=n_docs))
     is_stop = np.fromiter(map(_STOP_WORDS.__contains__, low_distinct), dtype=bool, count=len(low_distinct))
     table[:, col("stop_word_count")] = np.bincount(doc_of[is_stop[ids]], minlength=n_docs)
-    for name, values in _ngram_values(ids, lengths, doc_of, n_docs).items():
+    for name, values in _ngram_values(ids, lengths, total_length, doc_of, n_docs).items():
         table[:, col(name)] = values
     return table
 
