@@ -168,9 +168,7 @@ def list_scorers(
         for r in RULES:
             lo = "" if r.lo is None else f">= {r.lo:g}"
             hi = "" if r.hi is None else f"<= {r.hi:g}"
-            typer.echo(
-                f"  {r.name:31s} {r.source:9s} {(lo + ' ' + hi).strip():16s} x{r.weight:<4g} {r.description}"
-            )
+            typer.echo(f"  {r.name:31s} {r.source:9s} {(lo + ' ' + hi).strip():16s} x{r.weight:<4g} {r.description}")
 
 
 @command(typer_app=score_app)
