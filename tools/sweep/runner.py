@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import shutil
 import time
 from pathlib import Path
@@ -254,10 +253,6 @@ def flatten_metrics(losses: dict[str, dict[str, dict[str, float]]]) -> dict[str,
         if f"train/{name}" in out:
             out[f"gap/{name}"] = out[f"val/{name}"] - out[f"train/{name}"]
     return out
-
-
-def format_command(args: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in args)
 
 
 def _write_text(path: Path, text: str) -> None:
