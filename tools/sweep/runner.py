@@ -29,16 +29,6 @@ from tools.sweep.grid import Grid, Variant
 RESULT_FILE = "sweep-result.json"
 
 
-def variant_raw(grid: Grid, variant: Variant) -> dict[str, Any]:
-    """The variant's recipe as written: the base (with `extends` resolved) plus its overrides."""
-    return apply_overrides(read_recipe_yaml(grid.base_path), list(variant.overrides))
-
-
-def variant_recipe(grid: Grid, variant: Variant) -> Recipe:
-    """The validated recipe of one variant (base + axes + size + seed)."""
-    return recipe_from_dict(variant_raw(grid, variant), source=f"grid {grid.config.name!r} variant {variant.slug}")
-
-
 def check_shared_store(grid: Grid, recipes: list[Recipe]) -> None:
     """Every variant must read the same documents with the same tokenizer: they share one store."""
 
@@ -71,13 +61,18 @@ def write_recipes(grid: Grid) -> list[Recipe]:
     """Validate every variant's recipe and write it under ``<out>/recipes/``: the base plus the
     variant's overrides, as given (a fully resolved dump would spell out defaults, which some
     configs refuse to read back, e.g. `over` next to a step tau schedule)."""
-    recipes = [variant_recipe(grid, v) for v in grid.variants]
+    base = read_recipe_yaml(grid.base_path)  # `extends` resolved; read once for every variant
+    raws = [apply_overrides(base, list(v.overrides)) for v in grid.variants]
+    recipes = [
+        recipe_from_dict(raw, source=f"grid {grid.config.name!r} variant {v.slug}")
+        for v, raw in zip(grid.variants, raws)
+    ]
     check_shared_store(grid, recipes)
-    for variant, recipe in zip(grid.variants, recipes):
+    for variant, raw, recipe in zip(grid.variants, raws, recipes):
         check_snapshots(grid, recipe)
         path = grid.recipe_file(variant)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(path, yaml.safe_dump(variant_raw(grid, variant), sort_keys=False))
+        _write_text(path, yaml.safe_dump(raw, sort_keys=False))
     return recipes
 
 
