@@ -145,7 +145,8 @@ def run_grid(
     results = []
     for i, (variant, recipe) in enumerate(zip(grid.variants, recipes), 1):
         run_dir = recipe.run_path
-        done = read_result(run_dir, result_key(grid, recipe))
+        key = result_key(grid, recipe)
+        done = read_result(run_dir, key)
         if done is not None:
             log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: recorded, skipped")
             results.append(done)
@@ -155,7 +156,7 @@ def run_grid(
             log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: not trained yet, left out")
             continue
         log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: {'evaluating' if trained else 'training'}")
-        result = run_variant(grid, variant, recipe, progress=progress, trained=trained)
+        result = run_variant(grid, variant, recipe, key, progress=progress, trained=trained)
         _write_text(run_dir / RESULT_FILE, json.dumps(result, indent=1))
         results.append(result)
     return results
@@ -180,8 +181,11 @@ def run_state(run_dir: Path, recipe: Recipe, log: Callable[[str], None]) -> str:
     return "trained" if final else ("partial" if latest else "new")
 
 
-def run_variant(grid: Grid, variant: Variant, recipe: Recipe, *, progress: bool, trained: bool) -> dict[str, Any]:
-    """Train (resuming) one variant, build its averaged models, evaluate every model; the result record."""
+def run_variant(
+    grid: Grid, variant: Variant, recipe: Recipe, key: str, *, progress: bool, trained: bool
+) -> dict[str, Any]:
+    """Train (resuming) one variant, build its averaged models, evaluate every model; the result
+    record, filed under ``key`` (its `result_key`)."""
     from recipes.plan import build_plan
     from recipes.pretrain import train
     from recipes.trackers import read_metrics
@@ -220,7 +224,7 @@ def run_variant(grid: Grid, variant: Variant, recipe: Recipe, *, progress: bool,
         "size": grid.size,
         "cell": dict(variant.labels),
         "seed": variant.seed,
-        "result_key": result_key(grid, recipe),
+        "result_key": key,
         "plan_fingerprint": plan.fingerprint,
         "run_dir": str(run_dir),
         "train_seconds": round(train_seconds, 1),
