@@ -20,12 +20,16 @@ from rich.console import Console
 from rich.table import Table
 
 from curriculum.documents import load_documents
+from curriculum.store import TokenStore
 from recipes.loading import load_recipe
 
 
 def main(path: str) -> None:
     recipe = load_recipe(path)
-    docs = [pq.read_table(recipe.store_path / split / "documents.parquet").to_pandas() for split in ("train", "val")]
+    store = TokenStore(recipe.store_path)
+    # Each shard's split folder holds its documents (the store's segments name them, in either store format).
+    folders = dict.fromkeys(s.folder for split in ("train", "val") for s in store.splits[split].segments)
+    docs = [pq.read_table(folder / "documents.parquet").to_pandas() for folder in folders]
     table = Table("domain", "source", "docs", "tokens", "mean quantile", "tokens in Q5", "tokens in Q1")
     for domain, config in recipe.data.domains.items():
         rows = [d[d["domain"] == domain] for d in docs]

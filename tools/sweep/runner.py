@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import shutil
 import time
 from pathlib import Path
@@ -28,16 +27,6 @@ from recipes.loading import apply_overrides, read_recipe_yaml, recipe_from_dict
 from tools.sweep.grid import Grid, Variant
 
 RESULT_FILE = "sweep-result.json"
-
-
-def variant_raw(grid: Grid, variant: Variant) -> dict[str, Any]:
-    """The variant's recipe as written: the base (with `extends` resolved) plus its overrides."""
-    return apply_overrides(read_recipe_yaml(grid.base_path), list(variant.overrides))
-
-
-def variant_recipe(grid: Grid, variant: Variant) -> Recipe:
-    """The validated recipe of one variant (base + axes + size + seed)."""
-    return recipe_from_dict(variant_raw(grid, variant), source=f"grid {grid.config.name!r} variant {variant.slug}")
 
 
 def check_shared_store(grid: Grid, recipes: list[Recipe]) -> None:
@@ -72,13 +61,18 @@ def write_recipes(grid: Grid) -> list[Recipe]:
     """Validate every variant's recipe and write it under ``<out>/recipes/``: the base plus the
     variant's overrides, as given (a fully resolved dump would spell out defaults, which some
     configs refuse to read back, e.g. `over` next to a step tau schedule)."""
-    recipes = [variant_recipe(grid, v) for v in grid.variants]
+    base = read_recipe_yaml(grid.base_path)  # `extends` resolved; read once for every variant
+    raws = [apply_overrides(base, list(v.overrides)) for v in grid.variants]
+    recipes = [
+        recipe_from_dict(raw, source=f"grid {grid.config.name!r} variant {v.slug}")
+        for v, raw in zip(grid.variants, raws)
+    ]
     check_shared_store(grid, recipes)
-    for variant, recipe in zip(grid.variants, recipes):
+    for variant, raw, recipe in zip(grid.variants, raws, recipes):
         check_snapshots(grid, recipe)
         path = grid.recipe_file(variant)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(path, yaml.safe_dump(variant_raw(grid, variant), sort_keys=False))
+        _write_text(path, yaml.safe_dump(raw, sort_keys=False))
     return recipes
 
 
@@ -151,7 +145,8 @@ def run_grid(
     results = []
     for i, (variant, recipe) in enumerate(zip(grid.variants, recipes), 1):
         run_dir = recipe.run_path
-        done = read_result(run_dir, result_key(grid, recipe))
+        key = result_key(grid, recipe)
+        done = read_result(run_dir, key)
         if done is not None:
             log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: recorded, skipped")
             results.append(done)
@@ -161,7 +156,7 @@ def run_grid(
             log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: not trained yet, left out")
             continue
         log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: {'evaluating' if trained else 'training'}")
-        result = run_variant(grid, variant, recipe, progress=progress, trained=trained)
+        result = run_variant(grid, variant, recipe, key, progress=progress, trained=trained)
         _write_text(run_dir / RESULT_FILE, json.dumps(result, indent=1))
         results.append(result)
     return results
@@ -186,8 +181,11 @@ def run_state(run_dir: Path, recipe: Recipe, log: Callable[[str], None]) -> str:
     return "trained" if final else ("partial" if latest else "new")
 
 
-def run_variant(grid: Grid, variant: Variant, recipe: Recipe, *, progress: bool, trained: bool) -> dict[str, Any]:
-    """Train (resuming) one variant, build its averaged models, evaluate every model; the result record."""
+def run_variant(
+    grid: Grid, variant: Variant, recipe: Recipe, key: str, *, progress: bool, trained: bool
+) -> dict[str, Any]:
+    """Train (resuming) one variant, build its averaged models, evaluate every model; the result
+    record, filed under ``key`` (its `result_key`)."""
     from recipes.plan import build_plan
     from recipes.pretrain import train
     from recipes.trackers import read_metrics
@@ -226,7 +224,7 @@ def run_variant(grid: Grid, variant: Variant, recipe: Recipe, *, progress: bool,
         "size": grid.size,
         "cell": dict(variant.labels),
         "seed": variant.seed,
-        "result_key": result_key(grid, recipe),
+        "result_key": key,
         "plan_fingerprint": plan.fingerprint,
         "run_dir": str(run_dir),
         "train_seconds": round(train_seconds, 1),
@@ -254,10 +252,6 @@ def flatten_metrics(losses: dict[str, dict[str, dict[str, float]]]) -> dict[str,
         if f"train/{name}" in out:
             out[f"gap/{name}"] = out[f"val/{name}"] - out[f"train/{name}"]
     return out
-
-
-def format_command(args: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in args)
 
 
 def _write_text(path: Path, text: str) -> None:
