@@ -17,6 +17,7 @@ from curriculum.errors import UserError
 from recipes.loading import load_recipe
 from tests.conftest import recipe_dict
 from tools.sweep import load_grid, run_grid, write_report
+from tools.sweep.grid import read_grid
 from tools.sweep.report import compare
 
 
@@ -123,6 +124,16 @@ def test_grid_mistakes_are_named(corpus_dir, tiny_store, tmp_path: Path, changes
         write_recipes(load_grid(write_grid(tmp_path, corpus_dir, tiny_store, **changes), "cpu", tmp_path / "o"))
     with pytest.raises(UserError, match="no size 'huge'"):
         load_grid(write_grid(tmp_path, corpus_dir, tiny_store), "huge")
+
+
+def test_a_grid_with_a_label_given_twice_is_refused(tmp_path: Path) -> None:
+    # Plain YAML keeps the second `fast:` and the grid would silently lose a variant.
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        "name: g\nbase: quickstart\naxes:\n  lr:\n    fast: {optimizer.lr: 0.01}\n    fast: {optimizer.lr: 0.001}\n"
+    )
+    with pytest.raises(UserError, match="given twice"):
+        read_grid(path)
 
 
 def test_seed_noise_rule() -> None:

@@ -145,10 +145,12 @@ class Grid:
 
 def read_grid(path: Path) -> GridConfig:
     """Parse and validate a grid file, reporting every problem with its key path."""
+    from recipes.loading import load_yaml
+
     if not path.is_file():
         raise UserError(f"grid {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}  # refuses a key given twice (an axis label would vanish)
     except yaml.YAMLError as exc:
         raise UserError(f"grid {str(path)!r} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
