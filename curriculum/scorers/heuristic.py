@@ -330,13 +330,12 @@ _EMAIL = re.compile(r"@(?<=[\w.+-]@)[\w-]+\.[a-zA-Z]")
 _ENTITY = re.compile(r"&(?:[a-zA-Z]{2,8}|#[0-9]{2,6}|#x[0-9a-fA-F]{2,5});")
 # Web/e-mail call-to-action boilerplate (RefinedWeb's line-wise removal of "read more",
 # "sign-in", cart counters; the usual newsletter and advertising footers). All literal, so
-# the substring test below decides exactly whether a document has any.
+# substring tests (`_lines_with`) find them exactly.
 _CALL_TO_ACTION_PHRASES = (
     "click here", "click below", "unsubscribe", "opt-out", "opt out", "buy now", "order now", "act now",
     "call now", "sign up", "subscribe now", "read more", "add to cart", "add to basket", "free shipping",
     "limited time", "special offer", "money back",
 )  # fmt: skip
-_CALL_TO_ACTION = re.compile("|".join(map(re.escape, _CALL_TO_ACTION_PHRASES)))
 # The phrases grouped under a substring they all contain: a document is searched for the 11 keys,
 # and for a group's phrases only when it contains the key (fewer full scans, same phrases found).
 _CALL_TO_ACTION_GROUPS = (
