@@ -28,7 +28,7 @@ from pydantic import Field
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
 from curriculum.scorers.base import FIT, Scorer, clean_texts
-from curriculum.scorers.ngram import NgramModel, refuse_negatives
+from curriculum.scorers.ngram import NgramModel, check_reference_fit
 from curriculum.scorers.registry import SCORERS
 from curriculum.scorers.text import tokens
 
@@ -80,9 +80,7 @@ class KenlmScorer(Scorer):
 
     def fit(self, positives: list[str], negatives: list[str] | None = None) -> None:
         """Build the ARPA model of ``positives`` (lmplz when on PATH, else the own KN trainer)."""
-        refuse_negatives("kenlm", negatives)
-        if not positives:
-            raise UserError("kenlm scorer: fit needs at least one reference (positive) document")
+        check_reference_fit("kenlm", positives, negatives)
         c = self.config
         self._dir = Path(tempfile.mkdtemp(prefix="currimix-kenlm-"))
         weakref.finalize(self, shutil.rmtree, self._dir, True)  # the fit's ARPA lives until save() copies it
