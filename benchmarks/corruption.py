@@ -51,6 +51,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import scorers_data  # noqa: E402
+from scorers import OUR_RULES, labelled_pools, load_sets, machine  # noqa: E402
 
 from curriculum.scorers import SCORERS, Scorer, build_scorer  # noqa: E402
 from curriculum.scorers.corruptions import BOILERPLATE_POOLS, CORRUPTIONS, boilerplate  # noqa: E402
@@ -129,23 +130,9 @@ def aucs(score: Callable[[list[str]], np.ndarray], clean: list[str], copies: dic
 
 def scorer_factories(never_scored: set[str]) -> dict[str, Callable[[], Scorer]]:
     """The scorers of the table, fitted ones trained without any benchmark document."""
-    sets = {
-        "dclm": scorers_data.dclm(),
-        "spam": scorers_data.spamassassin(),
-        "stackexchange": scorers_data.stackexchange(),
-    }
-    pos = [
-        t
-        for name, (texts, y) in sets.items()
-        for t, v in zip(texts, y)
-        if (v >= 3 if name == "stackexchange" else v == 1)
-    ]
-    neg = [
-        t
-        for name, (texts, y) in sets.items()
-        for t, v in zip(texts, y)
-        if (v <= 0 if name == "stackexchange" else v == 0)
-    ]
+    pools = labelled_pools(load_sets())
+    pos = [t for positives, _ in pools.values() for t in positives]
+    neg = [t for _, negatives in pools.values() for t in negatives]
     generic = [t for texts in scorers_data.reference_positives().values() for t in texts if t not in never_scored]
     synthetic = scorers_data.shuffled_negatives(generic[::3])
 
@@ -157,7 +144,7 @@ def scorer_factories(never_scored: set[str]) -> dict[str, Callable[[], Scorer]]:
 
         return make
 
-    published_only = {"name": "heuristic", "weights": {r: 0.0 for r in _our_rules()}}
+    published_only = {"name": "heuristic", "weights": {r: 0.0 for r in OUR_RULES}}
     factories: dict[str, Callable[[], Scorer]] = {
         "length (baseline)": lambda: build_scorer({"name": "length"}),
         "heuristic, published rules only": lambda: build_scorer(published_only),
@@ -170,13 +157,6 @@ def scorer_factories(never_scored: set[str]) -> dict[str, Callable[[], Scorer]]:
     if "kenlm" in SCORERS.names():
         factories["kenlm (4-gram, ARPA from our trainer)"] = fitted({"name": "kenlm", "order": 4}, generic + pos, [])
     return factories
-
-
-def _our_rules() -> list[str]:
-    """The heuristic's rules that carry no published cut (switched off in the ablation row)."""
-    from curriculum.scorers import heuristic
-
-    return [r.name for r in heuristic.RULES if r.ours]
 
 
 def table(results: dict[str, dict[str, float]], kinds: list[str]) -> str:
@@ -204,7 +184,7 @@ def main() -> None:
         t0 = time.perf_counter()
         scorers[label] = make()
         print(f"  built {label} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    report = {"machine": _machine(), "date": datetime.date.today().isoformat(), "seed": SEED, "halves": {}}
+    report = {"machine": machine(), "date": datetime.date.today().isoformat(), "seed": SEED, "halves": {}}
     for half in HALVES if args.half == "both" else (args.half,):
         docs = [t for _, t in halves[half]]
         sources = sorted({s for s, _ in halves[half]})
@@ -216,15 +196,9 @@ def main() -> None:
         if any(dropped.values()):
             print("dropped (identical to the original): " + ", ".join(f"{k} {v}" for k, v in dropped.items() if v))
         report["halves"][half] = {"n_clean": len(docs), "dropped": dropped, "auc": results}
-    print(f"\nMachine: {_machine()}. Wall time {time.perf_counter() - started:.0f} s. Seed {SEED}.")
+    print(f"\nMachine: {machine()}. Wall time {time.perf_counter() - started:.0f} s. Seed {SEED}.")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-
-
-def _machine() -> str:
-    from scorers import machine
-
-    return machine()
 
 
 if __name__ == "__main__":

@@ -34,9 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-import scorers_data  # noqa: E402
 from heuristic_versions import load_revision  # noqa: E402
-from scorers import DEFAULT_DATATROVE, machine  # noqa: E402
+from scorers import DEFAULT_DATATROVE, load_sets, machine  # noqa: E402
 
 from curriculum.scorers import registry  # noqa: E402
 
@@ -60,7 +59,7 @@ def main() -> None:
     if not args.datatrove_python.exists():
         raise SystemExit(f"no datatrove venv python at {args.datatrove_python} (see benchmarks/scorers_datatrove.py)")
     assert registry.SCORERS  # this checkout's registry first, so the revisions' modules do not clash
-    texts = [t for f in (scorers_data.dclm, scorers_data.spamassassin, scorers_data.stackexchange) for t in f()[0]]
+    texts = [t for docs, _ in load_sets().values() for t in docs]
     with tempfile.TemporaryDirectory() as tmp:
         modules = {rev: load_revision(rev, Path(tmp)) for rev in args.revs}
         scorers = {rev: m.HeuristicScorer(m.HeuristicConfig()) for rev, m in modules.items()}

@@ -24,17 +24,14 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import corruption  # noqa: E402
-import scorers_data  # noqa: E402
+from scorers import load_sets, metric  # noqa: E402
 
 from curriculum.scorers import registry  # noqa: E402
-from curriculum.scorers.metrics import roc_auc, spearman  # noqa: E402
 
 
 def load_revision(rev: str, folder: Path):
@@ -60,11 +57,7 @@ def main() -> None:
     parser.add_argument("revs", nargs="+")
     args = parser.parse_args()
     assert registry.SCORERS  # the checkout's registry is loaded first
-    sets = {
-        "dclm": scorers_data.dclm(),
-        "spam": scorers_data.spamassassin(),
-        "stackexchange": scorers_data.stackexchange(),
-    }
+    sets = load_sets()
     report = [t for _, t in corruption.split_documents()["report"]]
     copies, _ = corruption.corrupted_copies(report, "report")
     all_texts = [t for texts, _ in sets.values() for t in texts]
@@ -75,9 +68,7 @@ def main() -> None:
         for rev, scorer in scorers.items():
             row = {}
             for name, (texts, labels) in sets.items():
-                s = scorer.score_texts(texts)
-                y = np.asarray(labels)
-                row[name] = spearman(s, y) if name == "stackexchange" else roc_auc(s, y)
+                row[name] = metric(name, scorer.score_texts(texts), labels)
             row.update(corruption.aucs(scorer.score_texts, report, copies))
             rows[rev] = row
         seconds = dict.fromkeys(scorers, 0.0)

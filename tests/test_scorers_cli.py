@@ -12,7 +12,7 @@ import datasets
 import pytest
 from typer.testing import CliRunner
 
-from recipes.cli.score import parse_source
+from recipes.cli.score import parse_source, scorer_config
 from recipes.cli.score import score_app as app
 from tests.scorer_corpus import mail_file
 
@@ -103,6 +103,7 @@ def test_inspect_and_list_show_the_rules():
         (["apply", "nowhere.jsonl", "--out", "x.jsonl", "--scorer", "length"], "does not exist"),
         (["apply", str(MAIL), "--out", "x.jsonl", "--scorer", "nope"], "unknown scorer"),
         (["apply", str(MAIL), "--out", "x.jsonl", "--scorer", "heuristic", "--set", "softness=-1"], "softness"),
+        (["apply", str(MAIL), "--out", "x.jsonl", "--scorer", "heuristic", "--set", "softness=[1"], "not valid YAML"),
         (["fit", "heuristic", "--out", "x", "-p", str(MAIL)], "not trainable"),
         (["apply", f"{MAIL}?bogus=1", "--out", "x.jsonl", "--scorer", "length"], "bogus"),
     ],
@@ -124,3 +125,13 @@ def test_source_spec_parses_settings_and_filters():
     src = parse_source("data/x.jsonl?text_field=body&max_documents=10&where.label=ham&where.year=2002")
     assert (src.path, src.text_field, src.max_documents) == ("data/x.jsonl", "body", 10)
     assert src.where == {"label": "ham", "year": 2002}
+
+
+def test_set_reaches_into_lists_like_the_recipes_set(tmp_path):
+    config = tmp_path / "combine.yaml"
+    config.write_text("name: combine\nparts: [{scorer: {name: heuristic}}, {scorer: {name: length}, weight: 0.5}]\n")
+    data = scorer_config(None, config, ["parts.1.weight=2", "parts.0.scorer.softness=0.5"])
+    assert data["parts"] == [
+        {"scorer": {"name": "heuristic", "softness": 0.5}},
+        {"scorer": {"name": "length"}, "weight": 2},
+    ]

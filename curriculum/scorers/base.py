@@ -15,6 +15,7 @@ scorer reads), corpus-level ones (rank-normalised `combine`) and GPU ones overri
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -48,6 +49,16 @@ def clean_texts(texts: list[Any]) -> list[str]:
             text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         out.append(text)
     return out
+
+
+def optional_module(module: str, *, scorer: str, package: str) -> Any:
+    """Import a scorer's optional dependency (the ``filters`` extra), or a UserError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(
+            f"the {scorer} scorer needs {package}: pip install 'currimix[filters]' (or pip install {package})"
+        ) from None
 
 
 #: ``Field(json_schema_extra=FIT)`` marks config fields fixed at fit time (saved with the state).

@@ -45,7 +45,7 @@ import string
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import compress, count, repeat
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 from ftfy.badness import BADNESS_RE
@@ -330,13 +330,12 @@ _EMAIL = re.compile(r"@(?<=[\w.+-]@)[\w-]+\.[a-zA-Z]")
 _ENTITY = re.compile(r"&(?:[a-zA-Z]{2,8}|#[0-9]{2,6}|#x[0-9a-fA-F]{2,5});")
 # Web/e-mail call-to-action boilerplate (RefinedWeb's line-wise removal of "read more",
 # "sign-in", cart counters; the usual newsletter and advertising footers). All literal, so
-# the substring test below decides exactly whether a document has any.
+# substring tests (`_lines_with`) find them exactly.
 _CALL_TO_ACTION_PHRASES = (
     "click here", "click below", "unsubscribe", "opt-out", "opt out", "buy now", "order now", "act now",
     "call now", "sign up", "subscribe now", "read more", "add to cart", "add to basket", "free shipping",
     "limited time", "special offer", "money back",
 )  # fmt: skip
-_CALL_TO_ACTION = re.compile("|".join(map(re.escape, _CALL_TO_ACTION_PHRASES)))
 # The phrases grouped under a substring they all contain: a document is searched for the 11 keys,
 # and for a group's phrases only when it contains the key (fewer full scans, same phrases found).
 _CALL_TO_ACTION_GROUPS = (
@@ -591,6 +590,21 @@ def vocabulary(language: str = "en", size: int = 100_000) -> frozenset[str]:
     return frozenset(w.translate(_APOSTROPHES) for w in words)
 
 
+def _each(words: list[str], transform: Callable[[str], str]) -> list[str]:
+    """``[transform(w) for w in words]`` as one C call on the NUL-joined words.
+
+    For the transforms used here (lower, upper, apostrophe replaces), which never add, drop or
+    cross a NUL. A word containing NUL itself cannot be split back out: then word by word.
+    """
+    out = transform("\x00".join(words)).split("\x00")
+    return out if len(out) == len(words) else list(map(transform, words))
+
+
+def _straight_apostrophes(text: str) -> str:
+    """``text.translate(_APOSTROPHES)`` as two replaces: fast enough to run over all words at once."""
+    return text.replace("’", "'").replace("‘", "'")
+
+
 def _valid_words(words: list[str], vocab: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
     """For distinct lowercased words: (is a letter-only word, and is it in ``vocab``).
 
@@ -608,11 +622,7 @@ def _valid_words(words: list[str], vocab: frozenset[str]) -> tuple[np.ndarray, n
     valid[letters] = np.fromiter(map(vocab.__contains__, compress(words, is_alpha)), dtype=bool, count=len(letters))
     rest = np.flatnonzero(~candidate)
     stripped = list(map(str.strip, compress(words, map(operator.not_, is_alpha)), repeat(_WORD_EDGES)))
-    # _APOSTROPHES applied with two replaces over the joined words: one C call, not one
-    # (slow) translate per word; a word containing NUL cannot be split back, then per word.
-    cores = "\x00".join(stripped).replace("’", "'").replace("‘", "'").split("\x00")
-    if len(cores) != len(stripped):
-        cores = list(map(str.translate, stripped, repeat(_APOSTROPHES)))
+    cores = _each(stripped, _straight_apostrophes)
     core_alpha = list(map(str.isalpha, cores))
     alpha = np.array(core_alpha, dtype=bool)
     found = rest[alpha]
@@ -631,10 +641,7 @@ def _has_letter(words: list[str]) -> np.ndarray:
     """Which (lowercased) words contain a letter, for a list of distinct words."""
     # Fast path: a lowercased word with a cased letter changes when upper-cased (one C call
     # for all words); only words without cased letters (digits, CJK, ...) need the regex.
-    uppers = "\x00".join(words).upper().split("\x00")
-    if len(uppers) != len(words):  # a word containing NUL itself: the join cannot be split back
-        uppers = [w.upper() for w in words]
-    out = np.fromiter(map(str.__ne__, words, uppers), dtype=bool, count=len(words))
+    out = np.fromiter(map(str.__ne__, words, _each(words, str.upper)), dtype=bool, count=len(words))
     for i in np.flatnonzero(~out):
         out[i] = _LETTER.search(words[i]) is not None
     return out
@@ -722,12 +729,6 @@ _PER_WORD = (
 )  # fmt: skip
 
 
-def _lowered(words: list[str]) -> list[str]:
-    """``[w.lower() for w in words]`` in one C call (lowercasing never crosses a NUL or a space)."""
-    out = "\x00".join(words).lower().split("\x00")
-    return out if len(out) == len(words) else [w.lower() for w in words]  # a word containing NUL
-
-
 def _distinct(items: list[str]) -> tuple[list[str], np.ndarray]:
     """Distinct items in first-occurrence order, and the index in that list of every item."""
     # One C-level pass: each item maps to the stream position of its first occurrence ...
@@ -760,7 +761,7 @@ def _chunk_table(rows: list[list[float]], words: list[str], counts: list[int], l
         return np.bincount(doc_of, weights=weights, minlength=n_docs)
 
     distinct, word_of = _distinct(words)
-    low_distinct, low_of = _distinct(_lowered(distinct))
+    low_distinct, low_of = _distinct(_each(distinct, str.lower))
     ids = low_of[word_of]  # lowercased-word id of every word occurrence
     lengths = np.fromiter(map(len, distinct), dtype=np.float64, count=len(distinct))[word_of]
     is_upper = np.fromiter(map(str.isupper, distinct), dtype=bool, count=len(distinct))

@@ -27,8 +27,8 @@ from pydantic import Field
 
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
-from curriculum.scorers.base import FIT, Scorer, clean_texts
-from curriculum.scorers.ngram import NgramModel, refuse_negatives
+from curriculum.scorers.base import FIT, Scorer, clean_texts, optional_module
+from curriculum.scorers.ngram import NgramModel, check_reference_fit
 from curriculum.scorers.registry import SCORERS
 from curriculum.scorers.text import tokens
 
@@ -49,16 +49,6 @@ class KenlmConfig(StrictModel):
     max_tokens: int = Field(20_000, ge=1, description="Tokens scored per document (its first N).")
 
 
-def _kenlm():
-    try:
-        import kenlm
-    except ImportError:
-        raise UserError(
-            "the kenlm scorer needs the KenLM Python module: pip install 'currimix[filters]' (or ufal.kenlm)"
-        ) from None
-    return kenlm
-
-
 @SCORERS.register("kenlm", KenlmConfig)
 class KenlmScorer(Scorer):
     """Mean log10 token probability under a KenLM (ARPA) model of reference text."""
@@ -68,7 +58,7 @@ class KenlmScorer(Scorer):
 
     def __init__(self, config: KenlmConfig):
         super().__init__(config)
-        self._kenlm = _kenlm()
+        self._kenlm = optional_module("kenlm", scorer="kenlm", package="ufal.kenlm")
         self.model = None
         self.unk_types = 1
         self.trainer = ""
@@ -80,9 +70,7 @@ class KenlmScorer(Scorer):
 
     def fit(self, positives: list[str], negatives: list[str] | None = None) -> None:
         """Build the ARPA model of ``positives`` (lmplz when on PATH, else the own KN trainer)."""
-        refuse_negatives("kenlm", negatives)
-        if not positives:
-            raise UserError("kenlm scorer: fit needs at least one reference (positive) document")
+        check_reference_fit("kenlm", positives, negatives)
         c = self.config
         self._dir = Path(tempfile.mkdtemp(prefix="currimix-kenlm-"))
         weakref.finalize(self, shutil.rmtree, self._dir, True)  # the fit's ARPA lives until save() copies it

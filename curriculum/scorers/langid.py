@@ -21,9 +21,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from curriculum.errors import UserError
 from curriculum.registry import StrictModel
-from curriculum.scorers.base import Scorer, clean_texts
+from curriculum.scorers.base import Scorer, clean_texts, optional_module
 from curriculum.scorers.registry import SCORERS
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufdd0-\ufdef\ufffe\uffff]")
@@ -60,16 +59,6 @@ def _cld2_codes() -> set[str] | None:
     return {code for _, code in pycld2.LANGUAGES} | {"un"}
 
 
-def _pycld2():
-    try:
-        import pycld2
-    except ImportError:
-        raise UserError(
-            "the langid scorer needs pycld2: pip install 'currimix[filters]' (or pip install pycld2)"
-        ) from None
-    return pycld2
-
-
 @SCORERS.register("langid", LangidConfig)
 class LangidScorer(Scorer):
     """Share of the text in the accepted languages (CLD2), in [0, 1]."""
@@ -78,7 +67,7 @@ class LangidScorer(Scorer):
 
     def __init__(self, config: LangidConfig):
         super().__init__(config)
-        self._cld2 = _pycld2()
+        self._cld2 = optional_module("pycld2", scorer="langid", package="pycld2")
         self._accepted = frozenset(config.languages)
 
     def _share(self, text: str) -> float:

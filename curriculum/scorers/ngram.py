@@ -58,14 +58,17 @@ class NgramConfig(StrictModel):
     )
 
 
-def refuse_negatives(name: str, negatives: list[str] | None) -> None:
-    """A reference LM learns only what good text looks like: say so rather than drop negatives silently."""
+def check_reference_fit(name: str, positives: list[str], negatives: list[str] | None) -> None:
+    """The training documents of a reference LM (``ngram``, ``kenlm``): at least one positive, and no
+    negatives: it learns only what good text looks like, so say so rather than drop them silently."""
     if negatives:
         raise UserError(
             f"{name} scorer: got {len(negatives)} negative documents, but a reference language model learns "
             "only from good (positive) text and would ignore them; drop -n/--negative, or fit the "
             "`classifier` scorer, which uses both"
         )
+    if not positives:
+        raise UserError(f"{name} scorer: fit needs at least one reference (positive) document")
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -322,9 +325,7 @@ class NgramScorer(Scorer):
 
     def fit(self, positives: list[str], negatives: list[str] | None = None) -> None:
         """Fit the reference LM on ``positives``; negatives are refused (a reference LM has no use for them)."""
-        refuse_negatives("ngram", negatives)
-        if not positives:
-            raise UserError("ngram scorer: fit needs at least one reference (positive) document")
+        check_reference_fit("ngram", positives, negatives)
         c = self.config
         self.model = NgramModel.fit(positives, order=c.order, min_count=c.min_count, max_vocab=c.max_vocab)
 

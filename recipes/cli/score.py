@@ -40,7 +40,7 @@ SOURCE_HELP = (
     "format, text_split, max_documents, where.COLUMN); e.g. 'mail.jsonl.gz?where.label=ham'."
 )
 SCORER_HELP = "Scorer name (see `list`), or a folder written by `fit`."
-SET_HELP = "Scorer option KEY=VALUE (VALUE read as YAML; dotted keys nest), repeatable."
+SET_HELP = "Scorer option KEY=VALUE (VALUE read as YAML; dotted keys nest, list items by index), repeatable."
 CONFIG_HELP = "YAML/JSON file with the scorer config mapping ({name: ..., ...}); --set overrides it."
 
 
@@ -70,22 +70,13 @@ def parse_source(spec: str) -> "SourceConfig":
         raise UserError(f"source spec {spec!r} is invalid", validation_problems(exc, settings)) from None
 
 
-def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    for part in parents:
-        child = target.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise UserError(f"--set {key}: {part!r} is not a mapping")
-        target = child
-    target[leaf] = value
-
-
 def scorer_config(scorer: Optional[str], config: Optional[Path], sets: list[str]) -> dict[str, Any]:
     """The scorer config mapping from --config, --scorer and --set."""
     import yaml
 
     from curriculum.scorers import SCORERS
     from curriculum.scorers.base import STATE_FILE, read_state_meta
+    from recipes.loading import apply_overrides
 
     data: dict[str, Any] = {}
     if config is not None:
@@ -101,11 +92,7 @@ def scorer_config(scorer: Optional[str], config: Optional[Path], sets: list[str]
             data.update({"name": read_state_meta(Path(scorer))["scorer"], "path": scorer})
         else:
             data["name"] = scorer
-    for item in sets:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        _set_dotted(data, key, yaml.safe_load(value) if value else "")
+    data = apply_overrides(data, sets)  # the recipes' --set: YAML values, dotted keys, list indices
     if "name" not in data:
         raise UserError(f"name a scorer with --scorer or --config; choose one of: {', '.join(SCORERS.names())}")
     return data
