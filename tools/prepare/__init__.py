@@ -179,9 +179,10 @@ def _build(
     if tokenizer_only:
         return None
     job = Job(recipe, str(root), tuple(plan), eos_id, vocab_size)
-    todo = [u["index"] for u in missing_units(root, plan) if not in_array or u["index"] % units == unit]
+    missing = missing_units(root, plan)
+    todo = [u["index"] for u in missing if not in_array or u["index"] % units == unit]
     workers = min(recipe.data.num_proc or local_cores(), max(len(todo), 1))
-    progress = UnitProgress(len(plan), len(plan) - len(missing_units(root, plan)), show_progress)
+    progress = UnitProgress(len(plan), len(plan) - len(missing), show_progress)
     try:
         failed = run_engine(engine, job, todo, workers, recipe.data.retries, progress)
     finally:
