@@ -17,7 +17,6 @@ import codecs
 import gzip
 import io
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 
 from curriculum.documents import SourceConfig, compile_split_pattern, split_text
 from curriculum.errors import UserError
-from curriculum.validation import check_json_line_bytes
+from curriculum.validation import check_columns, check_json_line_bytes, report_empty_documents
 
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
@@ -155,9 +154,7 @@ def _as_text(table: pa.Table, fields: list[str]) -> pa.Array:
 
 def _where(table: pa.Table, where: dict[str, Any], origin: str) -> pa.Table:
     mask = None
-    unknown = [key for key in where if key not in table.column_names]
-    if unknown:
-        raise UserError(f"{origin}: `where` names unknown columns {unknown} (columns: {table.column_names})")
+    check_columns(origin, list(where), table, "`where` names unknown columns")
     for key, wanted in where.items():
         values = wanted if isinstance(wanted, list) else [wanted]
         column = table.column(key)
@@ -174,10 +171,7 @@ def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> p
     """The documents of one unit: ``text`` (or the tokens field), ``id`` and the other columns."""
     fmt = unit["format"]
     tables, ids = [], []
-    tokens_field = getattr(source, "tokens_field", None)
-    fields = (
-        [] if tokens_field else ([source.text_field] if isinstance(source.text_field, str) else list(source.text_field))
-    )
+    fields = [] if source.tokens_field else source.text_fields
     for k, path in zip(unit["file_indices"], unit["files"]):
         origin = f"data source {source.path!r}, file {path!r}"
         if fmt == "arrow":
@@ -204,7 +198,7 @@ def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> p
             first = unit["start"] if unit["stop"] is not None else 0
             ids.append([f"{source_name}:{k}:{first}+{r}" for r in range(table.num_rows)])
         tables.append(table)
-    return _columns(source, tables, ids, source_name)
+    return _columns(source, fields, tables, ids)
 
 
 def _read_or_explain(path: str, unit: dict[str, Any]) -> bytes:
@@ -238,7 +232,7 @@ def _arrow_rows(path: str, start: int, stop: int, origin: str) -> pa.Table:
     return loaded.data.table.slice(start, stop - start)
 
 
-def _columns(source: SourceConfig, tables: list[pa.Table], ids: list[list[str]], source_name: str) -> pa.Table:
+def _columns(source: SourceConfig, fields: list[str], tables: list[pa.Table], ids: list[list[str]]) -> pa.Table:
     tables = [t for t in tables if t.num_columns]
     id_lists = [i for i in ids if i]
     if not tables:
@@ -246,15 +240,10 @@ def _columns(source: SourceConfig, tables: list[pa.Table], ids: list[list[str]],
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     generated = [x for chunk in id_lists for x in chunk]
     origin = f"data source {source.path!r}"
-    tokens_field = getattr(source, "tokens_field", None)
-    fields = (
-        [] if tokens_field else ([source.text_field] if isinstance(source.text_field, str) else list(source.text_field))
-    )
+    tokens_field = source.tokens_field
     needed = fields + ([tokens_field] if tokens_field else []) + ([source.id_field] if source.id_field else [])
-    missing = [f for f in needed if f not in table.column_names]
-    if missing:
-        raise UserError(f"{origin}: no column {missing} (columns: {table.column_names})")
-    id_field = source.id_field or ("id" if "id" in table.column_names else None)
+    check_columns(origin, needed, table)
+    id_field = source.id_column(table.column_names)
     doc_ids = pc.cast(table.column(id_field), pa.string()) if id_field else pa.array(generated, pa.string())
     if "id" in table.column_names:
         table = table.drop_columns(["id"])
@@ -281,19 +270,12 @@ def _columns(source: SourceConfig, tables: list[pa.Table], ids: list[list[str]],
 
 def drop_empty_documents(table: pa.Table, origin: str) -> pa.Table:
     """Remove documents whose text is empty or blank (each would pack as a lone EOS token): some is a
-    warning with the count, all of them an error (as `curriculum.validation.drop_empty_documents`)."""
+    warning with the count, all of them an error (`curriculum.validation.report_empty_documents`)."""
     if not table.num_rows:
         return table
     keep = pc.not_equal(pc.utf8_length(pc.utf8_trim_whitespace(table.column("text"))), 0)
     kept = table.filter(keep)
-    dropped = table.num_rows - kept.num_rows
-    if dropped and not kept.num_rows:
-        raise UserError(f"{origin}: all {table.num_rows} documents have empty or null text; check `text_field`")
-    if dropped:
-        print(
-            f"warning: {origin}: dropped {dropped} of {table.num_rows} documents with empty or null text",
-            file=sys.stderr,
-        )
+    report_empty_documents(origin, table.num_rows, kept.num_rows)
     return kept
 
 

@@ -7,9 +7,10 @@ checks move with them when the store's layout changes:
 - `check_json_lines`: a `.jsonl` file is UTF-8, non-empty, one JSON object per line, and every row
   has the text (and id) fields as strings; the first bad line is reported as ``file:line: cause``.
   Reading is a plain Python pass (a few seconds per GB), done before `datasets` sees the file.
+- `check_columns`: a source has the columns its settings name (text, id, `where` keys).
 - `check_text_columns`: the text columns of any loaded source hold strings (parquet, arrow, ...).
-- `drop_empty_documents`: null or blank texts would become pure-EOS sequences; all of them empty is
-  an error, some is a warning, and those documents are dropped.
+- `drop_empty_documents` / `report_empty_documents`: null or blank texts would become pure-EOS
+  sequences; all of them empty is an error, some is a warning, and those documents are dropped.
 - `check_unique_ids` / `check_unique_id_batches`: document ids pick the validation split, so
   duplicates are refused (`prepare` checks a whole domain over its shards' document tables).
 - `read_store_meta` / `check_shard_table` / `load_store_array` / `check_domain_ids`: a damaged
@@ -132,6 +133,15 @@ def check_json_line_bytes(
         raise UserError(f"{path}: holds no documents (the file is empty or blank)")
 
 
+def check_columns(where: str, needed: list[str], data: Any, what: str = "no column") -> None:
+    """Every column in ``needed`` is one of ``data``'s (a Dataset or a pyarrow Table); else a UserError
+    naming the missing ones (``what``) and the columns there are."""
+    columns = data.column_names
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise UserError(f"{where}: {what} {missing} (columns: {columns})")
+
+
 def check_text_columns(ds: "datasets.Dataset", fields: list[str], where: str) -> None:
     """The text columns of a loaded source hold strings (or nulls)."""
     import datasets
@@ -150,12 +160,18 @@ def drop_empty_documents(ds: "datasets.Dataset", where: str, num_proc: int | Non
     keep = ds.filter(
         lambda text: bool(text and text.strip()), input_columns="text", num_proc=num_proc, desc=f"check {where}"
     )
-    dropped = len(ds) - len(keep)
-    if dropped and len(keep) == 0:
-        raise UserError(f"{where}: all {len(ds)} documents have empty or null text; check `text_field`")
-    if dropped:
-        print(f"warning: {where}: dropped {dropped} of {len(ds)} documents with empty or null text", file=sys.stderr)
+    report_empty_documents(where, len(ds), len(keep))
     return keep
+
+
+def report_empty_documents(where: str, total: int, kept: int) -> None:
+    """After dropping the empty documents of ``total``: none kept is an error, some dropped a warning
+    with the count (for both readers: this Dataset one and `curriculum.readers`' pyarrow one)."""
+    dropped = total - kept
+    if dropped and not kept:
+        raise UserError(f"{where}: all {total} documents have empty or null text; check `text_field`")
+    if dropped:
+        print(f"warning: {where}: dropped {dropped} of {total} documents with empty or null text", file=sys.stderr)
 
 
 def check_unique_ids(ds: "datasets.Dataset", where: str, batch_size: int = 100_000) -> None:
