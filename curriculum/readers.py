@@ -34,15 +34,16 @@ _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
 
 
-def read_bytes(path: str, start: int = 0, stop: int | None = None) -> bytes:
-    """The lines of ``path`` that start in [start, stop) (whole file, decompressed, when stop is None)."""
+def read_bytes(path: str, start: int = 0, stop: int | None = None) -> tuple[int, bytes]:
+    """(base, data): the lines of ``path`` that start in [start, stop) and the byte offset ``base``
+    where the first of them starts (the whole file, decompressed, from base 0 when stop is None)."""
     if stop is None:
         if path.endswith(".gz"):
             with gzip.open(path, "rb") as fh:
-                return fh.read()
+                return 0, fh.read()
         if path.endswith(".zst"):
-            return pa.input_stream(path, compression="zstd").read()
-        return Path(path).read_bytes()
+            return 0, pa.input_stream(path, compression="zstd").read()
+        return 0, Path(path).read_bytes()
     with open(path, "rb") as fh:
         if start > 0:
             fh.seek(start - 1)
@@ -51,7 +52,7 @@ def read_bytes(path: str, start: int = 0, stop: int | None = None) -> bytes:
         data = fh.read(max(stop - pos, 0))
         if data and not data.endswith(b"\n"):
             data += fh.readline()  # the last line started before `stop`: it is ours
-    return data
+    return pos, data
 
 
 def line_starts(data: bytes) -> np.ndarray:
@@ -178,8 +179,7 @@ def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> p
             table = _arrow_rows(path, unit["start"], unit["stop"], origin)
             ids.append([f"{source_name}:{r}" for r in range(unit["start"], unit["start"] + table.num_rows)])
         elif fmt == "json":
-            data = _read_or_explain(path, unit)
-            base = _range_base(path, unit["start"]) if unit["stop"] is not None else 0
+            base, data = _read_or_explain(path, unit)
             table = read_checked_json(data, path, base, unit["stop"] is None, fields, source.id_field)
             starts = line_starts(data)
             if table.num_rows != len(starts):
@@ -192,7 +192,7 @@ def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> p
                 raise UserError(f"{origin}: could not read parquet files: {exc}") from None
             ids.append([f"{source_name}:{k}:{r}" for r in range(table.num_rows)])
         else:
-            data = _read_or_explain(path, unit)
+            _, data = _read_or_explain(path, unit)
             texts = read_text(data, source.text_split)
             table = pa.table({"text": pa.array(texts, pa.string())})
             first = unit["start"] if unit["stop"] is not None else 0
@@ -201,22 +201,13 @@ def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> p
     return _columns(source, fields, tables, ids)
 
 
-def _read_or_explain(path: str, unit: dict[str, Any]) -> bytes:
-    """The unit's bytes; a file that cannot be read or decompressed is a UserError naming it."""
+def _read_or_explain(path: str, unit: dict[str, Any]) -> tuple[int, bytes]:
+    """The unit's (base, bytes), see `read_bytes`; a file that cannot be read or decompressed is a
+    UserError naming it."""
     try:
-        return read_bytes(path, unit["start"], unit["stop"]) if unit["stop"] is not None else read_bytes(path)
+        return read_bytes(path, unit["start"], unit["stop"])
     except (OSError, EOFError, pa.ArrowInvalid) as exc:  # gzip: bad magic number, truncated stream
         raise UserError(f"{path}: cannot be read ({exc})") from None
-
-
-def _range_base(path: str, start: int) -> int:
-    """The byte offset where reading a range starting at ``start`` really begins."""
-    if start == 0:
-        return 0
-    with open(path, "rb") as fh:
-        fh.seek(start - 1)
-        fh.readline()
-        return fh.tell()
 
 
 def _arrow_rows(path: str, start: int, stop: int, origin: str) -> pa.Table:
