@@ -59,8 +59,7 @@ def store_marker(root: str | Path) -> Path | None:
 
 def is_complete_store(root: str | Path) -> bool:
     """Whether ``root`` holds a finished store (its manifest, or a legacy meta.json)."""
-    root = Path(root)
-    return (root / MANIFEST).is_file() or (root / LEGACY_META).is_file()
+    return store_marker(root) is not None
 
 
 @dataclass(frozen=True)
