@@ -136,14 +136,20 @@ def resolve_files(source: SourceConfig) -> tuple[str, list[str]]:
     return fmt, files
 
 
+def load_saved_dataset(path: str, name: str) -> datasets.Dataset:
+    """The rows of a `datasets` save_to_disk folder (a DatasetDict's `train` split); ``name`` names
+    the source in the error."""
+    loaded = datasets.load_from_disk(path)
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded:
+            raise UserError(f"{name} is a DatasetDict without a `train` split")
+        loaded = loaded["train"]
+    return loaded
+
+
 def _load_raw(fmt: str, files: list[str], source: SourceConfig, cache_dir: str | None) -> datasets.Dataset:
     if fmt == "arrow":
-        loaded = datasets.load_from_disk(files[0])
-        if isinstance(loaded, datasets.DatasetDict):
-            if "train" not in loaded:
-                raise UserError(f"data source {source.path!r} is a DatasetDict without a `train` split")
-            loaded = loaded["train"]
-        return loaded
+        return load_saved_dataset(files[0], f"data source {source.path!r}")
     kwargs: dict[str, Any] = {}
     if fmt == "text":
         kwargs = {"sample_by": source.text_split, "encoding_errors": "replace", "keep_linebreaks": True}
