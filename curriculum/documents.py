@@ -19,7 +19,13 @@ from pydantic import Field
 
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
-from curriculum.validation import JSON_LINES_SUFFIXES, check_json_lines, check_text_columns, drop_empty_documents
+from curriculum.validation import (
+    JSON_LINES_SUFFIXES,
+    check_columns,
+    check_json_lines,
+    check_text_columns,
+    drop_empty_documents,
+)
 
 _JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst")
 _PARQUET_SUFFIXES = (".parquet",)
@@ -71,6 +77,16 @@ class SourceConfig(StrictModel):
         "packed as they are, never re-tokenized; needs `tokenizer.path` (the tokenizer that made them).",
     )
 
+    @property
+    def text_fields(self) -> list[str]:
+        """``text_field`` as a list of columns (several are joined with a blank line)."""
+        return [self.text_field] if isinstance(self.text_field, str) else list(self.text_field)
+
+    def id_column(self, columns: list[str]) -> str | None:
+        """The column holding the ids: ``id_field``, else an existing ``id`` column, else None (ids
+        are generated from the document's place in its source)."""
+        return self.id_field or ("id" if "id" in columns else None)
+
 
 def _has_suffix(path: str, suffixes: tuple[str, ...]) -> bool:
     return path.lower().endswith(suffixes)
@@ -120,14 +136,20 @@ def resolve_files(source: SourceConfig) -> tuple[str, list[str]]:
     return fmt, files
 
 
+def load_saved_dataset(path: str, name: str) -> datasets.Dataset:
+    """The rows of a `datasets` save_to_disk folder (a DatasetDict's `train` split); ``name`` names
+    the source in the error."""
+    loaded = datasets.load_from_disk(path)
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded:
+            raise UserError(f"{name} is a DatasetDict without a `train` split")
+        loaded = loaded["train"]
+    return loaded
+
+
 def _load_raw(fmt: str, files: list[str], source: SourceConfig, cache_dir: str | None) -> datasets.Dataset:
     if fmt == "arrow":
-        loaded = datasets.load_from_disk(files[0])
-        if isinstance(loaded, datasets.DatasetDict):
-            if "train" not in loaded:
-                raise UserError(f"data source {source.path!r} is a DatasetDict without a `train` split")
-            loaded = loaded["train"]
-        return loaded
+        return load_saved_dataset(files[0], f"data source {source.path!r}")
     kwargs: dict[str, Any] = {}
     if fmt == "text":
         kwargs = {"sample_by": source.text_split, "encoding_errors": "replace", "keep_linebreaks": True}
@@ -142,20 +164,14 @@ def load_documents(
 ) -> datasets.Dataset:
     """Load one source as a Dataset with ``text`` and ``id`` columns (other columns are kept)."""
     fmt, files = resolve_files(source)
-    fields = [source.text_field] if isinstance(source.text_field, str) else list(source.text_field)
+    fields = source.text_fields
     for f in files if fmt == "json" else []:
         if f.lower().endswith(JSON_LINES_SUFFIXES):
             check_json_lines(f, fields, source.id_field)
     ds = _load_raw(fmt, files, source, cache_dir)
-    missing = [f for f in fields + ([source.id_field] if source.id_field else []) if f not in ds.column_names]
-    if missing:
-        raise UserError(f"data source {source.path!r}: no column {missing} (columns: {ds.column_names})")
+    check_columns(f"data source {source.path!r}", fields + ([source.id_field] if source.id_field else []), ds)
     if source.where:
-        bad = [k for k in source.where if k not in ds.column_names]
-        if bad:
-            raise UserError(
-                f"data source {source.path!r}: `where` names unknown columns {bad} (columns: {ds.column_names})"
-            )
+        check_columns(f"data source {source.path!r}", list(source.where), ds, "`where` names unknown columns")
         wanted = {k: (set(v) if isinstance(v, list) else {v}) for k, v in source.where.items()}
         ds = ds.filter(
             lambda row: all(row[k] in vals for k, vals in wanted.items()),
@@ -166,8 +182,7 @@ def load_documents(
     if source.max_documents is not None and len(ds) > source.max_documents:
         ds = ds.select(range(source.max_documents))
 
-    # Without an explicit id field, an existing `id` column is kept as the id.
-    id_field = source.id_field or ("id" if "id" in ds.column_names else None)
+    id_field = source.id_column(ds.column_names)
 
     def to_text_and_id(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         if len(fields) == 1:

@@ -17,7 +17,6 @@ import codecs
 import gzip
 import io
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +28,22 @@ import pyarrow.parquet as pq
 
 from curriculum.documents import SourceConfig, compile_split_pattern, split_text
 from curriculum.errors import UserError
-from curriculum.validation import check_json_line_bytes
+from curriculum.validation import check_columns, check_json_line_bytes, report_empty_documents
 
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
 
 
-def read_bytes(path: str, start: int = 0, stop: int | None = None) -> bytes:
-    """The lines of ``path`` that start in [start, stop) (whole file, decompressed, when stop is None)."""
+def read_bytes(path: str, start: int = 0, stop: int | None = None) -> tuple[int, bytes]:
+    """(base, data): the lines of ``path`` that start in [start, stop) and the byte offset ``base``
+    where the first of them starts (the whole file, decompressed, from base 0 when stop is None)."""
     if stop is None:
         if path.endswith(".gz"):
             with gzip.open(path, "rb") as fh:
-                return fh.read()
+                return 0, fh.read()
         if path.endswith(".zst"):
-            return pa.input_stream(path, compression="zstd").read()
-        return Path(path).read_bytes()
+            return 0, pa.input_stream(path, compression="zstd").read()
+        return 0, Path(path).read_bytes()
     with open(path, "rb") as fh:
         if start > 0:
             fh.seek(start - 1)
@@ -52,7 +52,7 @@ def read_bytes(path: str, start: int = 0, stop: int | None = None) -> bytes:
         data = fh.read(max(stop - pos, 0))
         if data and not data.endswith(b"\n"):
             data += fh.readline()  # the last line started before `stop`: it is ours
-    return data
+    return pos, data
 
 
 def line_starts(data: bytes) -> np.ndarray:
@@ -155,9 +155,7 @@ def _as_text(table: pa.Table, fields: list[str]) -> pa.Array:
 
 def _where(table: pa.Table, where: dict[str, Any], origin: str) -> pa.Table:
     mask = None
-    unknown = [key for key in where if key not in table.column_names]
-    if unknown:
-        raise UserError(f"{origin}: `where` names unknown columns {unknown} (columns: {table.column_names})")
+    check_columns(origin, list(where), table, "`where` names unknown columns")
     for key, wanted in where.items():
         values = wanted if isinstance(wanted, list) else [wanted]
         column = table.column(key)
@@ -174,18 +172,14 @@ def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> p
     """The documents of one unit: ``text`` (or the tokens field), ``id`` and the other columns."""
     fmt = unit["format"]
     tables, ids = [], []
-    tokens_field = getattr(source, "tokens_field", None)
-    fields = (
-        [] if tokens_field else ([source.text_field] if isinstance(source.text_field, str) else list(source.text_field))
-    )
+    fields = [] if source.tokens_field else source.text_fields
     for k, path in zip(unit["file_indices"], unit["files"]):
         origin = f"data source {source.path!r}, file {path!r}"
         if fmt == "arrow":
             table = _arrow_rows(path, unit["start"], unit["stop"], origin)
             ids.append([f"{source_name}:{r}" for r in range(unit["start"], unit["start"] + table.num_rows)])
         elif fmt == "json":
-            data = _read_or_explain(path, unit)
-            base = _range_base(path, unit["start"]) if unit["stop"] is not None else 0
+            base, data = _read_or_explain(path, unit)
             table = read_checked_json(data, path, base, unit["stop"] is None, fields, source.id_field)
             starts = line_starts(data)
             if table.num_rows != len(starts):
@@ -198,31 +192,22 @@ def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> p
                 raise UserError(f"{origin}: could not read parquet files: {exc}") from None
             ids.append([f"{source_name}:{k}:{r}" for r in range(table.num_rows)])
         else:
-            data = _read_or_explain(path, unit)
+            _, data = _read_or_explain(path, unit)
             texts = read_text(data, source.text_split)
             table = pa.table({"text": pa.array(texts, pa.string())})
             first = unit["start"] if unit["stop"] is not None else 0
             ids.append([f"{source_name}:{k}:{first}+{r}" for r in range(table.num_rows)])
         tables.append(table)
-    return _columns(source, tables, ids, source_name)
+    return _columns(source, fields, tables, ids)
 
 
-def _read_or_explain(path: str, unit: dict[str, Any]) -> bytes:
-    """The unit's bytes; a file that cannot be read or decompressed is a UserError naming it."""
+def _read_or_explain(path: str, unit: dict[str, Any]) -> tuple[int, bytes]:
+    """The unit's (base, bytes), see `read_bytes`; a file that cannot be read or decompressed is a
+    UserError naming it."""
     try:
-        return read_bytes(path, unit["start"], unit["stop"]) if unit["stop"] is not None else read_bytes(path)
+        return read_bytes(path, unit["start"], unit["stop"])
     except (OSError, EOFError, pa.ArrowInvalid) as exc:  # gzip: bad magic number, truncated stream
         raise UserError(f"{path}: cannot be read ({exc})") from None
-
-
-def _range_base(path: str, start: int) -> int:
-    """The byte offset where reading a range starting at ``start`` really begins."""
-    if start == 0:
-        return 0
-    with open(path, "rb") as fh:
-        fh.seek(start - 1)
-        fh.readline()
-        return fh.tell()
 
 
 def _arrow_rows(path: str, start: int, stop: int, origin: str) -> pa.Table:
@@ -238,7 +223,7 @@ def _arrow_rows(path: str, start: int, stop: int, origin: str) -> pa.Table:
     return loaded.data.table.slice(start, stop - start)
 
 
-def _columns(source: SourceConfig, tables: list[pa.Table], ids: list[list[str]], source_name: str) -> pa.Table:
+def _columns(source: SourceConfig, fields: list[str], tables: list[pa.Table], ids: list[list[str]]) -> pa.Table:
     tables = [t for t in tables if t.num_columns]
     id_lists = [i for i in ids if i]
     if not tables:
@@ -246,15 +231,10 @@ def _columns(source: SourceConfig, tables: list[pa.Table], ids: list[list[str]],
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     generated = [x for chunk in id_lists for x in chunk]
     origin = f"data source {source.path!r}"
-    tokens_field = getattr(source, "tokens_field", None)
-    fields = (
-        [] if tokens_field else ([source.text_field] if isinstance(source.text_field, str) else list(source.text_field))
-    )
+    tokens_field = source.tokens_field
     needed = fields + ([tokens_field] if tokens_field else []) + ([source.id_field] if source.id_field else [])
-    missing = [f for f in needed if f not in table.column_names]
-    if missing:
-        raise UserError(f"{origin}: no column {missing} (columns: {table.column_names})")
-    id_field = source.id_field or ("id" if "id" in table.column_names else None)
+    check_columns(origin, needed, table)
+    id_field = source.id_column(table.column_names)
     doc_ids = pc.cast(table.column(id_field), pa.string()) if id_field else pa.array(generated, pa.string())
     if "id" in table.column_names:
         table = table.drop_columns(["id"])
@@ -281,19 +261,12 @@ def _columns(source: SourceConfig, tables: list[pa.Table], ids: list[list[str]],
 
 def drop_empty_documents(table: pa.Table, origin: str) -> pa.Table:
     """Remove documents whose text is empty or blank (each would pack as a lone EOS token): some is a
-    warning with the count, all of them an error (as `curriculum.validation.drop_empty_documents`)."""
+    warning with the count, all of them an error (`curriculum.validation.report_empty_documents`)."""
     if not table.num_rows:
         return table
     keep = pc.not_equal(pc.utf8_length(pc.utf8_trim_whitespace(table.column("text"))), 0)
     kept = table.filter(keep)
-    dropped = table.num_rows - kept.num_rows
-    if dropped and not kept.num_rows:
-        raise UserError(f"{origin}: all {table.num_rows} documents have empty or null text; check `text_field`")
-    if dropped:
-        print(
-            f"warning: {origin}: dropped {dropped} of {table.num_rows} documents with empty or null text",
-            file=sys.stderr,
-        )
+    report_empty_documents(origin, table.num_rows, kept.num_rows)
     return kept
 
 

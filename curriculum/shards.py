@@ -139,6 +139,12 @@ def gather_documents(flat: np.ndarray, lengths: np.ndarray, rows: np.ndarray) ->
     return flat[index], picked
 
 
+def temp_name(final: Path) -> Path:
+    """A hidden temp path beside ``final``, ``.<name>.tmp-<pid>-<hex>``: named by this process, so the
+    next local `prepare` can tell a killed process's leftovers apart (`tools.prepare.folders`)."""
+    return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 def write_shard(
     final: Path,
     *,
@@ -155,8 +161,7 @@ def write_shard(
     eos_id: int,
 ) -> dict[str, Any]:
     """Write one unit's documents as the shard folder ``final`` (temp folder, then rename)."""
-    # named by this process, so the next local `prepare` can tell a killed unit's leftovers apart
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temp_name(final)
     tmp.mkdir(parents=True)
     try:
         counts = {}

@@ -7,9 +7,10 @@ checks move with them when the store's layout changes:
 - `check_json_lines`: a `.jsonl` file is UTF-8, non-empty, one JSON object per line, and every row
   has the text (and id) fields as strings; the first bad line is reported as ``file:line: cause``.
   Reading is a plain Python pass (a few seconds per GB), done before `datasets` sees the file.
+- `check_columns`: a source has the columns its settings name (text, id, `where` keys).
 - `check_text_columns`: the text columns of any loaded source hold strings (parquet, arrow, ...).
-- `drop_empty_documents`: null or blank texts would become pure-EOS sequences; all of them empty is
-  an error, some is a warning, and those documents are dropped.
+- `drop_empty_documents` / `report_empty_documents`: null or blank texts would become pure-EOS
+  sequences; all of them empty is an error, some is a warning, and those documents are dropped.
 - `check_unique_ids` / `check_unique_id_batches`: document ids pick the validation split, so
   duplicates are refused (`prepare` checks a whole domain over its shards' document tables).
 - `read_store_meta` / `check_shard_table` / `load_store_array` / `check_domain_ids`: a damaged
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz")
 STORE_META_KEYS = ("format", "seq_len", "token_dtype", "eos_id", "vocab_size", "domains", "stats")
+_DAMAGED = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
 
 
 def _json_type(value: Any) -> str:
@@ -132,6 +134,15 @@ def check_json_line_bytes(
         raise UserError(f"{path}: holds no documents (the file is empty or blank)")
 
 
+def check_columns(where: str, needed: list[str], data: Any, what: str = "no column") -> None:
+    """Every column in ``needed`` is one of ``data``'s (a Dataset or a pyarrow Table); else a UserError
+    naming the missing ones (``what``) and the columns there are."""
+    columns = data.column_names
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise UserError(f"{where}: {what} {missing} (columns: {columns})")
+
+
 def check_text_columns(ds: "datasets.Dataset", fields: list[str], where: str) -> None:
     """The text columns of a loaded source hold strings (or nulls)."""
     import datasets
@@ -150,12 +161,18 @@ def drop_empty_documents(ds: "datasets.Dataset", where: str, num_proc: int | Non
     keep = ds.filter(
         lambda text: bool(text and text.strip()), input_columns="text", num_proc=num_proc, desc=f"check {where}"
     )
-    dropped = len(ds) - len(keep)
-    if dropped and len(keep) == 0:
-        raise UserError(f"{where}: all {len(ds)} documents have empty or null text; check `text_field`")
-    if dropped:
-        print(f"warning: {where}: dropped {dropped} of {len(ds)} documents with empty or null text", file=sys.stderr)
+    report_empty_documents(where, len(ds), len(keep))
     return keep
+
+
+def report_empty_documents(where: str, total: int, kept: int) -> None:
+    """After dropping the empty documents of ``total``: none kept is an error, some dropped a warning
+    with the count (for both readers: this Dataset one and `curriculum.readers`' pyarrow one)."""
+    dropped = total - kept
+    if dropped and not kept:
+        raise UserError(f"{where}: all {total} documents have empty or null text; check `text_field`")
+    if dropped:
+        print(f"warning: {where}: dropped {dropped} of {total} documents with empty or null text", file=sys.stderr)
 
 
 def check_unique_ids(ds: "datasets.Dataset", where: str, batch_size: int = 100_000) -> None:
@@ -226,13 +243,12 @@ def is_token_store(folder: Path) -> bool:
 def read_store_meta(path: Path, formats: tuple[int, ...]) -> dict[str, Any]:
     """A store's manifest.json (or a format-1 meta.json), checked for its format and the keys readers need."""
     root = path.parent
-    fix = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
     try:
         meta = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); {fix}") from None
+        raise UserError(f"{path} is not valid JSON ({exc}); {_DAMAGED}") from None
     if not isinstance(meta, dict):
-        raise UserError(f"{path} should hold a JSON object, not {_json_type(meta)}; {fix}")
+        raise UserError(f"{path} should hold a JSON object, not {_json_type(meta)}; {_DAMAGED}")
     if meta.get("format") not in formats:
         raise UserError(
             f"token store {str(root)!r} has format {meta.get('format')}, this currimix reads formats "
@@ -241,16 +257,16 @@ def read_store_meta(path: Path, formats: tuple[int, ...]) -> dict[str, Any]:
     keys = STORE_META_KEYS + (("shards",) if path.name == "manifest.json" else ())
     missing = [k for k in keys if k not in meta]
     if missing:
-        raise UserError(f"{path} lacks {missing}; {fix}")
+        raise UserError(f"{path} lacks {missing}; {_DAMAGED}")
     if not isinstance(meta["domains"], list) or not all(isinstance(d, str) for d in meta["domains"]):
-        raise UserError(f"{path}: 'domains' should be a list of names; {fix}")
+        raise UserError(f"{path}: 'domains' should be a list of names; {_DAMAGED}")
     for key in ("seq_len", "eos_id", "vocab_size"):
         if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0:
-            raise UserError(f"{path}: {key!r} should be a non-negative integer, got {meta[key]!r}; {fix}")
+            raise UserError(f"{path}: {key!r} should be a non-negative integer, got {meta[key]!r}; {_DAMAGED}")
     try:
         np.dtype(meta["token_dtype"])
     except TypeError:
-        raise UserError(f"{path}: token_dtype {meta['token_dtype']!r} is not a numpy dtype; {fix}") from None
+        raise UserError(f"{path}: token_dtype {meta['token_dtype']!r} is not a numpy dtype; {_DAMAGED}") from None
     if "shards" in keys:
         check_shard_table(meta, path)
     return meta
@@ -259,11 +275,10 @@ def read_store_meta(path: Path, formats: tuple[int, ...]) -> dict[str, Any]:
 def check_shard_table(meta: dict[str, Any], path: Path) -> None:
     """The manifest's shards name known domains, in domain order, with per-split sequence counts
     (the readers' global ids are built from this table)."""
-    fix = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
     index = {name: d for d, name in enumerate(meta["domains"])}
     shards = meta["shards"]
     if not isinstance(shards, list):
-        raise UserError(f"{path}: 'shards' should be a list; {fix}")
+        raise UserError(f"{path}: 'shards' should be a list; {_DAMAGED}")
     last = 0
     for k, shard in enumerate(shards):
         try:
@@ -272,36 +287,39 @@ def check_shard_table(meta: dict[str, Any], path: Path) -> None:
             name = shard["name"]
         except (KeyError, TypeError, ValueError):
             raise UserError(
-                f"{path}: shard {k} lacks its name, a known domain or per-split sequence counts; {fix}"
+                f"{path}: shard {k} lacks its name, a known domain or per-split sequence counts; {_DAMAGED}"
             ) from None
         if not isinstance(name, str) or "/" in name or name.startswith(".") or min(counts) < 0:
-            raise UserError(f"{path}: shard {k} has a bad name or negative counts; {fix}")
+            raise UserError(f"{path}: shard {k} has a bad name or negative counts; {_DAMAGED}")
         if domain < last:
-            raise UserError(f"{path}: shards are not in domain order (shard {k}, {shard['domain']!r}); {fix}")
+            raise UserError(f"{path}: shards are not in domain order (shard {k}, {shard['domain']!r}); {_DAMAGED}")
         last = domain
 
 
 def load_store_array(path: Path, kind: str, length: int | None = None, mmap: bool = False) -> np.ndarray:
     """A 1-D ``.npy`` array of a store (``kind``: 'i' integers, 'f' floats), of ``length`` entries;
     ``mmap`` maps it instead of reading it (the header is still checked, the data is not read)."""
-    fix = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except FileNotFoundError:
-        raise UserError(f"{path} is missing; {fix}") from None
+        raise UserError(f"{path} is missing; {_DAMAGED}") from None
     except (ValueError, OSError, EOFError) as exc:
-        raise UserError(f"{path} is not a readable .npy array ({exc}); {fix}") from None
-    if array.ndim != 1 or array.dtype.kind != kind:
-        raise UserError(f"{path} holds a {array.dtype} array of shape {array.shape}, expected 1-D {kind!r}; {fix}")
-    if length is not None and len(array) != length:
-        raise UserError(f"{path} has {len(array)} entries, expected {length} (one per sequence); {fix}")
+        raise UserError(f"{path} is not a readable .npy array ({exc}); {_DAMAGED}") from None
+    _check_array_shape(path, array.shape, array.dtype, kind, length)
     return array
+
+
+def _check_array_shape(path: Path, shape: tuple[int, ...], dtype: np.dtype, kind: str, length: int | None) -> None:
+    """A store array is 1-D, of ``kind`` ('i' or 'f'), and (when given) ``length`` long."""
+    if len(shape) != 1 or dtype.kind != kind:
+        raise UserError(f"{path} holds a {dtype} array of shape {shape}, expected 1-D {kind!r}; {_DAMAGED}")
+    if length is not None and shape[0] != length:
+        raise UserError(f"{path} has {shape[0]} entries, expected {length} (one per sequence); {_DAMAGED}")
 
 
 def check_store_array(path: Path, kind: str, length: int) -> None:
     """The header of a store's 1-D ``.npy`` file says ``length`` entries of ``kind`` and the file is
     that long: read once when a store opens (a few hundred bytes per shard; the data stays unread)."""
-    fix = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
@@ -311,15 +329,12 @@ def check_store_array(path: Path, kind: str, length: int) -> None:
             shape, _, dtype = read_header(fh)
             data_start = fh.tell()
     except FileNotFoundError:
-        raise UserError(f"{path} is missing; {fix}") from None
+        raise UserError(f"{path} is missing; {_DAMAGED}") from None
     except (ValueError, OSError, EOFError) as exc:
-        raise UserError(f"{path} is not a readable .npy array ({exc}); {fix}") from None
-    if len(shape) != 1 or dtype.kind != kind:
-        raise UserError(f"{path} holds a {dtype} array of shape {shape}, expected 1-D {kind!r}; {fix}")
-    if shape[0] != length:
-        raise UserError(f"{path} has {shape[0]} entries, expected {length} (one per sequence); {fix}")
+        raise UserError(f"{path} is not a readable .npy array ({exc}); {_DAMAGED}") from None
+    _check_array_shape(path, shape, dtype, kind, length)
     if path.stat().st_size < data_start + length * dtype.itemsize:
-        raise UserError(f"{path} is not a readable .npy array (it is cut short); {fix}")
+        raise UserError(f"{path} is not a readable .npy array (it is cut short); {_DAMAGED}")
 
 
 def check_tokens_file(path: Path, rows: int, row_bytes: int) -> None:
@@ -338,10 +353,9 @@ def check_tokens_file(path: Path, rows: int, row_bytes: int) -> None:
 
 def check_domain_ids(domain: np.ndarray, n_domains: int, path: Path) -> None:
     """Domain ids are in range and contiguous (sorted), as the store's readers assume."""
-    fix = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
     if len(domain) and (domain.min() < 0 or domain.max() >= n_domains):
         raise UserError(
-            f"{path}: domain ids span {domain.min()}..{domain.max()}, the store has {n_domains} domains; {fix}"
+            f"{path}: domain ids span {domain.min()}..{domain.max()}, the store has {n_domains} domains; {_DAMAGED}"
         )
     if len(domain) > 1 and (np.diff(domain.astype(np.int64)) < 0).any():
-        raise UserError(f"{path}: domain ids are not in domain order; {fix}")
+        raise UserError(f"{path}: domain ids are not in domain order; {_DAMAGED}")

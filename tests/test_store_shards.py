@@ -298,3 +298,17 @@ def test_chunked_merge_and_keyed_order_equal_whole_sorts(seed: int) -> None:
         out = np.empty(len(flat), dtype=np.int64)
         keyed_rank_order(merged, lambda a, b: flat[merged[a:b]], out, descending, key=seed, chunk=7)
         assert np.array_equal(out, stable_rank_order(flat.astype(np.float64), descending, seed))
+
+
+def test_gather_across_shards_equals_row_by_row_reads(corpus: Path, tmp_path: Path) -> None:
+    store = prepare_store(make(corpus, tmp_path / "store", unit_bytes=UNIT_BYTES, num_proc=1), show_progress=False)
+    split = store.train
+    assert len(split.segments) > 3
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([rng.integers(0, len(split), 300), [len(split) - 1, 0, 0]])  # any order, repeats
+    rows = [split.locate(int(i)) for i in ids]
+    tokens = np.stack([np.fromfile(f / "tokens.bin", split.token_dtype).reshape(-1, split.seq_len)[r] for f, r in rows])
+    scores = np.array([np.load(f / "score.npy")[r] for f, r in rows])
+    assert np.array_equal(split.sequences(ids), tokens.astype(np.int64))
+    assert np.array_equal(split.score[ids], scores)
+    assert split.score[np.zeros(0, dtype=np.int64)].shape == (0,)

@@ -14,21 +14,21 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 from curriculum.documents import resolve_files
 from curriculum.errors import UserError
 from curriculum.readers import read_unit
+from curriculum.shards import temp_name
 from curriculum.store import TokenStore, is_complete_store
 from curriculum.tokenizer import load_tokenizer, train_bpe
 from recipes.config import Recipe
 from tools.prepare.engines import ENGINES, local_cores, run_engine
 from tools.prepare.finalize import finalize_store, missing_units
-from tools.prepare.folders import check_replaceable, remove_stale_temp_folders, start_folder, temp_name
+from tools.prepare.folders import check_replaceable, discard, is_unfinished, remove_stale_temp_folders, start_folder
 from tools.prepare.progress import UnitProgress
-from tools.prepare.units import UNITS_FILE, describe, plan_units, save_or_check_units
+from tools.prepare.units import describe, plan_units, save_or_check_units
 from tools.prepare.work import Job, id_tiebreak, val_mask
 
 __all__ = [
@@ -148,7 +148,7 @@ def prepare_store(
     if in_array and is_complete_store(root):
         return TokenStore(root)
     check_inputs(recipe)
-    resuming = root.is_dir() and (root / UNITS_FILE).is_file() and not is_complete_store(root) and not overwrite
+    resuming = is_unfinished(root) and not overwrite
     if not in_array:
         start_folder(root, overwrite)
     try:
@@ -156,11 +156,8 @@ def prepare_store(
     except UserError as exc:
         # A run that started this folder and fails leaves nothing behind, unless finished shards
         # of other units are worth resuming (their errors say so).
-        if not in_array and not resuming and not getattr(exc, "shards_kept", False):
-            trash = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
-            if root.is_dir():
-                root.rename(trash)
-                shutil.rmtree(trash, ignore_errors=True)
+        if not in_array and not resuming and not getattr(exc, "shards_kept", False) and root.is_dir():
+            discard(root)
         raise
 
 
@@ -182,9 +179,10 @@ def _build(
     if tokenizer_only:
         return None
     job = Job(recipe, str(root), tuple(plan), eos_id, vocab_size)
-    todo = [u["index"] for u in missing_units(root, plan) if not in_array or u["index"] % units == unit]
+    missing = missing_units(root, plan)
+    todo = [u["index"] for u in missing if not in_array or u["index"] % units == unit]
     workers = min(recipe.data.num_proc or local_cores(), max(len(todo), 1))
-    progress = UnitProgress(len(plan), len(plan) - len(missing_units(root, plan)), show_progress)
+    progress = UnitProgress(len(plan), len(plan) - len(missing), show_progress)
     try:
         failed = run_engine(engine, job, todo, workers, recipe.data.retries, progress)
     finally:

@@ -22,9 +22,17 @@ from curriculum.validation import is_token_store
 from tools.prepare.units import UNITS_FILE
 
 
-def temp_name(final: Path) -> Path:
-    """A hidden temp path beside ``final``, named by this process (so a stale one can be told apart)."""
-    return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+def is_unfinished(root: Path) -> bool:
+    """Whether ``root`` holds an unfinished `prepare` (units.json, no manifest yet): one to resume."""
+    return root.is_dir() and (root / UNITS_FILE).is_file() and not is_complete_store(root)
+
+
+def discard(root: Path) -> None:
+    """Remove the folder ``root`` by one rename to ``.<name>.old-<hex>`` first: a kill midway leaves a
+    trash folder (removed by the next run), never half a store."""
+    trash = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
+    root.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def check_replaceable(root: Path, overwrite: bool) -> None:
@@ -49,13 +57,10 @@ def check_replaceable(root: Path, overwrite: bool) -> None:
 def start_folder(root: Path, overwrite: bool) -> None:
     """Make ``root`` ready for a (resumed) prepare: an unfinished prepare is resumed unless
     ``overwrite``; anything else that exists goes through `check_replaceable` and is moved away."""
-    unfinished = root.is_dir() and (root / UNITS_FILE).is_file() and not is_complete_store(root)
-    if not (unfinished and not overwrite):
+    if not (is_unfinished(root) and not overwrite):
         check_replaceable(root, overwrite)
         if root.exists():
-            trash = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
-            root.rename(trash)  # one rename: a kill midway leaves a trash folder, never half a store
-            shutil.rmtree(trash, ignore_errors=True)
+            discard(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_folders(root)
     if root.is_dir():

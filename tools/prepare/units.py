@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from curriculum.documents import SourceConfig, resolve_files
+from curriculum.documents import SourceConfig, load_saved_dataset, resolve_files
 from curriculum.errors import UserError
 from curriculum.store import write_json_atomic
 from recipes.config import Recipe
@@ -28,13 +28,7 @@ def _splittable(path: str, fmt: str, source: SourceConfig) -> bool:
 
 
 def _dataset_rows(path: str) -> tuple[int, int]:
-    import datasets
-
-    loaded = datasets.load_from_disk(path)
-    if isinstance(loaded, datasets.DatasetDict):
-        if "train" not in loaded:
-            raise UserError(f"data source {path!r} is a DatasetDict without a `train` split")
-        loaded = loaded["train"]
+    loaded = load_saved_dataset(path, f"data source {path!r}")
     return len(loaded), max(int(loaded.data.nbytes), 1)
 
 
