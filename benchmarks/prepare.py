@@ -198,8 +198,7 @@ def setup(work: Path) -> None:
         table = read_unit(source, unit, source_name="x")
         texts.extend(table.column("text").to_pylist())
         if unit["format"] == "json" and not source.split_pattern:
-            fields = [source.text_field] if isinstance(source.text_field, str) else list(source.text_field)
-            files.append([unit["files"][0], fields])
+            files.append([unit["files"][0], source.text_fields])
     (work / "texts.json").write_text(json.dumps(texts))
     (work / "files.json").write_text(json.dumps(files))
 
