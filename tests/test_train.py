@@ -13,10 +13,7 @@ from transformers import AutoModelForCausalLM
 from curriculum.errors import UserError
 from recipes.pretrain import LogTally, accumulate_gradients, setup, train
 from recipes.trackers import read_metrics
-
-
-def losses_by_step(run_dir: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
+from tests.conftest import losses_by_step
 
 
 @pytest.mark.slow
