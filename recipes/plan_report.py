@@ -84,7 +84,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
             positions = np.unique(
                 np.linspace(before[d], after[d] - 1, min(SAMPLES_PER_DOMAIN, counts[d])).astype(np.int64)
             )
-            ids = split.domain_offsets[d] + plan.sampler.lookup_positions(d, positions)
+            ids = split.domain_offsets[d] + plan.streams[d].lookup(positions)
             scores = split.score[ids]
             quantiles = split.score_quantiles(d, scores)
             weight = counts[d] / len(positions)  # samples each drawn position stands for
