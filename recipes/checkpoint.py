@@ -168,13 +168,16 @@ def verify_folder(folder: Path) -> str | None:
     return "; ".join(problems) or None
 
 
-def _finish(accelerator: Accelerator, tmp: Path, final: Path, marker: dict[str, Any]) -> None:
-    """Rank 0 lists every file with size and checksum in the marker, writes it last and renames the
-    temp folder into place."""
+def _finish(
+    accelerator: Accelerator, tmp: Path, final: Path, marker: dict[str, Any], files: dict[str, Any] | None = None
+) -> None:
+    """Rank 0 lists every file with size and checksum in the marker (``files``, when the caller
+    already has that list for exactly these files), writes it last and renames the temp folder into
+    place."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         normalise_permissions(tmp)
-        record = {"format": FORMAT, "time": time.time(), **marker, "files": file_manifest(tmp)}
+        record = {"format": FORMAT, "time": time.time(), **marker, "files": files or file_manifest(tmp)}
         (tmp / MARKER_FILE).write_text(json.dumps(record, indent=2))
         if final.exists():
             shutil.rmtree(final)
@@ -259,13 +262,15 @@ def save_final_model(
     final = run_dir / "final"
     marker = {"kind": "final", "step": step, **extra}
     snapshot = step_folder(run_dir / "snapshots", step)
-    if read_marker(snapshot) is None:
+    snapshot_marker = read_marker(snapshot)
+    if snapshot_marker is None:
         return save_model_folder(accelerator, model, tokenizer, final, marker)
     tmp = final.parent / f".{final.name}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(snapshot, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(MARKER_FILE))
-    _finish(accelerator, tmp, final, marker)
+    # The same files (links), so the snapshot's list of sizes and checksums holds: no second read.
+    _finish(accelerator, tmp, final, marker, files=snapshot_marker.get("files"))
     return final
 
 

@@ -9,7 +9,7 @@ on the high-quality text a curriculum ends on is a question about Q5, not about 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -44,6 +44,25 @@ def quality_quintiles(split: TokenSplit, ids: np.ndarray, domain: int) -> np.nda
 
 
 @torch.no_grad()
+def batch_losses(
+    model: PreTrainedModel,
+    split: TokenSplit,
+    ids: np.ndarray,
+    *,
+    micro_batch_size: int,
+    device: torch.device,
+    autocast: Callable[[], object] | None = None,
+) -> Iterator[torch.Tensor]:
+    """The per-sequence losses of ``ids``, one device tensor per micro-batch, in order (the caller
+    puts the model in eval mode)."""
+    for start in range(0, len(ids), micro_batch_size):
+        tokens = torch.from_numpy(split.sequences(ids[start : start + micro_batch_size])).to(device)
+        with autocast() if autocast else torch.autocast(device.type, enabled=False):
+            logits = model(input_ids=tokens).logits
+        yield sequence_losses(logits, tokens)
+
+
+@torch.no_grad()
 def per_sequence_losses(
     model: PreTrainedModel,
     split: TokenSplit,
@@ -56,12 +75,8 @@ def per_sequence_losses(
     """The loss of each sequence in ``ids`` (float64, same order), in eval mode."""
     was_training = model.training
     model.eval()
-    out = []
-    for start in range(0, len(ids), micro_batch_size):
-        tokens = torch.from_numpy(split.sequences(ids[start : start + micro_batch_size])).to(device)
-        with autocast() if autocast else torch.autocast(device.type, enabled=False):
-            logits = model(input_ids=tokens).logits
-        out.append(sequence_losses(logits, tokens).double().cpu().numpy())
+    batches = batch_losses(model, split, ids, micro_batch_size=micro_batch_size, device=device, autocast=autocast)
+    out = [losses.double().cpu().numpy() for losses in batches]
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -121,11 +136,9 @@ def evaluate_domains(
     counts = torch.zeros(n_domains, dtype=torch.float64, device=device)
     for d, ids in eval_sequence_ids(split, per_domain).items():
         mine = ids[rank::world_size]
-        for start in range(0, len(mine), micro_batch_size):
-            tokens = torch.from_numpy(split.sequences(mine[start : start + micro_batch_size])).to(device)
-            with autocast() if autocast else torch.autocast(device.type, enabled=False):
-                logits = model(input_ids=tokens).logits
-            losses = sequence_losses(logits, tokens)
+        for losses in batch_losses(
+            model, split, mine, micro_batch_size=micro_batch_size, device=device, autocast=autocast
+        ):
             sums[d] += losses.sum().double()
             counts[d] += len(losses)
     if reduce is not None:

@@ -26,11 +26,6 @@ SAMPLES_PER_DOMAIN = 20_000  # per phase segment; the estimate's error is ~1/sqr
 QUINTILES = 5
 
 
-def score_quantiles(split: TokenSplit, domain: int, scores: np.ndarray) -> np.ndarray:
-    """Within-domain quality quantile of each score (`TokenSplit.score_quantiles`)."""
-    return split.score_quantiles(domain, scores)
-
-
 def sequence_quantiles(split: TokenSplit, ids: np.ndarray) -> np.ndarray:
     """Within-domain quality quantile of global sequence ``ids``."""
     ids = np.asarray(ids, dtype=np.int64)
@@ -38,7 +33,7 @@ def sequence_quantiles(split: TokenSplit, ids: np.ndarray) -> np.ndarray:
     out = np.empty(len(ids), dtype=np.float64)
     for d in np.unique(domains):
         rows = domains == d
-        out[rows] = score_quantiles(split, int(d), split.score[ids[rows]])
+        out[rows] = split.score_quantiles(int(d), split.score[ids[rows]])
     return out
 
 
@@ -89,9 +84,9 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
             positions = np.unique(
                 np.linspace(before[d], after[d] - 1, min(SAMPLES_PER_DOMAIN, counts[d])).astype(np.int64)
             )
-            ids = split.domain_offsets[d] + plan.sampler.lookup_positions(d, positions)
+            ids = split.domain_offsets[d] + plan.streams[d].lookup(positions)
             scores = split.score[ids]
-            quantiles = score_quantiles(split, d, scores)
+            quantiles = split.score_quantiles(d, scores)
             weight = counts[d] / len(positions)  # samples each drawn position stands for
             mean_score[domain] = float(np.mean(scores))
             quant_sum += float(quantiles.sum() * weight)
@@ -231,7 +226,7 @@ def coverage_summary(plan: Plan) -> dict[str, dict[str, Any]]:
         positions = np.unique(np.linspace(0, stream.budget - 1, min(COVERAGE_SAMPLE, stream.budget)).astype(np.int64))
         ids = start + stream.lookup(positions)
         scores = split.score[ids]
-        q = score_quantiles(split, d, scores)
+        q = split.score_quantiles(d, scores)
         tenth = max(1, len(q) // 10)
         lo, hi = float(q.min()), float(q.max())
         entry |= {

@@ -143,7 +143,6 @@ def setup(recipe: Recipe) -> Run:
     t = recipe.training
     runtime = resolve_runtime(t, recipe.model)
     run_dir = recipe.run_path
-    check_batch_divides(recipe)
     if t.distributed == "ddp":
         os.environ["ACCELERATE_USE_FSDP"] = "false"  # the recipe wins over an FSDP accelerate config
     accelerator = Accelerator(
@@ -157,11 +156,7 @@ def setup(recipe: Recipe) -> Run:
     store = TokenStore(recipe.store_path)
     plan = build_plan(recipe, store)
     world = accelerator.num_processes
-    if t.global_batch_size % (t.micro_batch_size * world):
-        raise UserError(
-            f"training.global_batch_size={t.global_batch_size} must be a multiple of micro_batch_size "
-            f"({t.micro_batch_size}) x processes ({world})"
-        )
+    check_batch_divides(recipe, world)  # the real process count (`train` checked the launcher's earlier)
     tokenizer = load_tokenizer(store.tokenizer_path)
     model = build_model(
         recipe.model,
@@ -445,12 +440,15 @@ def write_run_files(run: Run) -> None:
 # Kept apart from the loop: what happens before it starts and when it cannot.
 
 
-def check_batch_divides(recipe: Recipe) -> None:
-    """The global batch must split evenly over the processes; checked from the launcher's
-    WORLD_SIZE before any process group exists, so every rank stops at once (no hang in a
-    collective) and only rank 0 prints the message (see `recipes.cli.app.user_errors`)."""
+def check_batch_divides(recipe: Recipe, world: int | None = None) -> None:
+    """The global batch must split evenly over the ``world`` processes. `train` checks it from the
+    launcher's WORLD_SIZE (the default) before any process group exists, so every rank stops at once
+    (no hang in a collective) and only rank 0 prints the message (see `recipes.cli.app.user_errors`);
+    `setup` checks it again against the accelerator's process count, for direct callers and for
+    launchers that do not set WORLD_SIZE."""
     t = recipe.training
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world is None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
     if t.global_batch_size % (t.micro_batch_size * world):
         raise UserError(
             f"training.global_batch_size={t.global_batch_size} must be a multiple of micro_batch_size "

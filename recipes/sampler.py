@@ -66,11 +66,7 @@ class Sampler:
 
     def domain_positions(self, domain: int, start: int, stop: int) -> np.ndarray:
         """Local sequence indices at stream positions [start, stop) of one domain."""
-        return self.lookup_positions(domain, np.arange(start, stop, dtype=np.int64))
-
-    def lookup_positions(self, domain: int, positions: np.ndarray) -> np.ndarray:
-        """Local sequence indices at any stream positions of one domain (the plan report samples them)."""
-        return self.streams[domain].lookup(np.asarray(positions, dtype=np.int64))
+        return self.streams[domain].lookup(np.arange(start, stop, dtype=np.int64))
 
     def batch(self, step: int) -> GlobalBatch:
         start = self.allocation.consumed_before(step)

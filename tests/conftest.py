@@ -95,6 +95,13 @@ def recipe_dict(corpus: Path, run_dir: Path, store: Path | None = None, **sectio
     return raw
 
 
+def losses_by_step(run_dir: Path) -> dict[int, float]:
+    """The training loss a run logged at each step (from its metrics.jsonl)."""
+    from recipes.trackers import read_metrics
+
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
+
+
 @pytest.fixture(scope="session")
 def tiny_store(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared store over the test corpus (seq_len 32, vocab ~300), built once per session."""

@@ -14,8 +14,7 @@ from curriculum.errors import UserError
 from recipes.checkpoint import MARKER_FILE, read_marker, verify_folder
 from recipes.loading import recipe_from_dict
 from recipes.pretrain import train
-from recipes.trackers import read_metrics
-from tests.conftest import recipe_dict
+from tests.conftest import losses_by_step, recipe_dict
 
 STEPS, EVERY, STOP = 6, 2, 4
 NEWEST = f"checkpoints/step_{STOP:08d}"
@@ -39,10 +38,6 @@ def _recipe(corpus: Path, store: Path, run_dir: Path, **sections):
         **sections,
     )
     return recipe_from_dict(raw)
-
-
-def _losses(run_dir: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +78,7 @@ def test_damaged_newest_checkpoint_falls_back_and_ends_bitwise_equal(
     if name != MARKER_FILE:
         assert name in err  # the message names the damaged file
     assert summary["steps_done"] == STEPS
-    reference, resumed = _losses(runs["full"]), _losses(run_dir)
+    reference, resumed = losses_by_step(runs["full"]), losses_by_step(run_dir)
     assert sorted(resumed) == list(range(STEPS))
     assert [reference[s] for s in range(STEPS)] == [resumed[s] for s in range(STEPS)]  # bitwise
     final = "final/model.safetensors"

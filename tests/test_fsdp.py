@@ -20,8 +20,7 @@ from accelerate.utils.launch import prepare_multi_gpu_env
 from recipes.loading import recipe_from_dict
 from recipes.pretrain import fsdp_plugin, train
 from recipes.runtime import Runtime
-from recipes.trackers import read_metrics
-from tests.conftest import recipe_dict
+from tests.conftest import losses_by_step, recipe_dict
 from tests.launch import run_command, two_cpu_ranks
 
 
@@ -82,8 +81,7 @@ def test_two_process_checkpoint_resumes_in_one_process(corpus_dir: Path, tiny_st
 
     resumed = train(recipe_from_dict(split), resume=True, show_progress=False)
     assert resumed["processes"] == 1 and resumed["steps_done"] == 8
-    one = {r["step"]: r["loss"] for r in read_metrics(tmp_path / "one") if "loss" in r}
-    two = {r["step"]: r["loss"] for r in read_metrics(tmp_path / "split") if "loss" in r}
+    one, two = losses_by_step(tmp_path / "one"), losses_by_step(tmp_path / "split")
     assert sorted(two) == list(range(8))
     # Steps 4..7 ran in one process from the 2-process checkpoint: they continue the same run.
     assert [two[s] for s in range(8)] == pytest.approx([one[s] for s in range(8)], rel=1e-4)

@@ -11,12 +11,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from curriculum.errors import UserError
+from recipes import checkpoint as checkpoint_module
+from recipes.checkpoint import read_marker, verify_folder
 from recipes.pretrain import LogTally, accumulate_gradients, setup, train
 from recipes.trackers import read_metrics
-
-
-def losses_by_step(run_dir: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
+from tests.conftest import losses_by_step
 
 
 @pytest.mark.slow
@@ -35,7 +34,10 @@ def test_resume_gives_bitwise_identical_losses(make_recipe, tmp_path: Path) -> N
     assert second["val_loss"] == pytest.approx(json.loads((tmp_path / "full" / "summary.json").read_text())["val_loss"])
 
 
-def test_run_folder_has_snapshots_checkpoints_and_metrics(make_recipe, tmp_path: Path) -> None:
+def test_run_folder_has_snapshots_checkpoints_and_metrics(make_recipe, tmp_path: Path, monkeypatch) -> None:
+    hashed: list[Path] = []
+    digest = checkpoint_module.file_digest
+    monkeypatch.setattr(checkpoint_module, "file_digest", lambda path: hashed.append(path) or digest(path))
     recipe = make_recipe(run_dir=str(tmp_path / "run"))
     summary = train(recipe, show_progress=False)
     run = tmp_path / "run"
@@ -47,6 +49,9 @@ def test_run_folder_has_snapshots_checkpoints_and_metrics(make_recipe, tmp_path:
     assert json.loads((run / "final" / "currimix.json").read_text())["kind"] == "final"
     assert json.loads((snapshots[-1] / "currimix.json").read_text())["kind"] == "snapshot"
     assert (run / "final" / "model.safetensors").read_bytes() == (snapshots[-1] / "model.safetensors").read_bytes()
+    assert read_marker(run / "final")["files"] == read_marker(snapshots[-1])["files"]  # the same files
+    assert not [p for p in hashed if p.parent.name in ("final", ".final.tmp")]  # linked files are not read again
+    assert verify_folder(run / "final") is None
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert checkpoints == ["step_00000004", "step_00000008", "step_00000012"]  # keep_last 3
     assert set(summary["val_loss"]) == {"code", "prose", "web"}

@@ -95,7 +95,7 @@ def _blocking_file(path: Path) -> Path | None:
 
 def check_output_file(path: Path, what: str) -> None:
     """Before any work: ``path`` can be written (no part of its folder is a regular file, it is not a folder)."""
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    blocker = _blocking_file(path.parent)  # the file itself may exist: it is replaced
     if blocker is not None:
         raise UserError(f"{what} {str(path)!r} cannot be written: {str(blocker)!r} is a file, not a folder")
     if path.is_dir():
