@@ -49,6 +49,12 @@ MANIFEST = "manifest.json"
 LEGACY_META = "meta.json"
 SPLITS = ("train", "val")
 OPEN_SHARDS = 256  # memory maps kept open at once (each holds a file descriptor)
+QUINTILES = 5  # quality fifths, as the evaluation and the plan report bin `score_quantiles`
+
+
+def quintile_of(quantiles: np.ndarray) -> np.ndarray:
+    """Quintile 0..4 of within-domain quantiles in (0, 1) (`TokenSplit.score_quantiles`); 4 is the best fifth."""
+    return np.minimum((np.asarray(quantiles) * QUINTILES).astype(np.int64), QUINTILES - 1)
 
 
 def store_marker(root: str | Path) -> Path | None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from curriculum.store import TokenSplit
+from curriculum.store import QUINTILES, TokenSplit, quintile_of
 from recipes.losses import sequence_losses
 
 
@@ -31,16 +31,13 @@ def eval_sequence_ids(split: TokenSplit, per_domain: int) -> dict[int, np.ndarra
     return out
 
 
-QUINTILES = 5
-
-
 def quality_quintiles(split: TokenSplit, ids: np.ndarray, domain: int) -> np.ndarray:
     """Quintile 0..4 of each of ``ids`` (one domain's sequences) among *all* that domain's sequences
     of ``split``, by score (ties share their mean rank), so Q5 is the domain's best fifth. Found by
     binary search in the split's sorted shard runs (`TokenSplit.score_quantiles`), never loading
     the whole domain's scores."""
     quantile = split.score_quantiles(domain, split.score[np.asarray(ids, dtype=np.int64)])
-    return np.minimum((quantile * QUINTILES).astype(np.int64), QUINTILES - 1)
+    return quintile_of(quantile)
 
 
 @torch.no_grad()

@@ -19,11 +19,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from curriculum.store import TokenSplit
+from curriculum.store import QUINTILES, TokenSplit, quintile_of
 from recipes.plan import Plan
 
 SAMPLES_PER_DOMAIN = 20_000  # per phase segment; the estimate's error is ~1/sqrt of this
-QUINTILES = 5
 
 
 def sequence_quantiles(split: TokenSplit, ids: np.ndarray) -> np.ndarray:
@@ -91,7 +90,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
             mean_score[domain] = float(np.mean(scores))
             quant_sum += float(quantiles.sum() * weight)
             lrs = plan.schedule.lr(position_steps(plan, d, positions))
-            bins = np.minimum((quantiles * QUINTILES).astype(int), QUINTILES - 1)
+            bins = quintile_of(quantiles)
             lr_tokens += np.bincount(bins, weights=lrs * seq_len * weight, minlength=QUINTILES)
         lrs = plan.schedule.lr(np.arange(a, b))
         segments.append(
