@@ -48,11 +48,14 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise UserError(f"--set {item!r}: expected key.path=value")
     key, raw = item.split("=", 1)
+    path = key.strip().split(".")
+    if not all(path):
+        raise UserError(f"--set {item!r}: expected key.path=value, with no empty part in the key path")
     try:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError as exc:
         raise UserError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
-    return key.strip().split("."), value
+    return path, value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
