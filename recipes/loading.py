@@ -147,8 +147,7 @@ def read_recipe_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any
         return raw
     if not isinstance(parent, str):
         raise UserError(f"recipe {str(path)!r}: `extends` names one preset or recipe file")
-    parent_path = path.parent / parent if parent.endswith((".yaml", ".yml")) else preset_path(parent)
-    return deep_merge(read_recipe_yaml(parent_path, _chain + (path.resolve(),)), raw)
+    return deep_merge(read_recipe_yaml(referenced_recipe(path, parent), _chain + (path.resolve(),)), raw)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -156,6 +155,11 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     raw = apply_overrides(read_recipe_yaml(path), overrides or [])
     return recipe_from_dict(raw, source=f"recipe {str(path)!r}")
+
+
+def referenced_recipe(referrer: Path, name: str) -> Path:
+    """The recipe a file names (`extends`, a grid's `base`): a ``.yaml`` path relative to that file, else a preset."""
+    return referrer.parent / name if name.endswith((".yaml", ".yml")) else preset_path(name)
 
 
 def preset_path(name: str) -> Path:

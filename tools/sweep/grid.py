@@ -164,14 +164,13 @@ def read_grid(path: Path) -> GridConfig:
 
 def load_grid(path: str | Path, size: str = "cpu", out_dir: str | Path | None = None) -> Grid:
     """The grid at ``size`` with its variants (one per axis combination and seed), in file order."""
-    from recipes.loading import preset_path
+    from recipes.loading import referenced_recipe
 
     path = Path(path)
     config = read_grid(path)
     if size not in config.sizes:
         raise UserError(f"grid {str(path)!r} has no size {size!r}; sizes: {sorted(config.sizes)}")
-    base = config.base
-    base_path = path.parent / base if base.endswith((".yaml", ".yml")) else preset_path(base)
+    base_path = referenced_recipe(path, config.base)
     out = Path(out_dir) if out_dir else Path("runs") / "sweeps" / config.name / size
     grid_stub = Grid(config, path, size, base_path, out, ())
     variants = []
