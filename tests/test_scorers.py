@@ -445,8 +445,12 @@ def test_heuristic_badness_windows_rest_on_facts_of_ftfys_pattern():
     non-ASCII-only character class within its first _MOJIBAKE_LEAD + 1 characters, and uses no
     look-around or boundary other than "^" (checked here, so an ftfy update that breaks it fails)."""
     import re
-    from re import _constants as sre
-    from re import _parser
+    try:  # the regex parser's modules: re._parser / re._constants since Python 3.11
+        from re import _constants as sre
+        from re import _parser
+    except ImportError:  # Python 3.10 (requires-python >= 3.10)
+        import sre_constants as sre
+        import sre_parse as _parser
 
     from ftfy.badness import BADNESS_RE
 
