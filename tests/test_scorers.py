@@ -445,6 +445,7 @@ def test_heuristic_badness_windows_rest_on_facts_of_ftfys_pattern():
     non-ASCII-only character class within its first _MOJIBAKE_LEAD + 1 characters, and uses no
     look-around or boundary other than "^" (checked here, so an ftfy update that breaks it fails)."""
     import re
+
     try:  # the regex parser's modules: re._parser / re._constants since Python 3.11
         from re import _constants as sre
         from re import _parser
