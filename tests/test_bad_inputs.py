@@ -1,4 +1,4 @@
-"""The bad-input suite: one row of `tests/bad_inputs.yaml` per user mistake, run in-process.
+"""The bad-input suite: one row of `tests/bad_inputs.yaml` (or `tests/bad_inputs/*.yaml`) per user mistake, run in-process.
 
 Each row builds its inputs in a fresh case folder (the tiny test recipe, edited; files; a copy of
 the tiny store, of a finished tiny run or of its snapshots; damage to some of them), runs one
@@ -39,8 +39,10 @@ from typer.testing import CliRunner
 from recipes.cli import app
 from tests.conftest import recipe_dict
 
-TABLE = Path(__file__).with_name("bad_inputs.yaml")
-ROWS: list[dict[str, Any]] = yaml.safe_load(TABLE.read_text())
+# The table is `bad_inputs.yaml` plus one file per area under `bad_inputs/` (run folders, the store,
+# recipe bounds, ...), so that areas grow without editing one shared file.
+TABLES = [Path(__file__).with_name("bad_inputs.yaml"), *sorted(Path(__file__).with_name("bad_inputs").glob("*.yaml"))]
+ROWS: list[dict[str, Any]] = [row for table in TABLES for row in (yaml.safe_load(table.read_text()) or [])]
 runner = CliRunner()
 
 
