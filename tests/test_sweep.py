@@ -115,6 +115,7 @@ def test_cli_prints_one_argument_list_per_variant(corpus_dir, tiny_store, tmp_pa
             "share one token store",
         ),
         ({"seeds": []}, "seeds"),
+        ({"axes": {"tail": {"10%": {"training.steps": 8}}}, "references": []}, "e.g. 10pct, not 10%"),
     ],
 )
 def test_grid_mistakes_are_named(corpus_dir, tiny_store, tmp_path: Path, changes, match: str) -> None:

@@ -78,9 +78,18 @@ class GridConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "GridConfig":
+        from recipes.config import RUN_NAME
+
         for axis, values in self.axes.items():
             if not values:
                 raise ValueError(f"axis {axis!r} has no values")
+            for label in [axis, *values]:
+                # Labels become part of each variant's run name and folder (<grid>-<axis>-<label>__seed0).
+                if not RUN_NAME.fullmatch(label):
+                    raise ValueError(
+                        f"axis {axis!r}: {label!r} must be a plain name (letters, digits, '.', '_' or '-', not "
+                        "starting with '.'): it becomes part of each variant's run name; e.g. 10pct, not 10%"
+                    )
         if "averaging" in self.axes or "seed" in self.axes:
             raise ValueError("`averaging` and `seed` are built-in columns; name the axis differently")
         known = {**{a: set(v) for a, v in self.axes.items()}, "averaging": set(self.averaging)}
