@@ -10,6 +10,7 @@
       tau:
         "1": {mixture.mixer: {name: temperature, tau: 1}}
         "5": {mixture.mixer: {name: temperature, tau: 5}}
+    corpus: {builder: quality-dial, source: ..., out: runs/testbed/quality-dial}   # optional, built first
     averaging:                        # optional: models computed from each run's own snapshots
       last: null                      # the final model
       ema6: {last: 6, weights: {name: ema, alpha: 0.2}}
@@ -35,6 +36,7 @@ from pydantic import Field, ValidationError, model_validator
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel, validation_problems
 from recipes.averaging import WeightSpec
+from tools.testbed import QualityDialConfig
 
 Overrides = dict[str, Any]
 
@@ -74,6 +76,11 @@ class GridConfig(StrictModel):
     plot_metrics: list[str] | None = Field(None, description="Metrics of the final-loss bar plot; default: `metrics`.")
     eval_sequences_per_domain: int = Field(
         256, ge=1, description="Held-out (and train) sequences evaluated per domain."
+    )
+    corpus: QualityDialConfig | None = Field(
+        None,
+        description="A corpus the base recipe reads, built (deterministically, once per config) before the "
+        "store: the quality-dial testbed (tools/testbed.py).",
     )
 
     @model_validator(mode="after")

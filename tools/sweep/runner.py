@@ -60,7 +60,12 @@ def check_snapshots(grid: Grid, recipe: Recipe) -> None:
 def write_recipes(grid: Grid) -> list[Recipe]:
     """Validate every variant's recipe and write it under ``<out>/recipes/``: the base plus the
     variant's overrides, as given (a fully resolved dump would spell out defaults, which some
-    configs refuse to read back, e.g. `over` next to a step tau schedule)."""
+    configs refuse to read back, e.g. `over` next to a step tau schedule). A grid's `corpus` is built
+    first: the recipes name its files."""
+    if grid.config.corpus is not None:
+        from tools.testbed import build_quality_dial
+
+        build_quality_dial(grid.config.corpus)
     base = read_recipe_yaml(grid.base_path)  # `extends` resolved; read once for every variant
     raws = [apply_overrides(base, list(v.overrides)) for v in grid.variants]
     recipes = [
@@ -222,6 +227,7 @@ def run_variant(
     return {
         "grid": grid.config.name,
         "size": grid.size,
+        "commit": code_commit(),
         "cell": dict(variant.labels),
         "seed": variant.seed,
         "result_key": key,
@@ -232,6 +238,28 @@ def run_variant(
         "models": models,
         "val_curve": curve,
     }
+
+
+def code_commit() -> str | None:
+    """The commit of the code that made a result (``<sha>-dirty`` if the package's tree had changes), or
+    None outside a git checkout: a results page names it, so a number can be traced to its code."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def flatten_metrics(losses: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
