@@ -147,6 +147,7 @@ def run_grid(
         # then no longer match their recorded results, whose keys include the plan's data fingerprint).
         log(f"{'rebuilding the stale' if stale else 'preparing the'} grid token store in {grid.store_dir}")
         prepare_store(recipes[0], overwrite=stale, show_progress=progress)
+    commit = code_commit()  # once: the code this process loaded, whatever happens to the tree meanwhile
     results = []
     for i, (variant, recipe) in enumerate(zip(grid.variants, recipes), 1):
         run_dir = recipe.run_path
@@ -161,7 +162,7 @@ def run_grid(
             log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: not trained yet, left out")
             continue
         log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: {'evaluating' if trained else 'training'}")
-        result = run_variant(grid, variant, recipe, key, progress=progress, trained=trained)
+        result = run_variant(grid, variant, recipe, key, progress=progress, trained=trained, commit=commit)
         _write_text(run_dir / RESULT_FILE, json.dumps(result, indent=1))
         results.append(result)
     return results
@@ -187,7 +188,7 @@ def run_state(run_dir: Path, recipe: Recipe, log: Callable[[str], None]) -> str:
 
 
 def run_variant(
-    grid: Grid, variant: Variant, recipe: Recipe, key: str, *, progress: bool, trained: bool
+    grid: Grid, variant: Variant, recipe: Recipe, key: str, *, progress: bool, trained: bool, commit: str | None = None
 ) -> dict[str, Any]:
     """Train (resuming) one variant, build its averaged models, evaluate every model; the result
     record, filed under ``key`` (its `result_key`)."""
@@ -227,7 +228,7 @@ def run_variant(
     return {
         "grid": grid.config.name,
         "size": grid.size,
-        "commit": code_commit(),
+        "commit": commit,
         "cell": dict(variant.labels),
         "seed": variant.seed,
         "result_key": key,
