@@ -137,17 +137,41 @@ def test_a_grid_with_a_label_given_twice_is_refused(tmp_path: Path) -> None:
         read_grid(path)
 
 
-def test_seed_noise_rule() -> None:
+def test_paired_interval_rule() -> None:
     def rows(values):
         return {s: {"m": v} for s, v in enumerate(values)}
 
-    clear = compare(rows([1.0, 1.02]), rows([1.2, 1.21]), "m")
-    assert clear["outside_noise"] and clear["mean"] == pytest.approx(-0.195)
-    mixed_sign = compare(rows([1.0, 1.3]), rows([1.2, 1.21]), "m")
-    assert not mixed_sign["outside_noise"]
-    small = compare(rows([1.0, 1.1]), rows([1.05, 1.12]), "m")  # same sign, smaller than the seed range
-    assert not small["outside_noise"]
-    assert np.isnan(compare(rows([1.0]), rows([1.1]), "m")["sd"])
+    clear = compare(rows([1.0, 1.02]), rows([1.2, 1.21]), "m")  # d = -0.2, -0.19: t(0.975, 1) = 12.706
+    assert clear.finding and clear.mean == pytest.approx(-0.195)
+    assert clear.high == pytest.approx(-0.195 + 12.706 * np.std([-0.2, -0.19], ddof=1) / np.sqrt(2))
+    assert not compare(rows([1.0, 1.3]), rows([1.2, 1.21]), "m").finding  # mixed signs
+    four = compare(rows([2.0, 3.0, 4.0, 5.0]), rows([1.0, 1.0, 1.0, 1.0]), "m")  # d = 1..4
+    assert (four.low, four.high) == pytest.approx((2.5 - 3.182 * 1.2910 / 2, 2.5 + 3.182 * 1.2910 / 2), abs=1e-3)
+    assert four.finding and four.agree == 4
+    single = compare(rows([1.0]), rows([1.1]), "m")
+    assert np.isnan(single.sd) and not single.finding
+
+
+def test_claims_get_verdicts(corpus_dir, tiny_store, tmp_path: Path) -> None:
+    from tools.sweep.report import claims_table
+
+    claim = {"metric": "val/mean", "expect": "negative"}
+    claims = [
+        {**claim, "claim": "ascending is better", "terms": [[1, {"order": "ascending"}], [-1, {"order": "random"}]]},
+        {**claim, "claim": "random is better", "terms": [[1, {"order": "random"}], [-1, {"order": "ascending"}]]},
+        {**claim, "claim": "noise", "terms": [[1, {"order": "random", "averaging": "ema2"}], [-1, {"order": "random"}]]},
+    ]
+    grid = load_grid(write_grid(tmp_path, corpus_dir, tiny_store, claims=claims), "cpu", tmp_path / "o")
+    losses = {("ascending", "last"): [4.0, 4.1, 4.2], ("random", "last"): [4.5, 4.55, 4.8], ("random", "ema2"): [4.4, 4.7, 4.7]}
+    rows = [
+        {"order": o, "averaging": a, "seed": s, "val/mean": v} for (o, a), vs in losses.items() for s, v in enumerate(vs)
+    ]
+    table = claims_table(grid, rows)
+    assert "| ascending is better | val/mean | -0.517 [" in table and "| 3/3 | **reproduces** |" in table
+    assert "| random is better |" in table and "**opposite**" in table
+    assert "| noise |" in table and "**inside noise**" in table
+    with pytest.raises(UserError, match="must name every axis"):
+        load_grid(write_grid(tmp_path, corpus_dir, tiny_store, claims=[{**claims[0], "terms": [[1, {}]]}]))
 
 
 def test_quality_quintiles_split_each_domain_into_fifths(tiny_store) -> None:

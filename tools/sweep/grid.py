@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -46,6 +46,25 @@ class AveragedModel(StrictModel):
 
     last: int = Field(ge=1, description="How many of the run's newest averaging snapshots to average.")
     weights: WeightSpec = Field(description="Their weights, oldest first: {name: ema, alpha: 0.2}, {name: sma}, ...")
+
+
+class Claim(StrictModel):
+    """A published claim as a contrast of cells, with the sign it predicts (tools/sweep/stats.py).
+
+    ``terms`` are ``[coefficient, {axis: label, ..., averaging: label}]`` pairs; the contrast is
+    sum_i c_i * metric(cell_i), computed per seed and then summarised with a paired 95% interval.
+    """
+
+    claim: str = Field(description="The claim in one sentence, as the paper makes it.")
+    source: str = Field("", description="Where it comes from (paper, section).")
+    metric: str = Field(description="The metric column the contrast is computed on (e.g. val/clean).")
+    terms: list[tuple[float, dict[str, str]]] = Field(
+        min_length=1,
+        description="[coefficient, cell] pairs; a cell names every axis (averaging defaults to the first).",
+    )
+    expect: Literal["negative", "positive"] = Field(
+        description="The sign the claim predicts for the contrast (a loss: negative = lower = better)."
+    )
 
 
 class GridConfig(StrictModel):
@@ -77,6 +96,9 @@ class GridConfig(StrictModel):
     eval_sequences_per_domain: int = Field(
         256, ge=1, description="Held-out (and train) sequences evaluated per domain."
     )
+    claims: list[Claim] = Field(
+        default_factory=list, description="Published claims as contrasts of cells, each given a verdict."
+    )
     corpus: QualityDialConfig | None = Field(
         None,
         description="A corpus the base recipe reads, built (deterministically, once per config) before the "
@@ -106,6 +128,14 @@ class GridConfig(StrictModel):
                     raise ValueError(f"references name {key!r}, which is neither an axis nor `averaging`")
                 if label not in known[key]:
                     raise ValueError(f"reference {key}={label!r} is not one of {sorted(known[key])}")
+        for i, claim in enumerate(self.claims):
+            for _, cell in claim.terms:
+                missing = sorted(set(self.axes) - set(cell))
+                if missing:
+                    raise ValueError(f"claims.{i}: a term must name every axis; {cell} lacks {missing}")
+                for key, label in cell.items():
+                    if key not in known or label not in known[key]:
+                        raise ValueError(f"claims.{i}: {key}={label!r} is not a label of this grid")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds repeat: {self.seeds}")
         return self

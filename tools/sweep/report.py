@@ -2,9 +2,9 @@
 over seeds, and differences to the reference cell with their seed spread) and two plots.
 
 Seed noise, stated once: a difference to the reference is paired by seed (same seed = same init
-and data order), so it is d_s = metric(cell, s) - metric(reference, s). It is marked as *outside
-seed noise* only when every seed's d_s has the same sign **and** |mean d| exceeds the larger
-seed-to-seed range (max - min over seeds) of the two cells. Anything else is inside the noise.
+and data order), so it is d_s = metric(cell, s) - metric(reference, s), reported as its mean and
+paired 95% t-interval (tools/sweep/stats.py); it is **bold**, a finding, only when the interval
+excludes zero. A grid's `claims` are contrasts of cells computed the same way, each with a verdict.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from tools.sweep.grid import Grid
+from tools.sweep.grid import Claim, Grid
+from tools.sweep.stats import Paired, paired
 
 Row = dict[str, Any]
 
@@ -61,23 +62,54 @@ def cells(grid: Grid, rows: list[Row]) -> dict[tuple[str, ...], dict[int, Row]]:
     return dict(sorted(grouped.items(), key=lambda kv: [order[i].index(v) for i, v in enumerate(kv[0])]))
 
 
-def compare(cell: dict[int, Row], ref: dict[int, Row], metric: str) -> dict[str, Any] | None:
+def compare(cell: dict[int, Row], ref: dict[int, Row], metric: str) -> Paired | None:
     """Paired difference cell - reference over the seeds both have (see the module docstring)."""
     seeds = sorted(s for s in cell if s in ref and metric in cell[s] and metric in ref[s])
     if not seeds:
         return None
-    a = np.array([cell[s][metric] for s in seeds])
-    b = np.array([ref[s][metric] for s in seeds])
-    d = a - b
-    noise = max(float(np.ptp(a)), float(np.ptp(b)))
-    same_sign = bool(np.all(d > 0) or np.all(d < 0))
-    return {
-        "mean": float(d.mean()),
-        "sd": float(d.std(ddof=1)) if len(d) > 1 else float("nan"),
-        "seeds": len(d),
-        "noise": noise,
-        "outside_noise": len(d) > 1 and same_sign and abs(float(d.mean())) > noise,
-    }
+    return paired(np.array([cell[s][metric] - ref[s][metric] for s in seeds]))
+
+
+def cell_of(grid: Grid, spec: dict[str, str]) -> tuple[str, ...]:
+    """The cell key a claim term names (averaging defaults to the grid's first averaged model)."""
+    first = next(iter(grid.config.averaging))
+    return tuple(spec.get(k, first if k == "averaging" else "") for k in cell_keys(grid))
+
+
+def contrast(grid: Grid, grouped: dict[tuple[str, ...], dict[int, Row]], claim: Claim) -> Paired | None:
+    """sum_i c_i * metric(cell_i), per seed, over the seeds every term has."""
+    terms = [(c, grouped.get(cell_of(grid, spec), {})) for c, spec in claim.terms]
+    seeds = sorted(set.intersection(*(set(s for s, r in by.items() if claim.metric in r) for _, by in terms)))
+    if not seeds:
+        return None
+    return paired(np.array([sum(c * by[s][claim.metric] for c, by in terms) for s in seeds]))
+
+
+def verdict(claim: Claim, result: Paired | None) -> str:
+    """`reproduces`, `opposite` (the interval excludes zero on the other side) or `inside noise`."""
+    if result is None:
+        return "not run"
+    if not result.finding:
+        return "inside noise"
+    predicted = result.mean < 0 if claim.expect == "negative" else result.mean > 0
+    return "reproduces" if predicted else "opposite"
+
+
+def claims_table(grid: Grid, rows: list[Row]) -> str:
+    """One row per claim: the contrast, its paired 95% interval, seeds agreeing, and the verdict."""
+    if not grid.config.claims:
+        return ""
+    grouped = cells(grid, rows)
+    lines = [
+        "| claim | metric | contrast, mean [95% CI] | seeds agreeing | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for claim in grid.config.claims:
+        result = contrast(grid, grouped, claim)
+        shown = result.text(3) if result else "-"
+        agree = f"{result.agree}/{result.n}" if result else "-"
+        lines.append(f"| {claim.claim} | {claim.metric} | {shown} | {agree} | **{verdict(claim, result)}** |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(grid: Grid, rows: list[Row]) -> str:
@@ -106,9 +138,8 @@ def markdown_table(grid: Grid, rows: list[Row]) -> str:
         lines += [
             "",
             f"Difference to the cell with {', '.join(f'{k}={v}' for k, v in reference.items())} and the same other "
-            "labels, paired by seed: mean ± sd of the per-seed differences (negative = lower loss than the "
-            "reference); **bold** = outside seed noise (same sign in every seed and larger than either cell's "
-            "seed-to-seed range), plain = inside it.",
+            "labels, paired by seed: mean [95% paired t-interval] (negative = lower loss than the reference); "
+            "**bold** = a finding (the interval excludes zero), plain = inside seed noise.",
             "",
             "| " + " | ".join(keys + [f"Δ {m}" for m in metrics]) + " |",
             "|" + "---|" * (len(keys) + len(metrics)),
@@ -123,9 +154,12 @@ def markdown_table(grid: Grid, rows: list[Row]) -> str:
                 if c is None:
                     out.append("-")
                     continue
-                text = f"{c['mean']:+.4f} ± {c['sd']:.4f}"
-                out.append(f"**{text}**" if c["outside_noise"] else text)
+                text = c.text(4)
+                out.append(f"**{text}**" if c.finding else text)
             lines.append("| " + " | ".join([*key, *out]) + " |")
+    claims = claims_table(grid, rows)
+    if claims:
+        lines += ["", "Claims, each a contrast of cells paired by seed (tools/sweep/stats.py):", "", claims.rstrip()]
     return "\n".join(lines) + "\n"
 
 

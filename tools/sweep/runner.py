@@ -229,6 +229,8 @@ def run_variant(
         "grid": grid.config.name,
         "size": grid.size,
         "commit": commit,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
         "cell": dict(variant.labels),
         "seed": variant.seed,
         "result_key": key,
@@ -239,6 +241,24 @@ def run_variant(
         "models": models,
         "val_curve": curve,
     }
+
+
+def machine() -> str:
+    """Where a result was made: CPU model, cores and GPU if any (timings are only comparable on one)."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}"
 
 
 def code_commit() -> str | None:
