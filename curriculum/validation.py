@@ -13,9 +13,9 @@ checks move with them when the store's layout changes:
   sequences; all of them empty is an error, some is a warning, and those documents are dropped.
 - `check_unique_ids` / `check_unique_id_batches`: document ids pick the validation split, so
   duplicates are refused (`prepare` checks a whole domain over its shards' document tables).
-- `read_store_meta` / `check_shard_table` / `load_store_array` / `check_domain_ids`: a damaged
-  ``manifest.json`` (or format-1 ``meta.json``), shard table or ``.npy`` file of a token store is a
-  UserError naming the file and the fix.
+- `read_store_meta` / `check_shard_table` / `load_store_array` / `check_domain_ids`: a damaged or
+  edited ``manifest.json`` (or format-1 ``meta.json``; its schema is `curriculum.manifest`), shard
+  table or ``.npy`` file of a token store is a UserError naming the file, the field and the fix.
 - `is_token_store`: what `prepare --overwrite` may replace (only a currimix store, finished or not).
 """
 
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import numpy as np
 
 from curriculum.errors import UserError
+from curriculum.manifest import manifest_problems
 
 if TYPE_CHECKING:
     import datasets
@@ -269,6 +270,13 @@ def read_store_meta(path: Path, formats: tuple[int, ...]) -> dict[str, Any]:
         raise UserError(f"{path}: token_dtype {meta['token_dtype']!r} is not a numpy dtype; {_DAMAGED}") from None
     if "shards" in keys:
         check_shard_table(meta, path)
+    problems = manifest_problems(meta)  # the full schema: bounds, cross-field rules, the layout digest
+    if problems:
+        raise UserError(
+            f"{path} cannot be trusted to describe the store's files; {_DAMAGED} (or restore the original "
+            f"{path.name}):",
+            problems,
+        )
     return meta
 
 

@@ -2,7 +2,9 @@
 
 Runs once every unit's shard exists (whoever finishes last in a job array may run it; it is
 idempotent: its outputs are written through temp names and have the same content every time).
-The manifest is written last: it is what makes the folder a store.
+The manifest is written last: it is what makes the folder a store. It lists every file's size and
+checksums (`curriculum.checksums`): the shards' from their shard.json, the orders' and the
+tokenizer's computed here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
+from curriculum.checksums import file_checksum, folder_checksums
 from curriculum.errors import UserError
+from curriculum.manifest import layout_digest
 from curriculum.merge import merge_runs, save_array
 from curriculum.shards import SPLITS, read_shard_info
 from curriculum.store import MANIFEST, STORE_FORMAT, write_json_atomic
@@ -75,6 +79,16 @@ def finalize_store(
         rel = f"orders/train/{d}.npy"
         ties = save_array(root / rel, lambda out, runs=runs: merge_runs(runs, out), sum(len(r) for r in runs))
         orders[d] = {"file": rel, "ties": bool(ties)}
+    checksums = {}
+    for u, info in zip(units, infos):
+        folder = root / "shards" / u["name"]
+        files = info.get("files")
+        if files is None:  # a shard written before shards recorded checksums: hash it now
+            files = {k: v for split in SPLITS for k, v in folder_checksums(folder / split, f"{split}/").items()}
+        checksums.update({f"shards/{u['name']}/{name}": c for name, c in files.items()})
+    for d in domains:
+        checksums[orders[d]["file"]] = file_checksum(root / orders[d]["file"])
+    checksums.update(folder_checksums(root / "tokenizer", "tokenizer/"))
     manifest = {
         "format": STORE_FORMAT,
         "seq_len": seq_len,
@@ -86,6 +100,8 @@ def finalize_store(
         "orders": {"train": orders},
         "merge_seconds": round(time.perf_counter() - started, 3),
         **extra,
+        "checksums": checksums,
     }
+    manifest["layout_digest"] = layout_digest(manifest)
     write_json_atomic(root / MANIFEST, manifest)
     return manifest
