@@ -7,6 +7,9 @@ checks move with them when the store's layout changes:
 - `check_json_lines`: a `.jsonl` file is UTF-8, non-empty, one JSON object per line, and every row
   has the text (and id) fields as strings; the first bad line is reported as ``file:line: cause``.
   Reading is a plain Python pass (a few seconds per GB), done before `datasets` sees the file.
+- `check_utf8_text` / `check_text_file`: plain text is UTF-8 too (the first bad byte by line and
+  column, and the count), where it used to become U+FFFD without a word.
+- `check_ids_present`: no document id is null.
 - `check_columns`: a source has the columns its settings name (text, id, `where` keys).
 - `check_text_columns`: the text columns of any loaded source hold strings (parquet, arrow, ...).
 - `drop_empty_documents` / `report_empty_documents`: null or blank texts would become pure-EOS
@@ -127,12 +130,61 @@ def check_json_line_bytes(
                 )
         if id_field is not None:
             value = row.get(id_field)
+            if id_field not in row:
+                raise UserError(
+                    f"{path}:{number}: no {id_field!r} field (this row has {sorted(row)}); document ids come from "
+                    f"the {id_field!r} column, so every row needs one (or set `id_field` to another column)"
+                )
             if value is None or isinstance(value, (bool, list, dict)):
                 raise UserError(
                     f"{path}:{number}: id field {id_field!r} is {_json_type(value)}, expected a string or number"
                 )
     if rows == 0 and whole_file:
         raise UserError(f"{path}: holds no documents (the file is empty or blank)")
+
+
+def check_ids_present(ids: Any, where: str, id_field: str) -> None:
+    """A document-id column (pyarrow) has no nulls: ids pick the validation split and break ties,
+    so a missing one cannot be made up; the first null row is named (0-based, within ``where``)."""
+    if not ids.null_count:
+        return
+    import pyarrow.compute as pc
+
+    first = int(pc.index(pc.is_null(ids), True).as_py())
+    raise UserError(
+        f"{where}: row {first} has a null id in column {id_field!r} ({ids.null_count} such rows); give every "
+        "document an id, or set `id_field` to a column that has one"
+    )
+
+
+def check_utf8_text(data: bytes, origin: str | Path, first_line: int | Callable[[], int] = 1) -> str:
+    """``data`` decoded as UTF-8, or a UserError naming ``origin``, the line and column of the first
+    byte that is not UTF-8 and how many such bytes there are. Plain text is held to the same rule as
+    JSON lines: bytes that are not text are refused, never silently turned into U+FFFD.
+    ``first_line`` may be a function, called only to report an error (counting lines costs a read)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        first = first_line() if callable(first_line) else first_line
+        line = first + data.count(b"\n", 0, exc.start)
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = sum(1 for ch in data.decode("utf-8", "surrogateescape") if "\udc80" <= ch <= "\udcff")
+        raise UserError(
+            f"{origin}:{line}: not UTF-8 text (byte {data[exc.start]:#04x} at column {column}; {bad:,} such bytes "
+            "in this file or range: binary data?); re-encode the file as UTF-8 or leave it out of the source"
+        ) from None
+
+
+def check_text_file(path: str | Path) -> None:
+    """A plain-text source file (``.gz`` or not) is UTF-8 (see `check_utf8_text`)."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise UserError(f"{path}: cannot be read ({exc})") from None
+    check_utf8_text(data, path)
 
 
 def check_columns(where: str, needed: list[str], data: Any, what: str = "no column") -> None:
