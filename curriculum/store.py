@@ -359,8 +359,13 @@ class TokenStore:
 
     def read_files(self) -> list[str]:
         """Store-relative paths of the files training reads: tokens and scores of every shard, merged orders."""
-        folders = dict.fromkeys(s.folder for split in self.splits.values() for s in split.segments)
-        names = [f"{f.relative_to(self.root).as_posix()}/{n}" for f in folders for n in ("tokens.bin", "score.npy")]
+        names = [
+            f"shards/{shard['name']}/{split}/{name}"
+            for shard in self.meta.get("shards", [])
+            for split in SPLITS
+            if shard["splits"][split]["sequences"]  # what `_segments` reads
+            for name in ("tokens.bin", "score.npy")
+        ]
         return names + [entry["file"] for entry in self.meta.get("orders", {}).get("train", {}).values()]
 
     def _check_sampled(self) -> None:
