@@ -290,8 +290,8 @@ class TokenSplit:
             return ascending[::-1] if descending else ascending
         name = self.domain_names[domain]
         path = self.orders_dir / "keyed" / f"{self.split}-{name}-{'desc' if descending else 'asc'}-{key:016x}.npy"
-        if path.is_file():
-            return np.load(path, mmap_mode="r")
+        if path.is_file():  # a cache of this process or an earlier one: its header and length are checked
+            return load_store_array(path, "i", len(ascending), mmap=True)
         start = int(self.domain_offsets[domain])
 
         def scores_along(a: int, b: int) -> np.ndarray:

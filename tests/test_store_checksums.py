@@ -44,6 +44,7 @@ def _a_tokens_file(root: Path) -> Path:
 def test_prepare_records_a_checksum_for_every_file(store: Path) -> None:
     meta = json.loads((store / "manifest.json").read_text())
     files = {p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()}
+    files = {f for f in files if not f.startswith("orders/keyed/")}  # per-seed caches, made on first use
     listed = set(meta["checksums"])
     # everything but the manifest itself, units.json and the shards' own records
     assert files - listed == {"manifest.json", "units.json"} | {f for f in files if f.endswith("shard.json")}
