@@ -41,8 +41,9 @@ class SourceConfig(StrictModel):
     """One source of documents for a domain."""
 
     path: str = Field(
+        min_length=1,
         description="A file, a folder (all data files inside, recursively, or a `datasets` "
-        "save_to_disk folder), or a glob such as `data/*.jsonl.gz`."
+        "save_to_disk folder), or a glob such as `data/*.jsonl.gz`.",
     )
     format: Format = Field(
         "auto",
@@ -64,6 +65,7 @@ class SourceConfig(StrictModel):
     )
     split_pattern: str | None = Field(
         None,
+        min_length=1,
         max_length=1000,
         description="A regular expression; each text is cut into several "
         "documents, a new one starting at every match (e.g. `^ = [^=]` for the "
@@ -88,6 +90,13 @@ class SourceConfig(StrictModel):
         description="Bring your own tokens: a column of token-id lists (e.g. `input_ids` of a `datasets` folder) "
         "packed as they are, never re-tokenized; needs `tokenizer.path` (the tokenizer that made them).",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\0" in value:
+            raise ValueError("holds a NUL byte, which no file name can contain")
+        return value
 
     @field_validator("text_field")
     @classmethod
@@ -149,6 +158,13 @@ def _check_data_file(source: SourceConfig, path: Path) -> None:
 
 def resolve_files(source: SourceConfig) -> tuple[str, list[str]]:
     """Return (format, files) for a source, raising a UserError naming the path if nothing is found."""
+    try:
+        return _resolve_files(source)
+    except OSError as exc:  # a name too long, a folder that cannot be listed, a link loop
+        raise UserError(f"data source {source.path!r}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _resolve_files(source: SourceConfig) -> tuple[str, list[str]]:
     path = Path(os.path.expanduser(source.path))
     if source.format == "arrow" or (source.format == "auto" and _is_saved_dataset(path)):
         if not _is_saved_dataset(path):

@@ -248,6 +248,10 @@ def _columns(source: SourceConfig, fields: list[str], tables: list[pa.Table], id
     check_columns(origin, needed, table)
     id_field = source.id_column(table.column_names)
     if id_field:
+        kind = table.column(id_field).type
+        checks = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer, pa.types.is_floating)
+        if not any(check(kind) for check in checks) and not pa.types.is_null(kind):  # null: reported next
+            raise UserError(f"{origin}: id column {id_field!r} holds {kind} values, expected strings or numbers")
         check_ids_present(table.column(id_field), origin, id_field)
     doc_ids = pc.cast(table.column(id_field), pa.string()) if id_field else pa.array(generated, pa.string())
     if "id" in table.column_names:

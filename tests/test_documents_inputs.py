@@ -107,3 +107,31 @@ def test_the_split_budget_does_not_change_the_data_fingerprint(tmp_path: Path) -
     assert recipe_from_dict(raw).data_fingerprint() == before
     raw["data"]["domains"]["code"]["sources"][0]["split_pattern"] = "^x"
     assert recipe_from_dict(raw).data_fingerprint() != before
+
+
+def test_an_id_column_of_lists_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"id": [[1], [2]], "text": ["x", "y"]}), path)
+    with pytest.raises(UserError, match=r"id column 'id' holds list<element: int64> values"):
+        read_unit(SourceConfig(path=str(path)), _whole(path, "parquet"), "d/0")
+
+
+def test_source_paths_that_name_no_file_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="at least 1 character"):
+        SourceConfig(path="")  # would read the working folder
+    with pytest.raises(ValidationError, match="NUL byte"):
+        SourceConfig(path="a\0b.jsonl")
+    for path in (tmp_path / ("x" * 300) / "a.jsonl", tmp_path / ("x" * 300) / "*.jsonl"):
+        with pytest.raises(UserError, match="File name too long"):
+            resolve_files(SourceConfig(path=str(path)))
+
+
+def test_pre_tokenized_lists_must_be_integers_without_nulls() -> None:
+    from tools.prepare.work import token_column
+
+    with pytest.raises(UserError, match="lists of double"):
+        token_column(pa.table({"t": [[1.5, 2.0]]}), "t", 100, "u")
+    with pytest.raises(UserError, match="with 1 nulls"):
+        token_column(pa.table({"t": [[1, None, 3]]}), "t", 100, "u")
+    flat, lengths = token_column(pa.table({"t": [[1, 2], [3]]}), "t", 100, "u")
+    assert flat.tolist() == [1, 2, 3] and lengths.tolist() == [2, 1]
