@@ -32,6 +32,7 @@ from curriculum.errors import UserError
 from curriculum.validation import (
     check_columns,
     check_ids_present,
+    check_json_depth,
     check_json_line_bytes,
     check_utf8_text,
     report_empty_documents,
@@ -128,6 +129,7 @@ def read_checked_json(
     pyarrow failed or its table looks suspect, so a clean file costs nothing extra."""
     if whole_file and not data.strip():
         raise UserError(f"{path}: holds no documents (the file is empty or blank)")
+    check_json_depth(data, path, 1 if base == 0 else functools.partial(_line_number, path, base))
     try:
         table = (
             pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 24)) if data.strip() else None

@@ -28,6 +28,7 @@ import collections
 import gzip
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
     import datasets
 
 JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz")
+# Deeper JSON crashes parsers (pyarrow's reader segfaults near 20,000 levels, Python's raises RecursionError
+# near 1,000); no document corpus needs more, so it is a fixed limit rather than a setting.
+MAX_JSON_DEPTH = 512
+_JSON_STRING = re.compile(rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"')  # unrolled: one step per run of plain bytes
 STORE_META_KEYS = ("format", "seq_len", "token_dtype", "eos_id", "vocab_size", "domains", "stats")
 _DAMAGED = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
 
@@ -104,6 +109,11 @@ def check_json_line_bytes(
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise UserError(
+                f"{path}:{number}: JSON nested more than {MAX_JSON_DEPTH} levels deep; flatten that field or "
+                "leave the row out"
+            ) from None
         if not isinstance(row, dict):
             raise UserError(
                 f"{path}:{number}: a JSON lines file holds one object per line, this line is {_json_type(row)}"
@@ -185,6 +195,38 @@ def check_text_file(path: str | Path) -> None:
     except (OSError, EOFError) as exc:
         raise UserError(f"{path}: cannot be read ({exc})") from None
     check_utf8_text(data, path)
+
+
+def check_json_depth(data: bytes, origin: str | Path, first_line: int | Callable[[], int] = 1) -> None:
+    """Refuse JSON lines nested more than `MAX_JSON_DEPTH` levels deep, naming ``origin:line``, before a
+    parser sees them. A line can only be that deep if it holds that many ``[`` or ``{``: those are
+    counted per line with numpy (a fraction of pyarrow's parse time), and only such lines are measured
+    exactly, with their strings blanked out."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    chunk = 1 << 24
+    start = 0
+    while start < len(buf):
+        stop = data.find(b"\n", min(start + chunk, len(buf)))
+        stop = len(buf) if stop < 0 else stop + 1
+        piece = buf[start:stop]
+        opens = np.cumsum((piece == 91) | (piece == 123), dtype=np.int32)  # '[' or '{'
+        ends = np.flatnonzero(piece == 10)
+        if not len(ends) or ends[-1] != len(piece) - 1:
+            ends = np.append(ends, len(piece) - 1)
+        per_line = np.diff(opens[ends], prepend=0)
+        for k in np.flatnonzero(per_line > MAX_JSON_DEPTH).tolist():
+            a = start + (int(ends[k - 1]) + 1 if k else 0)
+            skeleton = np.frombuffer(_JSON_STRING.sub(b'""', data[a : start + int(ends[k]) + 1]), dtype=np.uint8)
+            step = ((skeleton == 91) | (skeleton == 123)).astype(np.int32) - ((skeleton == 93) | (skeleton == 125))
+            depth = int(np.cumsum(step).max())
+            if depth > MAX_JSON_DEPTH:
+                line = (first_line() if callable(first_line) else first_line) + data.count(b"\n", 0, a)
+                raise UserError(
+                    f"{origin}:{line}: JSON nested {depth} levels deep, more than the "
+                    f"limit of {MAX_JSON_DEPTH} (deeper JSON crashes the parsers); flatten that field or leave the "
+                    "row out"
+                )
+        start = stop
 
 
 def check_columns(where: str, needed: list[str], data: Any, what: str = "no column") -> None:

@@ -135,3 +135,24 @@ def test_pre_tokenized_lists_must_be_integers_without_nulls() -> None:
         token_column(pa.table({"t": [[1, None, 3]]}), "t", 100, "u")
     flat, lengths = token_column(pa.table({"t": [[1, 2], [3]]}), "t", 100, "u")
     assert flat.tolist() == [1, 2, 3] and lengths.tolist() == [2, 1]
+
+
+def test_json_nested_past_the_limit_is_refused_before_a_parser_crashes(tmp_path: Path) -> None:
+    """pyarrow's JSON reader segfaults on ~20,000 levels (the whole `prepare` died with status 139)."""
+    from curriculum.validation import MAX_JSON_DEPTH, check_json_depth
+
+    path = tmp_path / "d.jsonl"
+    deep = '{"text": "a", "x": ' + "[" * 30000 + "]" * 30000 + "}\n"
+    fine = '{"text": "brackets [[[[ in ]]]] text \\" [[[ are not nesting", "x": [[1]]}\n'
+    path.write_text(fine * 3 + deep)
+    with pytest.raises(
+        UserError, match=rf"d\.jsonl:4: JSON nested 30001 levels deep, more than the limit of {MAX_JSON_DEPTH}"
+    ):
+        read_unit(SourceConfig(path=str(path)), _whole(path, "json"), "d/0")
+    with pytest.raises(UserError, match=r"d\.jsonl:4: JSON nested more than"):
+        load_documents(SourceConfig(path=str(path)))
+    unit = {**_whole(path, "json"), "start": len(fine) + 1, "stop": path.stat().st_size}
+    with pytest.raises(UserError, match=r"d\.jsonl:4: JSON nested"):  # a byte range counts lines from the file's start
+        read_unit(SourceConfig(path=str(path)), unit, "d/0")
+    check_json_depth(('{"text": "' + "[" * 5000 + '"}\n').encode(), "x")  # inside a string: no nesting at all
+    check_json_depth(("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH + "\n").encode(), "x")  # at the limit
