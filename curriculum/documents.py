@@ -35,6 +35,7 @@ _PARQUET_SUFFIXES = (".parquet",)
 _TEXT_SUFFIXES = (".txt", ".txt.gz", ".md", ".rst", ".py", ".text")
 
 Format = Literal["auto", "json", "parquet", "text", "arrow"]
+_CELL = (str, bool, int, float, type(None))  # what `where` compares a column's cells with (hashable)
 
 
 class SourceConfig(StrictModel):
@@ -80,7 +81,9 @@ class SourceConfig(StrictModel):
         "exponentially (nested repetition such as `(a|a)+$`) is refused instead of hanging `prepare`.",
     )
     where: dict[str, Any] | None = Field(
-        None, description="Keep only rows whose fields equal these values (a list means any of), e.g. {label: ham}."
+        None,
+        description="Keep only rows whose fields equal these values (a non-empty list means any of), "
+        "e.g. {label: ham}; values are strings, numbers, booleans or null.",
     )
     max_documents: int | None = Field(
         None, ge=1, description="Keep only the first N documents (after `where`); such a source is one unit of work."
@@ -96,6 +99,19 @@ class SourceConfig(StrictModel):
     def _no_nul(cls, value: str) -> str:
         if "\0" in value:
             raise ValueError("holds a NUL byte, which no file name can contain")
+        return value
+
+    @field_validator("where")
+    @classmethod
+    def _cell_values(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, wanted in (value or {}).items():
+            if wanted == []:
+                raise ValueError(f"{key}: an empty list matches no row; name at least one value")
+            if not all(isinstance(v, _CELL) for v in (wanted if isinstance(wanted, list) else [wanted])):
+                raise ValueError(
+                    f"{key}: {wanted!r} is not a value to compare cells with; give a string, number, boolean "
+                    "or null, or a list of them"
+                )
         return value
 
     @field_validator("text_field")
