@@ -46,6 +46,7 @@ JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz")
 # near 1,000); no document corpus needs more, so it is a fixed limit rather than a setting.
 MAX_JSON_DEPTH = 512
 _JSON_STRING = re.compile(rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"')  # unrolled: one step per run of plain bytes
+STORE_ENTRIES = ("units.json", "manifest.json", "shards", "tokenizer", "orders")  # what `prepare` writes
 STORE_META_KEYS = ("format", "seq_len", "token_dtype", "eos_id", "vocab_size", "domains", "stats")
 _DAMAGED = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
 
@@ -331,8 +332,15 @@ def is_token_store(folder: Path) -> bool:
     try:
         units = json.loads((folder / "units.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(units, list) and all(isinstance(u, dict) and {"name", "domain"} <= set(u) for u in units)
+        units = None
+    if isinstance(units, list) and all(isinstance(u, dict) and {"name", "domain"} <= set(u) for u in units):
+        return True
+    # A damaged units.json still marks an unfinished prepare beside its shards or tokenizer when nothing
+    # else is in the folder: otherwise neither resuming nor --overwrite could get past it.
+    entries = [p.name for p in folder.iterdir()] if (folder / "units.json").is_file() else []
+    return bool({"shards", "tokenizer"} & set(entries)) and all(
+        name in STORE_ENTRIES or name.startswith(".") for name in entries
+    )
 
 
 def read_store_meta(path: Path, formats: tuple[int, ...]) -> dict[str, Any]:

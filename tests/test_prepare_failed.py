@@ -67,3 +67,20 @@ def test_a_fresh_prepare_where_no_unit_finished_leaves_nothing(corpus: Path, tmp
         prepare_store(recipe_from_dict(raw), show_progress=False)
     assert "kept" not in str(err.value)
     assert not (tmp_path / "store").exists()
+
+
+def test_a_damaged_units_json_can_be_overwritten_but_a_users_cannot(corpus: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    prepare_store(_recipe(corpus, store), show_progress=False)
+    (store / "manifest.json").unlink()
+    (store / "units.json").write_text("{oops")
+    with pytest.raises(UserError, match="units.json is damaged .* pass --overwrite"):
+        prepare_store(_recipe(corpus, store), show_progress=False)
+    assert prepare_store(_recipe(corpus, store), overwrite=True, show_progress=False) is not None
+    mine = tmp_path / "mine"
+    (mine / "shards").mkdir(parents=True)
+    (mine / "units.json").write_text("{oops")
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(UserError, match="is not a currimix token store"):
+        prepare_store(_recipe(corpus, mine), overwrite=True, show_progress=False)
+    assert (mine / "thesis.tex").is_file()

@@ -37,6 +37,24 @@ def missing_units(root: Path, units: list[dict[str, Any]]) -> list[dict[str, Any
     return [u for u in units if read_shard_info(root / "shards" / u["name"]) is None]
 
 
+SHARD_FILES = ("tokens.bin", "tail.bin", "score.npy", "doc_offsets.npy", "doc_index.npy", "documents.parquet")
+
+
+def check_shard_files(folder: Path, info: dict[str, Any]) -> None:
+    """A finished shard still holds the files its shard.json lists, at their sizes (a shard written
+    before shards listed files: the files every shard has), so nothing is merged from a damaged one."""
+    expected = info.get("files") or {f"{s}/{name}": None for s in SPLITS for name in SHARD_FILES}
+    for name, checksum in expected.items():
+        path = folder / name
+        size = path.stat().st_size if path.is_file() else None
+        if size is None or (isinstance(checksum, dict) and checksum.get("size") != size):
+            why = "is missing" if size is None else f"has {size} bytes, shard.json says {checksum.get('size')}"
+            raise UserError(
+                f"{path} {why}: the shard is damaged; delete the folder {str(folder)!r} and run `currimix prepare` "
+                "again to rebuild that unit"
+            )
+
+
 def check_domain_ids_unique(root: Path, units: list[dict[str, Any]], domain: str) -> None:
     """Document ids are unique across a domain's shards (both splits), read column by column."""
 
@@ -55,6 +73,8 @@ def finalize_store(
     """Write ``orders/`` and ``manifest.json`` for a folder whose units are all done."""
     infos = [read_shard_info(root / "shards" / u["name"]) for u in units]
     assert all(infos), "finalize before every unit finished"
+    for u, info in zip(units, infos):
+        check_shard_files(root / "shards" / u["name"], info)
     blank = {"documents": 0, "sequences": 0, "tokens": 0, "dropped_tokens": 0, "score_min": None, "score_max": None}
     stats = {split: {d: dict(blank) for d in domains} for split in SPLITS}
     for info in infos:
