@@ -9,7 +9,8 @@ Layout of a store folder (written by `tools/prepare`; see `curriculum/shards.py`
     shards/<unit>/       one folder per unit of work (one domain each), written once, atomically
     orders/train/<d>.npy each domain's ascending score order (a merge of the shards' sorted runs)
     orders/keyed/        tie-broken rank orders per (domain, direction, seed key), computed on
-                         first use and memory-mapped afterwards
+                         first use and memory-mapped afterwards (caches: not in the checksums;
+                         their header and length are checked when loaded)
 
 The manifest's schema is `curriculum.manifest`; its ``checksums`` list every file's size and
 SHA-256 (`curriculum.checksums`). Opening a store checks the manifest, each shard's tokens.bin
