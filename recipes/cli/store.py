@@ -33,7 +33,10 @@ def verify(
         def on_file(name: str, size: int) -> None:
             bar.update(task, advance=size, description=f"verify {name}")
 
-        count, problems = verify_store(store, on_file)
+        try:
+            count, problems = verify_store(store, on_file)
+        except OSError as exc:  # a name too long, an unreadable file: every path here is the store's
+            raise UserError(f"token store {str(store)!r} cannot be read ({exc.strerror or exc})") from None
     if problems:
         raise UserError(
             f"token store {str(store)!r}: {len(problems)} of {count} files are damaged (changed since `prepare` "
