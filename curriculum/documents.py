@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import glob
 import os
-import re
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
 import datasets
-from pydantic import Field
+import regex
+from pydantic import Field, field_validator
 
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
 from curriculum.validation import (
     JSON_LINES_SUFFIXES,
     check_columns,
+    check_ids_present,
     check_json_lines,
     check_text_columns,
+    check_text_file,
     drop_empty_documents,
 )
 
@@ -32,14 +35,16 @@ _PARQUET_SUFFIXES = (".parquet",)
 _TEXT_SUFFIXES = (".txt", ".txt.gz", ".md", ".rst", ".py", ".text")
 
 Format = Literal["auto", "json", "parquet", "text", "arrow"]
+_CELL = (str, bool, int, float, type(None))  # what `where` compares a column's cells with (hashable)
 
 
 class SourceConfig(StrictModel):
     """One source of documents for a domain."""
 
     path: str = Field(
+        min_length=1,
         description="A file, a folder (all data files inside, recursively, or a `datasets` "
-        "save_to_disk folder), or a glob such as `data/*.jsonl.gz`."
+        "save_to_disk folder), or a glob such as `data/*.jsonl.gz`.",
     )
     format: Format = Field(
         "auto",
@@ -61,12 +66,24 @@ class SourceConfig(StrictModel):
     )
     split_pattern: str | None = Field(
         None,
+        min_length=1,
+        max_length=1000,
         description="A regular expression; each text is cut into several "
         "documents, a new one starting at every match (e.g. `^ = [^=]` for the "
-        "article titles of WikiText). Multiline mode is on.",
+        "article titles of WikiText). Multiline mode is on. Run by the `regex` engine "
+        "within `split_timeout_s` per document.",
+    )
+    split_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Time budget of `split_pattern` on one document, in seconds: a pattern that backtracks "
+        "exponentially (nested repetition such as `(a|a)+$`) is refused instead of hanging `prepare`.",
     )
     where: dict[str, Any] | None = Field(
-        None, description="Keep only rows whose fields equal these values (a list means any of), e.g. {label: ham}."
+        None,
+        description="Keep only rows whose fields equal these values (a non-empty list means any of), "
+        "e.g. {label: ham}; values are strings, numbers, booleans or null.",
     )
     max_documents: int | None = Field(
         None, ge=1, description="Keep only the first N documents (after `where`); such a source is one unit of work."
@@ -76,6 +93,47 @@ class SourceConfig(StrictModel):
         description="Bring your own tokens: a column of token-id lists (e.g. `input_ids` of a `datasets` folder) "
         "packed as they are, never re-tokenized; needs `tokenizer.path` (the tokenizer that made them).",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\0" in value:
+            raise ValueError("holds a NUL byte, which no file name can contain")
+        return value
+
+    @field_validator("where")
+    @classmethod
+    def _cell_values(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, wanted in (value or {}).items():
+            if wanted == []:
+                raise ValueError(f"{key}: an empty list matches no row; name at least one value")
+            if not all(isinstance(v, _CELL) for v in (wanted if isinstance(wanted, list) else [wanted])):
+                raise ValueError(
+                    f"{key}: {wanted!r} is not a value to compare cells with; give a string, number, boolean "
+                    "or null, or a list of them"
+                )
+        return value
+
+    @field_validator("text_field")
+    @classmethod
+    def _distinct_text_fields(cls, value: str | list[str]) -> str | list[str]:
+        fields = [value] if isinstance(value, str) else value
+        if not fields or any(not f for f in fields):
+            raise ValueError("name at least one column, and no empty names")
+        repeated = sorted({f for f in fields if fields.count(f) > 1})
+        if repeated:
+            raise ValueError(f"names {repeated} more than once, which would repeat their text in every document")
+        return value
+
+    @field_validator("split_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                regex.compile(value, regex.MULTILINE)
+            except regex.error as exc:
+                raise ValueError(f"split_pattern {value!r} is not a valid regular expression ({exc})") from None
+        return value
 
     @property
     def text_fields(self) -> list[str]:
@@ -96,8 +154,33 @@ def _is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and ((path / "dataset_info.json").exists() or (path / "state.json").exists())
 
 
+def _check_data_file(source: SourceConfig, path: Path) -> None:
+    """``path`` (a match of the source) is a regular file, or a link to one: a dangling link would fail
+    later as a bare FileNotFoundError, a FIFO or device would block or stream forever."""
+    if path.is_symlink() and not path.exists():
+        raise UserError(
+            f"data source {source.path!r}: {str(path)!r} is a symbolic link to {os.readlink(path)!r}, which does "
+            "not exist; fix the link or remove it"
+        )
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return
+    kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+    raise UserError(
+        f"data source {source.path!r}: {str(path)!r} is {kind}; a source names data files (a folder only as the "
+        "whole `path`, or a `datasets` save_to_disk folder)"
+    )
+
+
 def resolve_files(source: SourceConfig) -> tuple[str, list[str]]:
     """Return (format, files) for a source, raising a UserError naming the path if nothing is found."""
+    try:
+        return _resolve_files(source)
+    except OSError as exc:  # a name too long, a folder that cannot be listed, a link loop
+        raise UserError(f"data source {source.path!r}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _resolve_files(source: SourceConfig) -> tuple[str, list[str]]:
     path = Path(os.path.expanduser(source.path))
     if source.format == "arrow" or (source.format == "auto" and _is_saved_dataset(path)):
         if not _is_saved_dataset(path):
@@ -108,12 +191,21 @@ def resolve_files(source: SourceConfig) -> tuple[str, list[str]]:
         return "arrow", [str(path)]
     if any(ch in source.path for ch in "*?["):
         files = sorted(glob.glob(os.path.expanduser(source.path), recursive=True))
+        for f in files:
+            _check_data_file(source, Path(f))
     elif path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*") if p.is_file())
-        if source.format == "auto":
-            files = [f for f in files if _has_suffix(f, _JSON_SUFFIXES + _PARQUET_SUFFIXES + _TEXT_SUFFIXES)]
+        files = []
+        for p in sorted(path.rglob("*")):
+            if p.is_dir():
+                continue
+            if source.format == "auto" and not _has_suffix(str(p), _JSON_SUFFIXES + _PARQUET_SUFFIXES + _TEXT_SUFFIXES):
+                continue
+            _check_data_file(source, p)
+            files.append(str(p))
     elif path.is_file():
         files = [str(path)]
+    elif path.is_symlink() or path.exists():
+        _check_data_file(source, path)
     else:
         raise UserError(f"data source {source.path!r} does not exist")
     if not files:
@@ -152,7 +244,7 @@ def _load_raw(fmt: str, files: list[str], source: SourceConfig, cache_dir: str |
         return load_saved_dataset(files[0], f"data source {source.path!r}")
     kwargs: dict[str, Any] = {}
     if fmt == "text":
-        kwargs = {"sample_by": source.text_split, "encoding_errors": "replace", "keep_linebreaks": True}
+        kwargs = {"sample_by": source.text_split, "keep_linebreaks": True}  # UTF-8 checked above
     try:
         return datasets.load_dataset(fmt, data_files=files, split="train", cache_dir=cache_dir, **kwargs)
     except Exception as exc:  # datasets wraps parser errors in several types; all mean "bad file"
@@ -168,8 +260,13 @@ def load_documents(
     for f in files if fmt == "json" else []:
         if f.lower().endswith(JSON_LINES_SUFFIXES):
             check_json_lines(f, fields, source.id_field)
+    for f in files if fmt == "text" else []:
+        check_text_file(f)
     ds = _load_raw(fmt, files, source, cache_dir)
     check_columns(f"data source {source.path!r}", fields + ([source.id_field] if source.id_field else []), ds)
+    if source.id_column(ds.column_names):  # before any filter: rows are numbered in the source as read
+        column = source.id_column(ds.column_names)
+        check_ids_present(ds.data.table.column(column), f"data source {source.path!r}", column)
     if source.where:
         check_columns(f"data source {source.path!r}", list(source.where), ds, "`where` names unknown columns")
         wanted = {k: (set(v) if isinstance(v, list) else {v}) for k, v in source.where.items()}
@@ -202,20 +299,34 @@ def load_documents(
     return ds
 
 
-def compile_split_pattern(source: SourceConfig) -> re.Pattern:
-    """The source's ``split_pattern`` as a regex, or a UserError naming the source."""
+def compile_split_pattern(source: SourceConfig) -> regex.Pattern:
+    """The source's ``split_pattern`` as a compiled `regex` pattern (MULTILINE), or a UserError naming it.
+
+    `regex` rather than `re`: it takes a time budget per call (`re` cannot be interrupted), and it
+    avoids much of the exponential backtracking `re` falls into (`^(a+)+$` is linear there)."""
     try:
-        return re.compile(source.split_pattern, re.MULTILINE)
-    except re.error as exc:
+        return regex.compile(source.split_pattern, regex.MULTILINE)
+    except regex.error as exc:
         raise UserError(
             f"data source {source.path!r}: split_pattern {source.split_pattern!r} is not a valid "
             f"regular expression ({exc})"
         ) from None
 
 
-def split_text(pattern: re.Pattern, text: str, doc_id: str) -> tuple[list[str], list[str]]:
-    """``text`` cut where ``pattern`` matches (blank pieces dropped), and the pieces' ids ``<id>#<k>``."""
-    starts = sorted({0} | {m.start() for m in pattern.finditer(text)})
+def split_text(
+    pattern: regex.Pattern, text: str, doc_id: str, timeout_s: float | None = None, where: str = "split_pattern"
+) -> tuple[list[str], list[str]]:
+    """``text`` cut where ``pattern`` matches (blank pieces dropped), and the pieces' ids ``<id>#<k>``;
+    a search running past ``timeout_s`` seconds is a UserError naming ``where``, the document and the budget."""
+    try:
+        starts = sorted({0} | {m.start() for m in pattern.finditer(text, timeout=timeout_s)})
+    except TimeoutError:
+        raise UserError(
+            f"{where}: split_pattern {pattern.pattern!r} ran past its budget of split_timeout_s = {timeout_s:g} s "
+            f"on document {doc_id!r} ({len(text):,} characters). Nested or ambiguous repetition (such as "
+            "`(a|a)+$` or `(\\w+\\s?)+$`) backtracks exponentially: simplify the pattern; if the document is "
+            "simply that large, raise split_timeout_s"
+        ) from None
     pieces = [p for p in (text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])) if p.strip()]
     return pieces, [f"{doc_id}#{k}" for k in range(len(pieces))]
 
@@ -227,7 +338,7 @@ def split_documents(ds: datasets.Dataset, source: SourceConfig, num_proc: int | 
     def explode(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"text": [], "id": []}
         for text, doc_id in zip(batch["text"], batch["id"]):
-            pieces, ids = split_text(pattern, text, doc_id)
+            pieces, ids = split_text(pattern, text, doc_id, source.split_timeout_s, f"data source {source.path!r}")
             out["text"].extend(pieces)
             out["id"].extend(ids)
         return out

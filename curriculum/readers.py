@@ -14,11 +14,12 @@ and the store's contents do not either): JSON lines are named by their byte offs
 from __future__ import annotations
 
 import codecs
+import functools
 import gzip
 import io
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +29,14 @@ import pyarrow.parquet as pq
 
 from curriculum.documents import SourceConfig, compile_split_pattern, split_text
 from curriculum.errors import UserError
-from curriculum.validation import check_columns, check_json_line_bytes, report_empty_documents
+from curriculum.validation import (
+    check_columns,
+    check_ids_present,
+    check_json_depth,
+    check_json_line_bytes,
+    check_utf8_text,
+    report_empty_documents,
+)
 
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
@@ -121,6 +129,7 @@ def read_checked_json(
     pyarrow failed or its table looks suspect, so a clean file costs nothing extra."""
     if whole_file and not data.strip():
         raise UserError(f"{path}: holds no documents (the file is empty or blank)")
+    check_json_depth(data, path, 1 if base == 0 else functools.partial(_line_number, path, base))
     try:
         table = (
             pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 24)) if data.strip() else None
@@ -128,6 +137,8 @@ def read_checked_json(
         error = None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         table, error = None, exc
+    if id_field is None and table is not None and "id" in table.column_names:
+        id_field = "id"  # the default id column (`SourceConfig.id_column`): its rows are checked alike
     if table is not None and _is_utf8(data) and not _suspect(table, fields, id_field):
         return table
     if error is None and table is None:
@@ -139,8 +150,10 @@ def read_checked_json(
     return table
 
 
-def read_text(data: bytes, mode: str) -> list[str]:
-    text = data.decode("utf-8", errors="replace")
+def read_text(data: bytes, mode: str, origin: str = "text", first_line: int | Callable[[], int] = 1) -> list[str]:
+    """The documents of plain text: the whole text, its blank-line paragraphs or its lines; bytes
+    that are not UTF-8 are refused with ``origin:line`` (`check_utf8_text`)."""
+    text = check_utf8_text(data, origin, first_line)
     if mode == "document":
         return [text]
     if mode == "paragraph":
@@ -192,8 +205,9 @@ def read_unit(source: SourceConfig, unit: dict[str, Any], source_name: str) -> p
                 raise UserError(f"{origin}: could not read parquet files: {exc}") from None
             ids.append([f"{source_name}:{k}:{r}" for r in range(table.num_rows)])
         else:
-            _, data = _read_or_explain(path, unit)
-            texts = read_text(data, source.text_split)
+            base, data = _read_or_explain(path, unit)
+            line = functools.partial(_line_number, path, base) if base else 1  # counted only for an error
+            texts = read_text(data, source.text_split, path, line)
             table = pa.table({"text": pa.array(texts, pa.string())})
             first = unit["start"] if unit["stop"] is not None else 0
             ids.append([f"{source_name}:{k}:{first}+{r}" for r in range(table.num_rows)])
@@ -235,6 +249,12 @@ def _columns(source: SourceConfig, fields: list[str], tables: list[pa.Table], id
     needed = fields + ([tokens_field] if tokens_field else []) + ([source.id_field] if source.id_field else [])
     check_columns(origin, needed, table)
     id_field = source.id_column(table.column_names)
+    if id_field:
+        kind = table.column(id_field).type
+        checks = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer, pa.types.is_floating)
+        if not any(check(kind) for check in checks) and not pa.types.is_null(kind):  # null: reported next
+            raise UserError(f"{origin}: id column {id_field!r} holds {kind} values, expected strings or numbers")
+        check_ids_present(table.column(id_field), origin, id_field)
     doc_ids = pc.cast(table.column(id_field), pa.string()) if id_field else pa.array(generated, pa.string())
     if "id" in table.column_names:
         table = table.drop_columns(["id"])
@@ -275,7 +295,7 @@ def split_table(table: pa.Table, source: SourceConfig) -> pa.Table:
     pattern = compile_split_pattern(source)
     texts, ids = [], []
     for text, doc_id in zip(table.column("text").to_pylist(), table.column("id").to_pylist()):
-        pieces, piece_ids = split_text(pattern, text, doc_id)
+        pieces, piece_ids = split_text(pattern, text, doc_id, source.split_timeout_s, f"data source {source.path!r}")
         texts.extend(pieces)
         ids.extend(piece_ids)
     return pa.table({"text": pa.array(texts, pa.string()), "id": pa.array(ids, pa.string())})

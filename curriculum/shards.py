@@ -10,7 +10,8 @@ A shard folder holds, per split (``train/``, ``val/``)::
     tail.bin           the tokens after the last full sequence (kept, so the shard holds every
                        token of its documents; not trained on)
 
-and ``shard.json`` (per-split counts, the unit's input), written last. The whole folder is written
+and ``shard.json`` (per-split counts, the unit's input, every file's size and checksums:
+`curriculum.checksums`), written last. The whole folder is written
 under a temporary name and renamed into place, so a shard either exists complete or not at all,
 and it is never rewritten.
 
@@ -33,6 +34,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from curriculum.checksums import folder_checksums
+from curriculum.errors import UserError
 
 SHARD_FILE = "shard.json"
 SPLITS = ("train", "val")
@@ -180,7 +184,9 @@ def write_shard(
                 token_dtype=token_dtype,
                 eos_id=eos_id,
             )
-        info = {"domain": domain, "unit": unit, "splits": {s: asdict(c) for s, c in counts.items()}}
+        # Hashed here, while the bytes are still in the page cache; `prepare` copies them into the manifest.
+        files = {k: v for split in SPLITS for k, v in folder_checksums(tmp / split, f"{split}/").items()}
+        info = {"domain": domain, "unit": unit, "splits": {s: asdict(c) for s, c in counts.items()}, "files": files}
         (tmp / SHARD_FILE).write_text(json.dumps(info, indent=2))
         try:
             os.replace(tmp, final)  # the shard appears complete, or not at all
@@ -195,6 +201,34 @@ def write_shard(
 
 
 def read_shard_info(folder: Path) -> dict[str, Any] | None:
-    """The shard's ``shard.json``, or None when the unit has not finished."""
+    """The shard's ``shard.json``, or None when the unit has not finished; one that cannot be read
+    as a shard's record is a UserError naming it (it is written last and atomically, so only a
+    hand edit or a failing disk gets there)."""
     path = folder / SHARD_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        info, why = None, f"is not valid JSON ({exc})"
+    else:
+        why = "lacks its domain or per-split counts"
+    ok = (
+        isinstance(info, dict)
+        and isinstance(info.get("domain"), str)
+        and isinstance(info.get("splits"), dict)
+        and all(
+            isinstance(info["splits"].get(s), dict)
+            and all(
+                isinstance(info["splits"][s].get(k), int) and info["splits"][s][k] >= 0
+                for k in ("documents", "sequences", "tokens", "dropped_tokens")
+            )
+            for s in SPLITS
+        )
+    )
+    if not ok:
+        raise UserError(
+            f"{path} {why}: the shard is damaged; delete the folder {str(folder)!r} and run `currimix prepare` "
+            "again to rebuild that unit"
+        )
+    return info

@@ -9,7 +9,13 @@ Layout of a store folder (written by `tools/prepare`; see `curriculum/shards.py`
     shards/<unit>/       one folder per unit of work (one domain each), written once, atomically
     orders/train/<d>.npy each domain's ascending score order (a merge of the shards' sorted runs)
     orders/keyed/        tie-broken rank orders per (domain, direction, seed key), computed on
-                         first use and memory-mapped afterwards
+                         first use and memory-mapped afterwards (caches: not in the checksums;
+                         their header and length are checked when loaded)
+
+The manifest's schema is `curriculum.manifest`; its ``checksums`` list every file's size and
+SHA-256 (`curriculum.checksums`). Opening a store checks the manifest, each shard's tokens.bin
+size and score.npy header, and the sizes and sampled blocks of the files training reads;
+`verify_store` (``currimix store verify``) reads every byte.
 
 A split's sequences have global ids: domain by domain (in manifest order), shard by shard.
 Readers keep O(shards) state (offsets, lazily opened memory maps); nothing is loaded whole,
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curriculum.checksums import check_sampled, verify_all
 from curriculum.errors import UserError
 from curriculum.merge import keyed_rank_order, merge_runs, save_array
 from curriculum.validation import (
@@ -283,8 +291,8 @@ class TokenSplit:
             return ascending[::-1] if descending else ascending
         name = self.domain_names[domain]
         path = self.orders_dir / "keyed" / f"{self.split}-{name}-{'desc' if descending else 'asc'}-{key:016x}.npy"
-        if path.is_file():
-            return np.load(path, mmap_mode="r")
+        if path.is_file():  # a cache of this process or an earlier one: its header and length are checked
+            return load_store_array(path, "i", len(ascending), mmap=True)
         start = int(self.domain_offsets[domain])
 
         def scores_along(a: int, b: int) -> np.ndarray:
@@ -340,6 +348,46 @@ class TokenStore:
         }
         for split in self.splits.values():
             split.check_files()
+        for name, entry in orders.get("train", {}).items():  # headers first: a clearer message than a checksum
+            start, stop = self.train.domain_range(self.domain_names.index(name))
+            check_store_array(self.root / entry["file"], "i", stop - start)
+        self._check_sampled()
+
+    @property
+    def checksums(self) -> dict[str, dict[str, Any]] | None:
+        """{store-relative path: size and checksums} written by `prepare`; None for older stores."""
+        return self.meta.get("checksums")
+
+    def read_files(self) -> list[str]:
+        """Store-relative paths of the files training reads: tokens and scores of every shard, merged orders."""
+        names = [
+            f"shards/{shard['name']}/{split}/{name}"
+            for shard in self.meta.get("shards", [])
+            for split in SPLITS
+            if shard["splits"][split]["sequences"]  # what `_segments` reads
+            for name in ("tokens.bin", "score.npy")
+        ]
+        return names + [entry["file"] for entry in self.meta.get("orders", {}).get("train", {}).values()]
+
+    def _check_sampled(self) -> None:
+        """Sizes and sampled blocks of the files training reads (a few hundred KiB per shard): a file
+        rewritten with other bytes is refused here, not trained on. A store without checksums (format 1,
+        or written before they existed) still opens, with a note: refusing it would force a rebuild of
+        every existing store, and its sizes and headers are still checked above."""
+        if self.checksums is None:
+            _note_once(
+                f"note: token store {str(self.root)!r} has no checksums (written by an older currimix), so damage "
+                "that keeps file sizes is not detected; `currimix prepare --overwrite` rebuilds it with them"
+            )
+            return
+        problems = check_sampled(self.root, self.checksums, self.read_files())
+        if problems:
+            raise UserError(
+                f"token store {str(self.root)!r} is damaged: {len(problems)} file(s) changed since `prepare` wrote "
+                f"them; run `currimix store verify {self.root}` for a full check and `currimix prepare --overwrite` "
+                "to rebuild the store:",
+                problems,
+            )
 
     def _segments(self, split: str) -> list[Segment]:
         segments, start = [], 0
@@ -387,6 +435,38 @@ class TokenStore:
 
     def domain_stats(self, split: str = "train") -> dict[str, dict[str, Any]]:
         return {name: self.meta["stats"][split][name] for name in self.domain_names}
+
+
+def verify_store(root: str | Path, on_file: Any = None) -> tuple[int, list[str]]:
+    """(files checked, ``path why`` per damaged file): every file the manifest lists, read whole and
+    compared with its size and SHA-256 (``on_file(name, size)`` after each, for progress). The
+    manifest itself is checked first (schema, layout digest); a store without checksums cannot be
+    verified and says so."""
+    root = Path(root)
+    if not (root / MANIFEST).is_file():
+        TokenStore(root)  # the same message as any command: no manifest, or a format-1 store
+        raise UserError(
+            f"token store {str(root)!r} is a format-1 store, which has no checksums to verify against; "
+            "`currimix prepare --overwrite` rebuilds it in the current format"
+        )
+    meta = read_store_meta(root / MANIFEST, (STORE_FORMAT,))
+    checksums = meta.get("checksums")
+    if checksums is None:
+        raise UserError(
+            f"token store {str(root)!r} has no checksums (written by an older currimix), so it cannot be verified "
+            "(opening it still checks sizes and headers); `currimix prepare --overwrite` rebuilds it with them"
+        )
+    return len(checksums), verify_all(root, checksums, on_file)
+
+
+_NOTED: set[str] = set()
+
+
+def _note_once(message: str) -> None:
+    """A note on stderr, once per process (every rank and every open of a store would repeat it)."""
+    if message not in _NOTED and os.environ.get("RANK", "0") == "0":
+        _NOTED.add(message)
+        print(message, file=sys.stderr)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -7,15 +7,18 @@ checks move with them when the store's layout changes:
 - `check_json_lines`: a `.jsonl` file is UTF-8, non-empty, one JSON object per line, and every row
   has the text (and id) fields as strings; the first bad line is reported as ``file:line: cause``.
   Reading is a plain Python pass (a few seconds per GB), done before `datasets` sees the file.
+- `check_utf8_text` / `check_text_file`: plain text is UTF-8 too (the first bad byte by line and
+  column, and the count), where it used to become U+FFFD without a word.
+- `check_ids_present`: no document id is null.
 - `check_columns`: a source has the columns its settings name (text, id, `where` keys).
 - `check_text_columns`: the text columns of any loaded source hold strings (parquet, arrow, ...).
 - `drop_empty_documents` / `report_empty_documents`: null or blank texts would become pure-EOS
   sequences; all of them empty is an error, some is a warning, and those documents are dropped.
 - `check_unique_ids` / `check_unique_id_batches`: document ids pick the validation split, so
   duplicates are refused (`prepare` checks a whole domain over its shards' document tables).
-- `read_store_meta` / `check_shard_table` / `load_store_array` / `check_domain_ids`: a damaged
-  ``manifest.json`` (or format-1 ``meta.json``), shard table or ``.npy`` file of a token store is a
-  UserError naming the file and the fix.
+- `read_store_meta` / `check_shard_table` / `load_store_array` / `check_domain_ids`: a damaged or
+  edited ``manifest.json`` (or format-1 ``meta.json``; its schema is `curriculum.manifest`), shard
+  table or ``.npy`` file of a token store is a UserError naming the file, the field and the fix.
 - `is_token_store`: what `prepare --overwrite` may replace (only a currimix store, finished or not).
 """
 
@@ -25,6 +28,7 @@ import collections
 import gzip
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -32,11 +36,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import numpy as np
 
 from curriculum.errors import UserError
+from curriculum.manifest import manifest_problems
 
 if TYPE_CHECKING:
     import datasets
 
 JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz")
+# Deeper JSON crashes parsers (pyarrow's reader segfaults near 20,000 levels, Python's raises RecursionError
+# near 1,000); no document corpus needs more, so it is a fixed limit rather than a setting.
+MAX_JSON_DEPTH = 512
+_JSON_STRING = re.compile(rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"')  # unrolled: one step per run of plain bytes
+STORE_ENTRIES = ("units.json", "manifest.json", "shards", "tokenizer", "orders")  # what `prepare` writes
 STORE_META_KEYS = ("format", "seq_len", "token_dtype", "eos_id", "vocab_size", "domains", "stats")
 _DAMAGED = "the store is damaged; run `currimix prepare --overwrite` to rebuild it"
 
@@ -100,6 +110,11 @@ def check_json_line_bytes(
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise UserError(
+                f"{path}:{number}: JSON nested more than {MAX_JSON_DEPTH} levels deep; flatten that field or "
+                "leave the row out"
+            ) from None
         if not isinstance(row, dict):
             raise UserError(
                 f"{path}:{number}: a JSON lines file holds one object per line, this line is {_json_type(row)}"
@@ -126,12 +141,93 @@ def check_json_line_bytes(
                 )
         if id_field is not None:
             value = row.get(id_field)
+            if id_field not in row:
+                raise UserError(
+                    f"{path}:{number}: no {id_field!r} field (this row has {sorted(row)}); document ids come from "
+                    f"the {id_field!r} column, so every row needs one (or set `id_field` to another column)"
+                )
             if value is None or isinstance(value, (bool, list, dict)):
                 raise UserError(
                     f"{path}:{number}: id field {id_field!r} is {_json_type(value)}, expected a string or number"
                 )
     if rows == 0 and whole_file:
         raise UserError(f"{path}: holds no documents (the file is empty or blank)")
+
+
+def check_ids_present(ids: Any, where: str, id_field: str) -> None:
+    """A document-id column (pyarrow) has no nulls: ids pick the validation split and break ties,
+    so a missing one cannot be made up; the first null row is named (0-based, within ``where``)."""
+    if not ids.null_count:
+        return
+    import pyarrow.compute as pc
+
+    first = int(pc.index(pc.is_null(ids), True).as_py())
+    raise UserError(
+        f"{where}: row {first} has a null id in column {id_field!r} ({ids.null_count} such rows); give every "
+        "document an id, or set `id_field` to a column that has one"
+    )
+
+
+def check_utf8_text(data: bytes, origin: str | Path, first_line: int | Callable[[], int] = 1) -> str:
+    """``data`` decoded as UTF-8, or a UserError naming ``origin``, the line and column of the first
+    byte that is not UTF-8 and how many such bytes there are. Plain text is held to the same rule as
+    JSON lines: bytes that are not text are refused, never silently turned into U+FFFD.
+    ``first_line`` may be a function, called only to report an error (counting lines costs a read)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        first = first_line() if callable(first_line) else first_line
+        line = first + data.count(b"\n", 0, exc.start)
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = sum(1 for ch in data.decode("utf-8", "surrogateescape") if "\udc80" <= ch <= "\udcff")
+        raise UserError(
+            f"{origin}:{line}: not UTF-8 text (byte {data[exc.start]:#04x} at column {column}; {bad:,} such bytes "
+            "in this file or range: binary data?); re-encode the file as UTF-8 or leave it out of the source"
+        ) from None
+
+
+def check_text_file(path: str | Path) -> None:
+    """A plain-text source file (``.gz`` or not) is UTF-8 (see `check_utf8_text`)."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise UserError(f"{path}: cannot be read ({exc})") from None
+    check_utf8_text(data, path)
+
+
+def check_json_depth(data: bytes, origin: str | Path, first_line: int | Callable[[], int] = 1) -> None:
+    """Refuse JSON lines nested more than `MAX_JSON_DEPTH` levels deep, naming ``origin:line``, before a
+    parser sees them. A line can only be that deep if it holds that many ``[`` or ``{``: those are
+    counted per line with numpy (a fraction of pyarrow's parse time), and only such lines are measured
+    exactly, with their strings blanked out."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    chunk = 1 << 24
+    start = 0
+    while start < len(buf):
+        stop = data.find(b"\n", min(start + chunk, len(buf)))
+        stop = len(buf) if stop < 0 else stop + 1
+        piece = buf[start:stop]
+        opens = np.cumsum((piece == 91) | (piece == 123), dtype=np.int32)  # '[' or '{'
+        ends = np.flatnonzero(piece == 10)
+        if not len(ends) or ends[-1] != len(piece) - 1:
+            ends = np.append(ends, len(piece) - 1)
+        per_line = np.diff(opens[ends], prepend=0)
+        for k in np.flatnonzero(per_line > MAX_JSON_DEPTH).tolist():
+            a = start + (int(ends[k - 1]) + 1 if k else 0)
+            skeleton = np.frombuffer(_JSON_STRING.sub(b'""', data[a : start + int(ends[k]) + 1]), dtype=np.uint8)
+            step = ((skeleton == 91) | (skeleton == 123)).astype(np.int32) - ((skeleton == 93) | (skeleton == 125))
+            depth = int(np.cumsum(step).max())
+            if depth > MAX_JSON_DEPTH:
+                line = (first_line() if callable(first_line) else first_line) + data.count(b"\n", 0, a)
+                raise UserError(
+                    f"{origin}:{line}: JSON nested {depth} levels deep, more than the "
+                    f"limit of {MAX_JSON_DEPTH} (deeper JSON crashes the parsers); flatten that field or leave the "
+                    "row out"
+                )
+        start = stop
 
 
 def check_columns(where: str, needed: list[str], data: Any, what: str = "no column") -> None:
@@ -236,8 +332,15 @@ def is_token_store(folder: Path) -> bool:
     try:
         units = json.loads((folder / "units.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(units, list) and all(isinstance(u, dict) and {"name", "domain"} <= set(u) for u in units)
+        units = None
+    if isinstance(units, list) and all(isinstance(u, dict) and {"name", "domain"} <= set(u) for u in units):
+        return True
+    # A damaged units.json still marks an unfinished prepare beside its shards or tokenizer when nothing
+    # else is in the folder: otherwise neither resuming nor --overwrite could get past it.
+    entries = [p.name for p in folder.iterdir()] if (folder / "units.json").is_file() else []
+    return bool({"shards", "tokenizer"} & set(entries)) and all(
+        name in STORE_ENTRIES or name.startswith(".") for name in entries
+    )
 
 
 def read_store_meta(path: Path, formats: tuple[int, ...]) -> dict[str, Any]:
@@ -269,6 +372,13 @@ def read_store_meta(path: Path, formats: tuple[int, ...]) -> dict[str, Any]:
         raise UserError(f"{path}: token_dtype {meta['token_dtype']!r} is not a numpy dtype; {_DAMAGED}") from None
     if "shards" in keys:
         check_shard_table(meta, path)
+    problems = manifest_problems(meta)  # the full schema: bounds, cross-field rules, the layout digest
+    if problems:
+        raise UserError(
+            f"{path} cannot be trusted to describe the store's files; {_DAMAGED} (or restore the original "
+            f"{path.name}):",
+            problems,
+        )
     return meta
 
 

@@ -406,9 +406,13 @@ class Recipe(StrictModel):
 
     def data_fingerprint(self) -> str:
         """The hash a token store records of what made it: the data and tokenizer sections, less
-        ``data.num_proc`` (how many workers ran changes nothing in the store)."""
+        ``data.num_proc`` and each source's ``split_timeout_s`` (how many workers ran, or how long a
+        pattern may search, changes nothing in the store; the fingerprint of older recipes stays)."""
         dumped = self.model_dump(mode="json")
         data = {k: v for k, v in dumped["data"].items() if k != "num_proc"}
+        for domain in data["domains"].values():
+            for source in domain["sources"]:
+                source.pop("split_timeout_s", None)
         return hashlib.sha256(
             json.dumps({"data": data, "tokenizer": dumped["tokenizer"]}, sort_keys=True).encode()
         ).hexdigest()[:16]

@@ -18,7 +18,10 @@ Row keys (all but ``id``, ``command``, ``exit`` and ``phrase`` optional):
 - ``copy``: what to copy into the case folder: ``store`` (the tiny store, which the recipe then
   uses), ``run`` (a finished 4-step run with checkpoints at 2 and 4 and snapshots at 2 and 4, as
   ``{run}``), ``snapshots`` (its two snapshots as ``{case}/a`` and ``{case}/b``).
-- ``damage``: {glob under the case folder: garbage | truncate | empty | delete | {text: ...} | {hex: ...}}.
+- ``links``: {name: target} symbolic links made in the case folder (the target may not exist);
+  ``fifos``: names of FIFOs made there.
+- ``damage``: {glob under the case folder: garbage | truncate | empty | delete | {text: ...} | {hex: ...}
+  | {json: {dotted.key: value or ~delete}}} (``json`` edits one field of a JSON file in place).
 - ``env``: environment variables for the command (e.g. the WORLD_SIZE a launcher sets).
 - ``writes``: true when the command is expected to write (a warning, not an error).
 """
@@ -26,6 +29,7 @@ Row keys (all but ``id``, ``command``, ``exit`` and ``phrase`` optional):
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import traceback
@@ -82,6 +86,11 @@ def _damage(path: Path, how: Any) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     elif isinstance(how, dict) and "text" in how:
         path.write_text(how["text"])
+    elif isinstance(how, dict) and "json" in how:
+        data = json.loads(path.read_text())
+        for key, value in how["json"].items():
+            _set(data, key, value)
+        path.write_text(json.dumps(data))
     elif isinstance(how, dict) and "hex" in how:
         path.write_bytes(bytes.fromhex(how["hex"]) + path.read_bytes()[len(bytes.fromhex(how["hex"])) :])
     else:
@@ -113,6 +122,11 @@ def build_case(row: dict[str, Any], case: Path, corpus: Path, store: Path, run: 
         path = case / _fill(name, names)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content) if isinstance(content, bytes) else path.write_text(_fill(content, names))
+    for name, target in (row.get("links") or {}).items():
+        (case / name).parent.mkdir(parents=True, exist_ok=True)
+        (case / name).symlink_to(_fill(target, names))
+    for name in row.get("fifos") or []:
+        os.mkfifo(case / name)
     raw = recipe_dict(corpus, case / "run", store)
     raw["training"].update(steps=4, eval_every_steps=None)
     raw["checkpoint"] = {"every_steps": 2, "keep_last": 3}

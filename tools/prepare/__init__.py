@@ -58,7 +58,8 @@ def check_inputs(recipe: Recipe) -> None:
                     "tokenizer.path (the tokenizer that made them)"
                 )
     if recipe.tokenizer.path and not Path(recipe.tokenizer.path).is_dir():
-        problems.append(f"tokenizer.path: folder {recipe.tokenizer.path!r} does not exist")
+        what = "is a file, not a folder" if Path(recipe.tokenizer.path).exists() else "does not exist"
+        problems.append(f"tokenizer.path: folder {recipe.tokenizer.path!r} {what}")
     if problems:
         raise UserError(f"cannot prepare {recipe.name!r}:", problems)
 

@@ -2,7 +2,9 @@
 
 Runs once every unit's shard exists (whoever finishes last in a job array may run it; it is
 idempotent: its outputs are written through temp names and have the same content every time).
-The manifest is written last: it is what makes the folder a store.
+The manifest is written last: it is what makes the folder a store. It lists every file's size and
+checksums (`curriculum.checksums`): the shards' from their shard.json, the orders' and the
+tokenizer's computed here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
+from curriculum.checksums import file_checksum, folder_checksums
 from curriculum.errors import UserError
+from curriculum.manifest import layout_digest
 from curriculum.merge import merge_runs, save_array
 from curriculum.shards import SPLITS, read_shard_info
 from curriculum.store import MANIFEST, STORE_FORMAT, write_json_atomic
@@ -31,6 +35,24 @@ def _add(total: dict[str, Any], part: dict[str, Any]) -> None:
 
 def missing_units(root: Path, units: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [u for u in units if read_shard_info(root / "shards" / u["name"]) is None]
+
+
+SHARD_FILES = ("tokens.bin", "tail.bin", "score.npy", "doc_offsets.npy", "doc_index.npy", "documents.parquet")
+
+
+def check_shard_files(folder: Path, info: dict[str, Any]) -> None:
+    """A finished shard still holds the files its shard.json lists, at their sizes (a shard written
+    before shards listed files: the files every shard has), so nothing is merged from a damaged one."""
+    expected = info.get("files") or {f"{s}/{name}": None for s in SPLITS for name in SHARD_FILES}
+    for name, checksum in expected.items():
+        path = folder / name
+        size = path.stat().st_size if path.is_file() else None
+        if size is None or (isinstance(checksum, dict) and checksum.get("size") != size):
+            why = "is missing" if size is None else f"has {size} bytes, shard.json says {checksum.get('size')}"
+            raise UserError(
+                f"{path} {why}: the shard is damaged; delete the folder {str(folder)!r} and run `currimix prepare` "
+                "again to rebuild that unit"
+            )
 
 
 def check_domain_ids_unique(root: Path, units: list[dict[str, Any]], domain: str) -> None:
@@ -51,6 +73,8 @@ def finalize_store(
     """Write ``orders/`` and ``manifest.json`` for a folder whose units are all done."""
     infos = [read_shard_info(root / "shards" / u["name"]) for u in units]
     assert all(infos), "finalize before every unit finished"
+    for u, info in zip(units, infos):
+        check_shard_files(root / "shards" / u["name"], info)
     blank = {"documents": 0, "sequences": 0, "tokens": 0, "dropped_tokens": 0, "score_min": None, "score_max": None}
     stats = {split: {d: dict(blank) for d in domains} for split in SPLITS}
     for info in infos:
@@ -75,6 +99,16 @@ def finalize_store(
         rel = f"orders/train/{d}.npy"
         ties = save_array(root / rel, lambda out, runs=runs: merge_runs(runs, out), sum(len(r) for r in runs))
         orders[d] = {"file": rel, "ties": bool(ties)}
+    checksums = {}
+    for u, info in zip(units, infos):
+        folder = root / "shards" / u["name"]
+        files = info.get("files")
+        if files is None:  # a shard written before shards recorded checksums: hash it now
+            files = {k: v for split in SPLITS for k, v in folder_checksums(folder / split, f"{split}/").items()}
+        checksums.update({f"shards/{u['name']}/{name}": c for name, c in files.items()})
+    for d in domains:
+        checksums[orders[d]["file"]] = file_checksum(root / orders[d]["file"])
+    checksums.update(folder_checksums(root / "tokenizer", "tokenizer/"))
     manifest = {
         "format": STORE_FORMAT,
         "seq_len": seq_len,
@@ -86,6 +120,8 @@ def finalize_store(
         "orders": {"train": orders},
         "merge_seconds": round(time.perf_counter() - started, 3),
         **extra,
+        "checksums": checksums,
     }
+    manifest["layout_digest"] = layout_digest(manifest)
     write_json_atomic(root / MANIFEST, manifest)
     return manifest

@@ -87,7 +87,13 @@ def save_or_check_units(root: Path, units: list[dict[str, Any]]) -> None:
     """Record the units in the store folder, or check that a resumed folder was cut the same way."""
     path = root / UNITS_FILE
     if path.is_file():
-        saved = json.loads(path.read_text())
+        try:
+            saved = json.loads(path.read_bytes())
+        except ValueError as exc:
+            raise UserError(
+                f"{path} is damaged ({exc}): it records how an unfinished `prepare` cut its inputs; pass --overwrite "
+                "to start that prepare again"
+            ) from None
         if saved != units:
             raise UserError(
                 f"{root} holds an unfinished `prepare` of different inputs or unit size ({UNITS_FILE} differs); "

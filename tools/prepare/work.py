@@ -110,7 +110,14 @@ def token_column(table: pa.Table, field: str, vocab_size: int, origin: str) -> t
     if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
         raise UserError(f"{origin}: column {field!r} holds {column.type}, not lists of token ids")
     offsets = column.offsets.to_numpy()
-    flat = column.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = column.values.slice(offsets[0], offsets[-1] - offsets[0])
+    if not pa.types.is_integer(values.type) or values.null_count:  # floats would be truncated, nulls become garbage
+        raise UserError(
+            f"{origin}: column {field!r} holds lists of {values.type}"
+            + (f" with {values.null_count} nulls" if values.null_count else "")
+            + ", expected lists of integer token ids"
+        )
+    flat = values.to_numpy(zero_copy_only=False).astype(np.int64)
     if flat.size and (flat.min() < 0 or flat.max() >= vocab_size):
         raise UserError(f"{origin}: token ids in {field!r} fall outside the tokenizer's vocabulary of {vocab_size}")
     return flat, np.diff(offsets).astype(np.int64)
