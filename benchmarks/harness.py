@@ -83,9 +83,10 @@ def sidecar(name: str) -> Path:
     kind = SIDECAR_KINDS[name]
     pins = SIDECARS / f"{name}.txt"
     constraints = REPO / "constraints.txt"
-    digest = hashlib.sha256(
-        pins.read_bytes() + constraints.read_bytes() + platform.python_version().encode()
-    ).hexdigest()[:10]
+    # Comments are left out of the hash: rewording one must not cost a reinstall.
+    wanted = [line.strip() for line in (pins.read_text() + constraints.read_text()).splitlines()]
+    wanted = [line for line in wanted if line and not line.startswith("#")]
+    digest = hashlib.sha256("\n".join([*wanted, platform.python_version()]).encode()).hexdigest()[:10]
     parent = cache_dir("sidecars")
     folder = parent / f"{name}-{digest}"
     ready = folder / ".ready"
