@@ -70,7 +70,10 @@ def main(path: str | None) -> None:
         frame = frame.assign(quantile=(cumulative - frame["tokens"].to_numpy() / 2) / cumulative[-1])
         for i, source in enumerate(config.sources):
             ids = set(load_documents(source, source_name=f"{domain}/{i}")["id"])
-            mine = frame[frame["id"].isin(ids) | frame["id"].str.split("#").str[0].isin(ids)]
+            # Ids the store generated (`<domain>/<source>:<file>@<byte>` or `...:<row>`, see
+            # curriculum/readers.py) differ from `load_documents`' row-numbered ones: match their prefix.
+            generated = frame["id"].str.startswith(f"{domain}/{i}:")
+            mine = frame[generated | frame["id"].isin(ids) | frame["id"].str.split("#").str[0].isin(ids)]
             tokens = mine["tokens"].to_numpy()
             q = mine["quantile"].to_numpy()
             weight = tokens / max(tokens.sum(), 1)
