@@ -17,8 +17,8 @@ samples ``/proc/<pid>/status`` of the job and its children every 5 ms:
 
 The inputs are built on first use (`benchmarks/average_build.py`) under the benchmark cache
 (``<cache>/average/full``, 9 GB; ``--quick``: two ~30 MB checkpoints of a 7M Llama in
-``<cache>/average/quick``, one round, a set-up check in about a minute). mergekit 0.1.5 is the
-``mergekit`` side-car of `benchmarks/harness.py`: a venv installed on first use from the pins in
+``<cache>/average/quick``, one round: a set-up check, ~1 minute once the side-car exists).
+mergekit 0.1.5 is the ``mergekit`` side-car of `benchmarks/harness.py`: a venv installed on first use from the pins in
 ``benchmarks/sidecars/mergekit.txt`` (torch through the repo's ``constraints.txt``, so the CPU build).
 """
 

@@ -21,7 +21,7 @@ copied here as the baseline) against the report computed from the allocation, at
 690 steps and at 10^6 steps.
 
 Run: ``python benchmarks/prepare.py [--repeats 3]`` (about 5-8 minutes on 2 busy cores);
-``--quick``: one round and the report at 690 steps only (a set-up check, ~2 minutes). The corpus is
+``--quick``: one round and the report at 690 steps only (a set-up check; 6 minutes at load 9 on 2 cores). The corpus is
 ``<repo>/../shared/data`` (``$CURRIMIX_BENCH_DATA`` overrides it, see `benchmarks/harness.py`).
 """
 

@@ -24,7 +24,7 @@ they count in RSS but are shared and reclaimable, and bounded by the files' size
 Then a projection to 10^12 tokens from the measured per-unit costs.
 
 Run: ``python benchmarks/prepare_scale.py [--sizes 1000000 10000000]`` (~5 min on 2 cores);
-``--quick`` is ``--sizes 100000`` (a set-up check, well under a minute).
+``--quick`` is ``--sizes 100000`` (a set-up check, ~35 s at load 9 on 2 cores).
 """
 
 from __future__ import annotations
