@@ -21,10 +21,20 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
-from rich.console import Console
-from rich.table import Table
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", nargs="?", help="a recipe whose store is prepared (default: see above)")
+    return parser
+
+
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+    build_parser().parse_args()  # prints the help and exits before importing pandas, pyarrow and currimix
+
+import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` from a checkout
 
@@ -90,6 +100,4 @@ def main(path: str | None) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", nargs="?", help="a recipe whose store is prepared (default: see above)")
-    main(parser.parse_args().recipe)
+    main(build_parser().parse_args().recipe)
