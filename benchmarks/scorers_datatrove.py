@@ -8,8 +8,8 @@ by currimix itself: datatrove is not a project dependency.
 
 The venv is the ``datatrove`` side-car of `benchmarks/harness.py`: installed on first use under
 the benchmark cache from the pins in ``benchmarks/sidecars/datatrove.txt`` (``datatrove[processing]
-0.10.1`` and spaCy, frozen), then reused. By hand: ``python -c "import harness;
-print(harness.sidecar_bin('datatrove'))"`` from ``benchmarks/``.
+0.10.1`` and spaCy, frozen), then reused; ``python benchmarks/harness.py --setup datatrove``
+installs it ahead.
 """
 
 from __future__ import annotations
