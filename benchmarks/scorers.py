@@ -3,9 +3,9 @@
     python benchmarks/scorers.py [--quick] [--datatrove-python PYTHON] [--no-datatrove]
                                  [--hf-lm FOLDER] [--hf-classifier FOLDER] [--json results.json]
 
-Evaluation sets (``<repo>/../shared/data``, or ``$CURRIMIX_BENCH_DATA``): DCLM human 0/1 labels (ROC-AUC), SpamAssassin ham vs spam
-(ROC-AUC), Stack Exchange beer+coffee vote scores (Spearman). The first row is the plain
-document-length baseline; a scorer has to beat it to mean anything.
+Evaluation sets (``<repo>/../shared/data``, or ``$CURRIMIX_BENCH_DATA``): DCLM human 0/1 labels
+(ROC-AUC), SpamAssassin ham vs spam (ROC-AUC), Stack Exchange beer+coffee vote scores (Spearman).
+The first row is the plain document-length baseline; a scorer has to beat it to mean anything.
 
 Honesty: every fitted model is trained *without* the set it is evaluated on (leave the
 evaluated source out), so each trainable row is three models, one per evaluation set:
@@ -42,7 +42,8 @@ Speed is documents per second in one process (one core) for scoring only (fittin
 over all evaluation documents. datatrove (Gopher quality, Gopher repetition, C4 quality) runs in
 its own side-car venv as a subprocess (`benchmarks/scorers_datatrove.py`; the venv is installed on
 first use under the benchmark cache by `benchmarks/harness.py`, pins in
-`benchmarks/sidecars/datatrove.txt`); the currimix heuristic is timed on the same documents in the same run for the speed ratio.
+`benchmarks/sidecars/datatrove.txt`); the currimix heuristic is timed on the same documents in
+the same run for the speed ratio.
 """
 
 from __future__ import annotations
