@@ -10,19 +10,23 @@ samples ``/proc/<pid>/status`` of the job and its children every 5 ms:
 - **total RSS** (peak ``VmRSS``, and ``ru_maxrss`` from ``wait4``) also counts file pages that
   memory-mapping maps into the process, which the kernel can drop at will.
 
-"Cold" runs follow ``echo 3 > /proc/sys/vm/drop_caches`` (or, without permission, a
-``POSIX_FADV_DONTNEED`` of every input file); "warm" runs follow a full read of the inputs.
+"Cold" runs follow ``echo 3 > /proc/sys/vm/drop_caches`` (or, without permission or with
+``--quick``, a ``POSIX_FADV_DONTNEED`` of every input file); "warm" runs follow a full read of the inputs.
 
-    python -m benchmarks.average [--data /work/bench-data/average] [--mergekit-venv /work/bench-venvs/mergekit]
+    python benchmarks/average.py [--quick] [--data DIR] [--mergekit-venv DIR] [--skip mergekit ...]
+
+The inputs are built on first use (`benchmarks/average_build.py`) under the benchmark cache
+(``<cache>/average/full``, 9 GB; ``--quick``: two ~30 MB checkpoints of a 7M Llama in
+``<cache>/average/quick``, one round: a set-up check, ~1 minute once the side-car exists).
+mergekit 0.1.5 is the ``mergekit`` side-car of `benchmarks/harness.py`: a venv installed on first use from the pins in
+``benchmarks/sidecars/mergekit.txt`` (torch through the repo's ``constraints.txt``, so the CPU build).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -31,15 +35,21 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.average_build import build_checkpoints
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `benchmarks.*` from a checkout, however the script is started
+
+from benchmarks import harness  # noqa: E402
+from benchmarks.average_build import BENCH_CONFIG, QUICK_CONFIG, build_checkpoints  # noqa: E402
 
 GIB = 2**30
 
 
-def drop_caches(files: list[Path]) -> str:
-    """Evict the inputs from the page cache; returns how."""
+def drop_caches(files: list[Path], everything: bool = True) -> str:
+    """Evict the inputs from the page cache (``everything``: the whole machine's, where permitted); returns how."""
     os.sync()
     try:
+        if not everything:
+            raise PermissionError
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
         return "drop_caches"
     except OSError:
@@ -128,48 +138,54 @@ def mergekit_cmd(venv: Path, inputs: list[Path], output: Path, workdir: Path) ->
 
 
 def machine() -> str:
-    cpu = next((l.split(":")[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    mem = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) / 2**20
     import torch
 
-    return (
-        f"{platform.node()}: {os.cpu_count()} x {cpu}, {mem:.1f} GiB RAM, Python {platform.python_version()}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads); "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
-    )
+    return f"{harness.machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("/work/bench-data/average"))
-    parser.add_argument("-k", type=int, default=6)
-    parser.add_argument("--mergekit-venv", type=Path, default=Path("/work/bench-venvs/mergekit"))
+    parser.add_argument("--data", type=Path, help="folder of the inputs (default: under the benchmark cache)")
+    parser.add_argument("-k", type=int, help="checkpoints to average (default 6; --quick 2)")
+    parser.add_argument("--mergekit-venv", type=Path, help="a venv with mergekit-yaml (default: the side-car)")
     parser.add_argument("--skip", nargs="*", default=[], help="jobs to skip: ours_cold naive mergekit")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of every job; the table shows medians")
+    parser.add_argument(
+        "--repeat", type=int, help="rounds of every job; the table shows medians (default 3; --quick 1)"
+    )
+    parser.add_argument("--quick", action="store_true", help="a 7M model, K=2, one round: checks the set-up")
+    parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args()
+    args.k = args.k or (2 if args.quick else 6)
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    config = QUICK_CONFIG if args.quick else BENCH_CONFIG
+    args.data = args.data or harness.cache_dir("average", "quick" if args.quick else "full")
+    if "mergekit" not in args.skip and args.mergekit_venv is None:
+        args.mergekit_venv = harness.sidecar("mergekit")
+    print(harness.header("checkpoint averaging: streaming vs load-all vs mergekit" + (" (--quick)" * args.quick)))
 
-    inputs = build_checkpoints(args.data, args.k)
+    inputs = build_checkpoints(args.data, args.k, config)
     files = [p / "model.safetensors" for p in inputs]
     total = sum(f.stat().st_size for f in files)
     work = args.data / "outputs"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     py = [sys.executable, "-m", "benchmarks.average_run"]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=pythonpath)
     print(machine(), flush=True)
     print(f"inputs: {len(files)} x {files[0].stat().st_size / 1e9:.2f} GB = {total / 1e9:.2f} GB", flush=True)
 
     runs: dict[str, list[dict]] = {}
 
-    def run(name: str, cmd: list[str], cold: bool) -> None:
+    def run(name: str, cmd: list[str], cold: bool, job_env: dict[str, str] = env) -> None:
         shutil.rmtree(work / "out", ignore_errors=True)
         if cold:
-            how = drop_caches(files)
+            how = drop_caches(files, everything=not args.quick)
         else:
             warm(files)
             how = "warm"
         load = os.getloadavg()[0]
-        r = {**measure(cmd, env), "cache": how, "load": load}
+        r = {**measure(cmd, job_env), "cache": how, "load": load}
         runs.setdefault(name, []).append(r)
         print(
             f"{name:16s} {how:12s} wall {r['wall_s']:6.2f} s  private {r['peak_anon'] / GIB:5.2f} GiB  "
@@ -178,8 +194,8 @@ def main() -> None:
             flush=True,
         )
 
-    has_mergekit = (args.mergekit_venv / "bin" / "mergekit-yaml").is_file()
-    if not has_mergekit:
+    has_mergekit = args.mergekit_venv is not None and (args.mergekit_venv / "bin" / "mergekit-yaml").is_file()
+    if not has_mergekit and "mergekit" not in args.skip:
         print(f"mergekit skipped: no {args.mergekit_venv}/bin/mergekit-yaml")
     for _ in range(args.repeat):
         run("cold read", [*py, "coldread", *map(str, files)], cold=True)
@@ -194,7 +210,8 @@ def main() -> None:
                 [str(args.mergekit_venv / "bin" / "mergekit-yaml"), "--help"], capture_output=True, check=True
             )
             help_s = time.perf_counter() - t
-            run("mergekit (warm)", mergekit_cmd(args.mergekit_venv, inputs, work / "out", work), cold=False)
+            mergekit_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # its venv, not this checkout
+            run("mergekit (warm)", mergekit_cmd(args.mergekit_venv, inputs, work / "out", work), False, mergekit_env)
             runs["mergekit (warm)"][-1]["import_s"] = round(help_s, 3)  # `mergekit-yaml --help`: startup + imports
     shutil.rmtree(work, ignore_errors=True)
     rows = {
@@ -230,6 +247,12 @@ def main() -> None:
         print(
             f"| {name} | {r['cache']} | {r['wall_s']:.1f} | {min(walls):.1f}-{max(walls):.1f} | {r.get('import_s', float('nan')):.1f} | "
             f"{r['wall_s'] / cold_read_s:.2f} | {r['peak_anon'] / GIB:.2f} | {r['peak_rss'] / GIB:.2f} |"
+        )
+    if args.json:
+        harness.write_json(
+            args.json,
+            {**harness.provenance(), "machine": machine(), "k": args.k, "repeat": args.repeat, "quick": args.quick}
+            | {"input_bytes": total, "rows": rows},
         )
 
 

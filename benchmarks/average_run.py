@@ -55,6 +55,9 @@ def naive(output: Path, inputs: list[Path]) -> float:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("coldread", "ours", "naive"):
+        print(__doc__)
+        sys.exit(0 if sys.argv[1:2] in (["-h"], ["--help"]) else 2)
     job, *rest = sys.argv[1:]
     if job == "coldread":
         imported = time.perf_counter()

@@ -1,6 +1,6 @@
 """Benchmark: does each scorer rank a clean document above corrupted copies of itself?
 
-    python benchmarks/corruption.py [--half report|tune|both] [--json results.json]
+    python benchmarks/corruption.py [--half report|tune|both] [--quick] [--only LABEL ...] [--json results.json]
 
 Protocol (fixed before any rule was tuned on it; see BENCHMARKS.md "Scorers: corrupted text"):
 
@@ -36,7 +36,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
@@ -50,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+import harness  # noqa: E402
 import scorers_data  # noqa: E402
 from scorers import OUR_RULES, labelled_pools, load_sets, machine  # noqa: E402
 
@@ -60,6 +60,8 @@ from curriculum.scorers.metrics import roc_auc  # noqa: E402
 SEED = 13
 PER_SOURCE = 150
 HALVES = ("tune", "report")
+#: The rows `--quick` keeps: nothing to fit, so a set-up check takes seconds, not minutes.
+QUICK_ROWS = ("length (baseline)", "heuristic")
 
 
 def clean_sources() -> dict[str, list[str]]:
@@ -171,9 +173,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--half", choices=[*HALVES, "both"], default="report")
     parser.add_argument("--only", nargs="*", help="score only these rows (labels as printed)")
+    parser.add_argument("--quick", action="store_true", help=f"only the rows {', '.join(QUICK_ROWS)}")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.quick:
+        args.only = list(QUICK_ROWS)
     started = time.perf_counter()
+    harness.require_data()
+    print(harness.header("scorers on corrupted text" + (" (--quick)" if args.quick else "")), flush=True)
     halves = split_documents()
     never_scored = {t for docs in halves.values() for _, t in docs}
     factories = scorer_factories(never_scored)
@@ -184,7 +191,7 @@ def main() -> None:
         t0 = time.perf_counter()
         scorers[label] = make()
         print(f"  built {label} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    report = {"machine": machine(), "date": datetime.date.today().isoformat(), "seed": SEED, "halves": {}}
+    report = {**harness.provenance(), "machine": machine(), "seed": SEED, "rows": list(scorers), "halves": {}}
     for half in HALVES if args.half == "both" else (args.half,):
         docs = [t for _, t in halves[half]]
         sources = sorted({s for s, _ in halves[half]})
@@ -198,7 +205,7 @@ def main() -> None:
         report["halves"][half] = {"n_clean": len(docs), "dropped": dropped, "auc": results}
     print(f"\nMachine: {machine()}. Wall time {time.perf_counter() - started:.0f} s. Seed {SEED}.")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        harness.write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import importlib.util  # noqa: E402
-import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -33,6 +31,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks.*` from a checkout
 
+from benchmarks import harness  # noqa: E402
 from benchmarks.synthetic_store import write_synthetic_store  # noqa: E402
 
 SEQUENCES = 1_000_000
@@ -61,7 +60,10 @@ def main() -> None:
     parser.add_argument("--revs", nargs="+", default=["3af7cb5^", "HEAD"])
     parser.add_argument("--shards", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="one round (a set-up check)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 1
     with tempfile.TemporaryDirectory() as tmp:
         root = write_synthetic_store(
             Path(tmp) / "store",
@@ -90,10 +92,10 @@ def main() -> None:
                         splits[rev].gather("tokens", ids[size])
                     totals[rev, size] += (time.perf_counter() - start) / repeats
     base = args.revs[0]
+    print(harness.header(f"TokenSplit.gather at {' '.join(args.revs)}"))
     print(
-        f"{n:,} sequences in {args.shards} shards; {args.rounds} rounds; machine: {platform.processor() or 'cpu'}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}; "
-        f"{datetime.date.today().isoformat()}; load average {os.getloadavg()[0]:.1f}\n"
+        f"{n:,} sequences in {args.shards} shards; {args.rounds} rounds; numpy {np.__version__}; "
+        f"load average {os.getloadavg()[0]:.1f}\n"
     )
     print("| ids per call | " + " | ".join(f"{rev} ms" for rev in args.revs) + f" | speed-up vs {base} |")
     print("|---" * (len(args.revs) + 2) + "|")

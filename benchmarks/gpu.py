@@ -19,7 +19,8 @@ Per arm: tokens/s over the timed steps, MFU = tokens/s x training FLOPs per toke
 dense bf16 peak (`recipes.model.PEAK_BF16_FLOPS`; `--peak-tflops` overrides), and the fraction of
 the timed wall-clock the loop spent waiting for data (currimix: its own log; Trainer: time inside
 its data-loader `next()` calls). The token store is random tokens written through the real
-writer into a temp folder. Prints a markdown table; `--json PATH` also writes the numbers.
+writer into a temp folder. Prints a markdown table under a line naming the commit and machine;
+`--json PATH` also writes the rows, each carrying that commit, machine and time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -42,11 +42,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="CPU, tiny sizes: checks the script in seconds")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of one device")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--skip-trainer", action="store_true", help="only the currimix arms")
+    return parser
+
+
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+    build_parser().parse_args()  # prints the help and exits before importing torch and transformers
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from benchmarks import harness  # noqa: E402
 from curriculum.store import TokenStore  # noqa: E402
 from recipes.loading import recipe_from_dict  # noqa: E402
 from recipes.model import build_model, flops_per_token, peak_flops  # noqa: E402
@@ -310,11 +324,7 @@ def flops_of(model_cfg: dict, size: Size) -> tuple[float, int]:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="CPU, tiny sizes: checks the script in seconds")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of one device")
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    parser.add_argument("--skip-trainer", action="store_true", help="only the currimix arms")
+    parser = build_parser()
     args = parser.parse_args(argv)
     gpu = not args.tiny
     if gpu and not torch.cuda.is_available():
@@ -375,16 +385,23 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             rows.append(result)
     print_table(rows, size, device, peak, time.perf_counter() - started, moe_backends)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        # A list of rows (what tests/test_benchmark_gpu.py reads), each row stamped with where it ran.
+        where = {**harness.provenance(), "device": device_name(device)}
+        harness.write_json(args.json, [{**r, **where} for r in rows])
     if any("error" in r for r in rows):
         sys.exit(1)
     return rows
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+
+
 def print_table(
     rows: list[dict], size: Size, device: torch.device, peak: float | None, total_s: float, moe_backends: list[str]
 ) -> None:
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    name = device_name(device)
+    print("\n" + harness.header("GPU loop: currimix vs transformers Trainer"))
     peak_text = f"peak {peak / 1e12:g} TFLOP/s" if peak else "no peak FLOP/s known: MFU n/a"
     print(
         f"\n{name}, torch {torch.__version__}, {datetime.date.today()}, total {total_s:.0f} s; "

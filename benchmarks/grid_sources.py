@@ -1,7 +1,12 @@
 """Which sources fill which quality quintile of a prepared store: a check that a grid's scorer ranks
 its high- and low-quality sources the way the grid assumes.
 
-    python benchmarks/grid_sources.py runs/sweeps/curriculum-lr-averaging/cpu/recipes/<any variant>.yaml
+    python benchmarks/grid_sources.py [RECIPE]
+    (e.g. runs/sweeps/curriculum-lr-averaging/cpu/recipes/<any variant>.yaml after a sweep)
+
+Without RECIPE: the base of that grid, ``recipes/presets/grid-curriculum.yaml``, on the shared
+data (`benchmarks/harness.py`: ``<repo>/../shared/data`` or ``$CURRIMIX_BENCH_DATA``) with its
+store under the benchmark cache, prepared on first use (~1 minute on 2 cores).
 
 Prints, per domain and source of the recipe: documents and tokens in the store (train + val), the
 mean token-weighted within-domain score quantile of its documents, and the share of its tokens in
@@ -12,20 +17,57 @@ quintile.
 
 from __future__ import annotations
 
+import argparse
 import sys
-
-import pandas as pd
-import pyarrow.parquet as pq
-from rich.console import Console
-from rich.table import Table
-
-from curriculum.documents import load_documents
-from curriculum.store import TokenStore
-from recipes.loading import load_recipe
+from pathlib import Path
 
 
-def main(path: str) -> None:
-    recipe = load_recipe(path)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", nargs="?", help="a recipe whose store is prepared (default: see above)")
+    return parser
+
+
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+    build_parser().parse_args()  # prints the help and exits before importing pandas, pyarrow and currimix
+
+import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` from a checkout
+
+from benchmarks import harness  # noqa: E402
+from curriculum.documents import load_documents  # noqa: E402
+from curriculum.store import TokenStore, is_complete_store  # noqa: E402
+from recipes.loading import load_recipe, recipe_from_dict  # noqa: E402
+
+DEFAULT_PRESET = harness.REPO / "recipes" / "presets" / "grid-curriculum.yaml"
+
+
+def default_recipe():
+    """The grid's base preset, its sources on the shared data, its store in the cache (built if missing)."""
+    raw = load_recipe(DEFAULT_PRESET).model_dump(mode="json")
+    for domain in raw["data"]["domains"].values():
+        for source in domain["sources"]:
+            source["path"] = str(harness.preset_path(source["path"]))
+    raw["data"]["store"] = str(harness.cache_dir("grid_sources", raw["name"]) / "store")
+    raw["run_dir"] = str(harness.cache_dir("grid_sources", raw["name"]) / "run")
+    recipe = recipe_from_dict(raw)
+    if not is_complete_store(recipe.store_path):
+        from tools.prepare import prepare_store
+
+        print(f"preparing {recipe.store_path} (first use)", file=sys.stderr, flush=True)
+        prepare_store(recipe, show_progress=False)
+    return recipe
+
+
+def main(path: str | None) -> None:
+    if path is None:
+        harness.require_data()
+    recipe = load_recipe(path) if path else default_recipe()
+    print(harness.header(f"sources per quality quintile: {path or DEFAULT_PRESET.name}"))
     store = TokenStore(recipe.store_path)
     # Each shard's split folder holds its documents (the store's segments name them, in either store format).
     folders = dict.fromkeys(s.folder for split in ("train", "val") for s in store.splits[split].segments)
@@ -38,7 +80,10 @@ def main(path: str) -> None:
         frame = frame.assign(quantile=(cumulative - frame["tokens"].to_numpy() / 2) / cumulative[-1])
         for i, source in enumerate(config.sources):
             ids = set(load_documents(source, source_name=f"{domain}/{i}")["id"])
-            mine = frame[frame["id"].isin(ids) | frame["id"].str.split("#").str[0].isin(ids)]
+            # Ids the store generated (`<domain>/<source>:<file>@<byte>` or `...:<row>`, see
+            # curriculum/readers.py) differ from `load_documents`' row-numbered ones: match their prefix.
+            generated = frame["id"].str.startswith(f"{domain}/{i}:")
+            mine = frame[generated | frame["id"].isin(ids) | frame["id"].str.split("#").str[0].isin(ids)]
             tokens = mine["tokens"].to_numpy()
             q = mine["quantile"].to_numpy()
             weight = tokens / max(tokens.sum(), 1)
@@ -55,6 +100,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    main(build_parser().parse_args().recipe)

@@ -1,12 +1,12 @@
 """Benchmark: the heuristic scorer's speed against datatrove's GopherQualityFilter, side by side.
 
-    python benchmarks/heuristic_speed.py [--rounds 3] [--revs main HEAD]
-                                         [--datatrove-python /work/bench-venvs/datatrove/bin/python]
+    python benchmarks/heuristic_speed.py [--rounds 3] [--revs main HEAD] [--datatrove-python PYTHON]
 
 The issue's speed target compares the heuristic with datatrove's Gopher quality filter *in the
 same run*. On a shared machine the load changes within minutes, so this script alternates: each
-round times datatrove's filter (in its side-car venv, `benchmarks/scorers_datatrove.py`, spaCy
-warmed up first) and then every requested git revision of ``curriculum/scorers/heuristic.py``
+round times datatrove's filter (in its side-car venv, installed on first use by
+`benchmarks/harness.py`; `benchmarks/scorers_datatrove.py`, spaCy warmed up first) and then
+every requested git revision of ``curriculum/scorers/heuristic.py``
 (loaded as in `benchmarks/heuristic_versions.py`), all on the same 6,412 documents of the three
 human-label sets, one process each. Speed: documents per second for scoring only; the ratio is
 per round (heuristic / datatrove) and over all rounds (total time vs total time). The load
@@ -22,7 +22,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core each, like datatrove's single process
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -34,8 +33,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+import harness  # noqa: E402
 from heuristic_versions import load_revision  # noqa: E402
-from scorers import DEFAULT_DATATROVE, load_sets, machine  # noqa: E402
+from scorers import load_sets, machine  # noqa: E402
 
 from curriculum.scorers import registry  # noqa: E402
 
@@ -54,10 +54,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--revs", nargs="+", default=["main", "HEAD"])
-    parser.add_argument("--datatrove-python", type=Path, default=DEFAULT_DATATROVE)
+    parser.add_argument(
+        "--datatrove-python",
+        type=Path,
+        help="python of a venv with datatrove (default: the side-car, made on first use)",
+    )
+    parser.add_argument("--quick", action="store_true", help="one round, this checkout only (a set-up check)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.revs = 1, ["HEAD"]
+    harness.require_data()
+    args.datatrove_python = args.datatrove_python or harness.sidecar_bin("datatrove")
     if not args.datatrove_python.exists():
-        raise SystemExit(f"no datatrove venv python at {args.datatrove_python} (see benchmarks/scorers_datatrove.py)")
+        raise SystemExit(f"no datatrove venv python at {args.datatrove_python}")
+    print(harness.header("heuristic scorer vs datatrove GopherQualityFilter"), flush=True)
     assert registry.SCORERS  # this checkout's registry first, so the revisions' modules do not clash
     texts = [t for docs, _ in load_sets().values() for t in docs]
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +102,7 @@ def main() -> None:
         + "; ".join(
             f"heuristic@{r} {n / totals[r]:,.0f} docs/s = {totals['datatrove'] / totals[r]:.1f}x" for r in scorers
         )
-        + f". {len(texts):,} documents. Machine: {machine()}. Date: {datetime.date.today().isoformat()}."
+        + f". {len(texts):,} documents. Machine: {machine()}."
     )
 
 

@@ -1,6 +1,6 @@
 """Benchmark: the heuristic scorer as of several git revisions, side by side in one run.
 
-    python benchmarks/heuristic_versions.py REV [REV ...]      (e.g. main 63c5b93 HEAD)
+    python benchmarks/heuristic_versions.py [REV ...]      (default: main HEAD; e.g. main 63c5b93 HEAD)
 
 Each revision's ``curriculum/scorers/heuristic.py`` is read with ``git show`` and loaded as its
 own module (its rules, cuts and weights; the rest of the package is this checkout's), then
@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import corruption  # noqa: E402
+import harness  # noqa: E402
 from scorers import load_sets, metric  # noqa: E402
 
 from curriculum.scorers import registry  # noqa: E402
@@ -54,8 +55,10 @@ def load_revision(rev: str, folder: Path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("revs", nargs="+")
+    parser.add_argument("revs", nargs="*", default=["main", "HEAD"], help="git revisions (default: main HEAD)")
     args = parser.parse_args()
+    harness.require_data()
+    print(harness.header(f"heuristic scorer at {' '.join(args.revs)}"), flush=True)
     assert registry.SCORERS  # the checkout's registry is loaded first
     sets = load_sets()
     report = [t for _, t in corruption.split_documents()["report"]]

@@ -1,10 +1,12 @@
 """Benchmark: which language-ID library for the `langid` scorer (accuracy and speed, English vs not).
 
-    python benchmarks/langid_choice.py [--lingua-path DIR]
+    python benchmarks/langid_choice.py [--no-lingua]
 
-Needs the candidates, which are not project dependencies except pycld2 (the `filters` extra):
-``pip install py3langid pycld2`` and, for lingua (a 96 MB wheel), ``pip install --no-deps
---target DIR lingua-language-detector`` then ``--lingua-path DIR``.
+The candidates are not project dependencies (pycld2 is, in the `filters` extra), so they come
+from the ``langid`` side-car of `benchmarks/harness.py`: py3langid 0.4.0, pycld2 0.42 and
+lingua-language-detector 2.1.1 (a 96 MB wheel) installed on first use with ``pip install
+--no-deps --target`` under the benchmark cache (pins in ``benchmarks/sidecars/langid.txt``) and
+put first on ``sys.path``; their one dependency, numpy, is the project's.
 
 The shared corpus is almost all English (pycld2 calls all 499 DCLM pages and all but 11 Stack
 Exchange posts English), so the labelled set is built from what is there, by hand:
@@ -37,6 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import corruption  # noqa: E402
+import harness  # noqa: E402
 import scorers_data  # noqa: E402
 
 from curriculum.scorers.metrics import roc_auc  # noqa: E402
@@ -59,7 +62,7 @@ def labelled_set() -> tuple[list[str], np.ndarray]:
     return [t[:CHARS] for t in texts], labels
 
 
-def detectors(lingua_path: Path | None) -> dict:
+def detectors(lingua: bool) -> dict:
     import py3langid
     import pycld2
 
@@ -80,8 +83,7 @@ def detectors(lingua_path: Path | None) -> dict:
 
     cld2.failures = 0
     out = {"py3langid 0.4.0 (langid.py model)": p3, "pycld2 0.42": cld2}
-    if lingua_path is not None:
-        sys.path.insert(0, str(lingua_path))
+    if lingua:
         from lingua import Language, LanguageDetectorBuilder
 
         det = LanguageDetectorBuilder.from_all_languages().build()
@@ -96,13 +98,16 @@ def detectors(lingua_path: Path | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lingua-path", type=Path, help="folder where lingua was pip-installed with --target")
+    parser.add_argument("--no-lingua", action="store_true", help="leave out lingua (slow: ~16 docs/s)")
     args = parser.parse_args()
+    harness.require_data()
+    sys.path.insert(0, str(harness.sidecar("langid")))
+    print(harness.header("language ID: which library"), flush=True)
     texts, labels = labelled_set()
     print(f"{len(texts)} documents: {int((labels == 0).sum())} not English, {int(labels.sum())} English\n")
     print("| library | accuracy (is English) | ROC-AUC of P(English) | docs/s |")
     print("|---|---|---|---|")
-    for name, detect in detectors(args.lingua_path).items():
+    for name, detect in detectors(not args.no_lingua).items():
         detect(texts[0])  # load the model outside the timing
         start = time.perf_counter()
         results = [detect(t) for t in texts]

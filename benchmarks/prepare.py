@@ -20,7 +20,9 @@ Then `currimix plan`'s report on the ``prepare/1+score`` store: the previous rep
 copied here as the baseline) against the report computed from the allocation, at the preset's
 690 steps and at 10^6 steps.
 
-Run: ``PYTHONPATH=. python benchmarks/prepare.py [--repeats 3]`` (about 5-8 minutes on 2 busy cores).
+Run: ``python benchmarks/prepare.py [--repeats 3]`` (about 5-8 minutes on 2 busy cores);
+``--quick``: one round and the report at 690 steps only (a set-up check; 6 minutes at load 9 on 2 cores). The corpus is
+``<repo>/../shared/data`` (``$CURRIMIX_BENCH_DATA`` overrides it, see `benchmarks/harness.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import gzip
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +41,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `benchmarks.*` from a checkout
+
+from benchmarks import harness  # noqa: E402
+
 ARMS = ("encode", "encode_fast", "read+encode", "prepare/1", "prepare/1+score", "prepare/2")
 
 
@@ -49,7 +56,7 @@ def recipe(store: Path, tokenizer: Path | None, scorers: bool, workers: int):
     raw = loaded.model_dump(mode="json")
     for domain in raw["data"]["domains"].values():
         for source in domain["sources"]:
-            source["path"] = str((REPO / source["path"]).resolve())  # preset paths are relative to the repo
+            source["path"] = str(harness.preset_path(source["path"]))  # preset paths are relative to the repo
         if not scorers:
             domain["scorer"] = None
     if tokenizer is not None:
@@ -60,7 +67,7 @@ def recipe(store: Path, tokenizer: Path | None, scorers: bool, workers: int):
 
 
 def shared_sources() -> list[Path]:
-    return sorted((REPO.parent / "shared" / "data").rglob("*.gz"))
+    return sorted(harness.data_dir().rglob("*.gz"))
 
 
 def child(arm: str, work: Path) -> dict:
@@ -155,14 +162,14 @@ def old_report_seconds(plan) -> float:
     return time.perf_counter() - started
 
 
-def report_child(work: Path) -> dict:
+def report_child(work: Path, steps_list: tuple[int, ...]) -> dict:
     import warnings
 
     from recipes.plan import build_plan
     from recipes.plan_report import plan_summary
 
     out = {}
-    for steps in (690, 1_000_000):
+    for steps in steps_list:
         r = recipe(work / "store-prepare-1+score", work / "tokenizer", scorers=True, workers=1)
         raw = r.model_dump(mode="json")
         raw["training"]["steps"] = steps
@@ -206,13 +213,33 @@ def setup(work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--child", choices=(*ARMS, "report"))
-    parser.add_argument("--work", type=Path)
+    parser.add_argument("--quick", action="store_true", help="one round, report at 690 steps only (a set-up check)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (stores, tokenizer) afterwards")
+    parser.add_argument("--child", choices=(*ARMS, "report"), help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--report-steps", type=int, nargs="+", default=[690, 1_000_000], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.report_steps = 1, [690]
     if args.child:
-        print(json.dumps(report_child(args.work) if args.child == "report" else child(args.child, args.work)))
+        if args.child == "report":
+            print(json.dumps(report_child(args.work, tuple(args.report_steps))))
+        else:
+            print(json.dumps(child(args.child, args.work)))
         return
+    harness.require_data()
+    print(harness.header("prepare throughput per core vs encode_batch" + (" (--quick)" if args.quick else "")))
     work = Path(tempfile.mkdtemp(prefix="currimix-bench-prepare-"))
+    try:
+        run_arms(args, work)
+    finally:
+        if args.keep:
+            print(f"(work folder {work}; delete it when done)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run_arms(args: argparse.Namespace, work: Path) -> None:
     setup(work)
     env = {**os.environ, "RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -248,18 +275,21 @@ def main() -> None:
             f"{cpu:>8.1f}{tok / cpu:>14,.0f}{base_cpu / cpu * tok / tokens:>11.2f}"
             f"{results[arm][0]['rss_mb']:>9.0f}{results[arm][0]['child_rss_mb']:>11.0f}"
         )
+    steps_args = ["--report-steps", *map(str, args.report_steps)]
     out = subprocess.run(
-        [sys.executable, __file__, "--child", "report", "--work", str(work)], env=env, capture_output=True, text=True
+        [sys.executable, __file__, "--child", "report", "--work", str(work), *steps_args],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if out.returncode:
         sys.exit(f"report failed:\n{out.stderr[-3000:]}")
     rep = json.loads(out.stdout.strip().splitlines()[-1])
     print("\n`currimix plan` report on the prepare/1+score store (shared-baseline recipe)")
     print(f"{'steps':>10}{'plan build s':>14}{'old report s':>14}{'new report s':>14}{'speed-up':>10}")
-    for steps in (690, 1_000_000):
+    for steps in args.report_steps:
         old, new = rep[f"old {steps}"], rep[f"new {steps}"]
         print(f"{steps:>10,}{rep[f'build {steps}']:>14.2f}{old:>14.2f}{new:>14.2f}{old / new:>10.0f}")
-    print(f"(work folder {work}; delete it when done)")
 
 
 if __name__ == "__main__":

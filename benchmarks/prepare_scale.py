@@ -23,7 +23,8 @@ they count in RSS but are shared and reclaimable, and bounded by the files' size
 
 Then a projection to 10^12 tokens from the measured per-unit costs.
 
-Run: ``PYTHONPATH=. python benchmarks/prepare_scale.py [--sizes 1000000 10000000]`` (~5 min on 2 cores).
+Run: ``python benchmarks/prepare_scale.py [--sizes 1000000 10000000]`` (~5 min on 2 cores);
+``--quick`` is ``--sizes 100000`` (a set-up check, ~35 s at load 9 on 2 cores).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `benchmarks.*` from a checkout
+
+from benchmarks import harness  # noqa: E402
+
 SEQ_LEN = 8
 SHARES = {"web": 0.6, "code": 0.3, "math": 0.1}
 UNIT_BYTES = 8 << 20
@@ -166,15 +172,38 @@ def run_child(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--child", nargs=5)
+    parser.add_argument("--quick", action="store_true", help="--sizes 100000: a set-up check")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (corpora, stores) afterwards")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, corpus, store, tokenizer, scored = args.child
         print(json.dumps(child(kind, Path(corpus), Path(store), Path(tokenizer), scored == "1")))
         return
+    if args.quick:
+        args.sizes = [100_000]
+    print(harness.header("data path memory and time vs corpus size" + (" (--quick)" if args.quick else "")))
+    work = Path(tempfile.mkdtemp(prefix="currimix-bench-scale-"))
+    try:
+        rows = measure_sizes(args.sizes, work)
+    finally:
+        if args.keep:
+            print(f"(work folder {work}; delete it when done)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    report(rows, args.sizes)
+    if args.json:
+        harness.write_json(
+            args.json,
+            {**harness.provenance(), "rows": [{"sequences": s, "step": label, **r} for s, label, r in rows]},
+        )
+
+
+def measure_sizes(sizes: list[int], work: Path) -> list[tuple[int, str, dict]]:
+    """Every step of the table, each in a fresh process, for every corpus size."""
     from curriculum.tokenizer import train_bpe
 
-    work = Path(tempfile.mkdtemp(prefix="currimix-bench-scale-"))
     tokenizer = work / "tokenizer"
     made = train_bpe(iter(["a small sample of text to make a tokenizer folder"] * 50), 300, 1)
     made.save_pretrained(str(tokenizer))
@@ -182,7 +211,7 @@ def main() -> None:
 
     datasets.disable_progress_bars()
     rows = []
-    for size in args.sizes:
+    for size in sizes:
         corpus = work / f"corpus-{size}"
         make_corpus(corpus, size, len(made))
         store = work / f"store-{size}"
@@ -191,7 +220,7 @@ def main() -> None:
         for label in ("rank cold", "rank warm"):
             rows.append((size, label, run_child("rank", str(corpus), str(store), str(tokenizer), "1")))
         rows.append((size, "old rank (load + argsort)", run_child("old", str(corpus), str(store), str(tokenizer), "1")))
-        if size == max(args.sizes):
+        if size == max(sizes):
             tied = work / f"store-ties-{size}"
             rows.append(
                 (
@@ -202,6 +231,11 @@ def main() -> None:
             )
             for label in ("rank/ties cold", "rank/ties warm"):
                 rows.append((size, label, run_child("rank", str(corpus), str(tied), str(tokenizer), "0")))
+    return rows
+
+
+def report(rows: list[tuple[int, str, dict]], sizes: list[int]) -> None:
+    """The table and the projection to 10^12 tokens."""
     print(
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; seq_len {SEQ_LEN}; unit {UNIT_BYTES >> 20} MB"
     )
@@ -215,7 +249,7 @@ def main() -> None:
             f"{r['anon_mb']:>9.0f}{r['file_mb']:>9.0f}"
             f"{r['child_rss_mb']:>11.0f}{r.get('units', ''):>7}{r.get('sequences', ''):>12}"
         )
-    big = [r for s, label, r in rows if label == "prepare" and s == max(args.sizes)][0]
+    big = [r for s, label, r in rows if label == "prepare" and s == max(sizes)][0]
     tokens_per_unit = big["tokens"] / big["units"]
     unit_seconds = (big["seconds"] - big["merge_s"]) / big["units"] * min(os.cpu_count() or 1, big["units"])
     merge_per_seq = big["merge_s"] / big["sequences"]
@@ -232,7 +266,6 @@ def main() -> None:
             f"{1e12 / (tokens_per_unit / unit_seconds) / 3600:,.0f} core-hours; merge "
             f"{sequences * merge_per_seq:,.0f} s on one process"
         )
-    print(f"(work folder {work}; delete it when done)")
 
 
 if __name__ == "__main__":

@@ -13,26 +13,37 @@ dataset only returns the index, so only the sampler costs), resumed with acceler
 `skip_first_batches`, sequential and shuffled.
 
     python benchmarks/sampler.py            # prints a markdown table
+    python benchmarks/sampler.py --quick    # 10^4 and 10^6 steps only
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
-from accelerate import skip_first_batches
-from torch.utils.data import DataLoader, Dataset
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000])
+    parser.add_argument("--quick", action="store_true", help="Only 10^4 and 10^6 steps.")
+    return parser
+
+
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+    build_parser().parse_args()  # prints the help and exits before importing torch
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from accelerate import skip_first_batches  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` from a checkout
 
+from benchmarks import harness  # noqa: E402
 from recipes.loading import recipe_from_dict  # noqa: E402
 from recipes.plan import build_plan  # noqa: E402
 
@@ -146,16 +157,11 @@ def bench_skip_epochs(n: int, step: int, shuffle: bool) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000])
-    parser.add_argument("--quick", action="store_true", help="Only 10^4 and 10^6 steps.")
-    args = parser.parse_args()
+    args = build_parser().parse_args()
     steps_list = [10_000, 1_000_000] if args.quick else args.steps
     n_seqs = sum(DOMAINS.values())
-    print(
-        f"# sampler benchmark  {datetime.date.today()}  {platform.processor() or platform.machine()}  "
-        f"torch threads {torch.get_num_threads()}  global batch {BATCH}, {n_seqs:,} sequences in 3 domains\n"
-    )
+    print(harness.header("sampler: stateless batches vs skipping through a loader"))
+    print(f"torch threads {torch.get_num_threads()}  global batch {BATCH}, {n_seqs:,} sequences in 3 domains\n")
     with tempfile.TemporaryDirectory() as tmp:
         store = synthetic_store(Path(tmp) / "store")
         print(

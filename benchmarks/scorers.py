@@ -1,11 +1,11 @@
 """Benchmark: do the quality scorers agree with human judgement, and how fast are they?
 
-    python benchmarks/scorers.py [--datatrove-python /work/bench-venvs/datatrove/bin/python]
+    python benchmarks/scorers.py [--quick] [--datatrove-python PYTHON] [--no-datatrove]
                                  [--hf-lm FOLDER] [--hf-classifier FOLDER] [--json results.json]
 
-Evaluation sets (``../shared/data``): DCLM human 0/1 labels (ROC-AUC), SpamAssassin ham vs spam
-(ROC-AUC), Stack Exchange beer+coffee vote scores (Spearman). The first row is the plain
-document-length baseline; a scorer has to beat it to mean anything.
+Evaluation sets (``<repo>/../shared/data``, or ``$CURRIMIX_BENCH_DATA``): DCLM human 0/1 labels
+(ROC-AUC), SpamAssassin ham vs spam (ROC-AUC), Stack Exchange beer+coffee vote scores (Spearman).
+The first row is the plain document-length baseline; a scorer has to beat it to mean anything.
 
 Honesty: every fitted model is trained *without* the set it is evaluated on (leave the
 evaluated source out), so each trainable row is three models, one per evaluation set:
@@ -40,8 +40,10 @@ evaluated source out), so each trainable row is three models, one per evaluation
 
 Speed is documents per second in one process (one core) for scoring only (fitting excluded),
 over all evaluation documents. datatrove (Gopher quality, Gopher repetition, C4 quality) runs in
-its own venv as a subprocess (see `benchmarks/scorers_datatrove.py` for how to create it); the
-currimix heuristic is timed on the same documents in the same run for the speed ratio.
+its own side-car venv as a subprocess (`benchmarks/scorers_datatrove.py`; the venv is installed on
+first use under the benchmark cache by `benchmarks/harness.py`, pins in
+`benchmarks/sidecars/datatrove.txt`); the currimix heuristic is timed on the same documents in
+the same run for the speed ratio.
 """
 
 from __future__ import annotations
@@ -52,9 +54,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # per-core numbers: keep numpy/torch to one thread
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -68,6 +68,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+import harness  # noqa: E402
 import scorers_data  # noqa: E402
 
 from curriculum.scorers import Scorer, build_scorer  # noqa: E402
@@ -77,7 +78,6 @@ from curriculum.scorers.corruptions import BOILERPLATE_POOLS, CORRUPTIONS, boile
 from curriculum.scorers.metrics import roc_auc, spearman  # noqa: E402
 
 SETS = ("dclm", "spam", "stackexchange")
-DEFAULT_DATATROVE = Path("/work/bench-venvs/datatrove/bin/python")
 #: The heuristic's rules whose cut (or measurement) is ours (switched off for the ablation row).
 OUR_RULES = tuple(r.name for r in heuristic_rules.RULES if r.ours)
 
@@ -255,10 +255,7 @@ def combined_chosen_weight(
 def datatrove_rows(python: Path, sets: dict) -> tuple[list[Row], str]:
     """Gopher-quality-alone and chained-filter rows from the datatrove side-car venv."""
     if not python.exists():
-        return [], (
-            f"datatrove rows skipped: no venv python at {python} (create it as described in "
-            "benchmarks/scorers_datatrove.py)"
-        )
+        return [], f"datatrove rows skipped: no python at {python}"
     run = subprocess.run(
         [str(python), str(HERE / "scorers_datatrove.py")],
         capture_output=True,
@@ -283,59 +280,10 @@ def datatrove_rows(python: Path, sets: dict) -> tuple[list[Row], str]:
     return [alone, chain], ""
 
 
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
-
-
-def table(rows: list[Row]) -> str:
-    lines = [
-        "| scorer | DCLM human labels (ROC-AUC) | SpamAssassin ham vs spam (ROC-AUC) | "
-        "Stack Exchange votes (Spearman) | docs/s per core |",
-        "|---|---|---|---|---|",
-    ]
-    for r in rows:
-        cells = [f"{r.values[s]:.3f}" if s in r.values else "n/a" for s in SETS]
-        speed = f"{r.docs_per_s:,.0f}" if r.seconds else "n/a"
-        lines.append(f"| {r.label} | " + " | ".join(cells) + f" | {speed} |")
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--datatrove-python",
-        type=Path,
-        default=DEFAULT_DATATROVE,
-        help="python of the venv with datatrove installed (rows skipped if missing)",
-    )
-    parser.add_argument("--hf-lm", type=Path, help="local causal LM folder for an hf_lm row (optional)")
-    parser.add_argument("--hf-classifier", type=Path, help="local sequence classifier folder (optional)")
-    parser.add_argument("--json", type=Path, help="also write the numbers here")
-    args = parser.parse_args()
-    started = time.perf_counter()
-
-    sets = load_sets()
-    pools = labelled_pools(sets)
-    generic = [t for texts in scorers_data.reference_positives().values() for t in texts]
-    synthetic = scorers_data.shuffled_negatives(generic[::3])
-    print(
-        f"evaluation docs: {sum(len(t) for t, _ in sets.values())}; generic positives {len(generic)}, "
-        f"synthetic negatives {len(synthetic)}",
-        file=sys.stderr,
-    )
-
-    def others(evaluated: str | set[str], side: int) -> list[str]:
-        excluded = {evaluated} if isinstance(evaluated, str) else evaluated
-        return [t for name, pool in pools.items() if name not in excluded for t in pool[side]]
-
+def fitted_rows(
+    args, sets: dict, pools: dict, generic: list[str], synthetic: list[str], others, heuristic: Row
+) -> list[Row]:
+    """The rows with fitted scorers (n-gram, classifiers, KenLM) and their combinations with the heuristic."""
     corrupted = corrupted_negatives(generic[1::3])
 
     def generic_classifier(excluded: set[str], extra_negatives: tuple[str, ...] = ()) -> Scorer:
@@ -346,10 +294,7 @@ def main() -> None:
     def corrupted_classifier(excluded: set[str]) -> Scorer:
         return generic_classifier(excluded, tuple(corrupted))
 
-    rows = [run_scorer("length (baseline)", sets, lambda _: build_scorer({"name": "length"}))]
-    published_only = {"name": "heuristic", "weights": {name: 0.0 for name in OUR_RULES}}
-    rows.append(run_scorer("heuristic, published rules only", sets, lambda _: build_scorer(published_only)))
-    heuristic = run_scorer("heuristic", sets, lambda _: build_scorer({"name": "heuristic"}))
+    rows: list[Row] = []
     ngram = run_scorer(
         "ngram (4-gram KN)", sets, fitted({"name": "ngram", "order": 4}, lambda e: (generic + others(e, 0), []))
     )
@@ -362,7 +307,7 @@ def main() -> None:
         fitted({"name": "classifier"}, lambda e: (others(e, 0) + generic, others(e, 1) + synthetic)),
     )
     clf_corrupted = run_scorer("classifier (+generic +corrupted)", sets, lambda e: corrupted_classifier({e}))
-    rows += [heuristic, ngram, clf_labelled, clf_generic, clf_corrupted]
+    rows += [ngram, clf_labelled, clf_generic, clf_corrupted]
     rows.append(run_scorer("langid (en, CLD2)", sets, lambda _: build_scorer({"name": "langid"})))
     rows.append(
         run_scorer(
@@ -396,8 +341,72 @@ def main() -> None:
         )
     )
     rows.append(in_domain_cv(sets, pools, {"name": "classifier"}))
+    return rows
 
-    dt_rows, note = datatrove_rows(args.datatrove_python, sets)
+
+def machine() -> str:
+    return f"{harness.machine()}, numpy {np.__version__}"
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| scorer | DCLM human labels (ROC-AUC) | SpamAssassin ham vs spam (ROC-AUC) | "
+        "Stack Exchange votes (Spearman) | docs/s per core |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [f"{r.values[s]:.3f}" if s in r.values else "n/a" for s in SETS]
+        speed = f"{r.docs_per_s:,.0f}" if r.seconds else "n/a"
+        lines.append(f"| {r.label} | " + " | ".join(cells) + f" | {speed} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--datatrove-python",
+        type=Path,
+        help="python of a venv with datatrove[processing] and spacy (default: the side-car, installed on first use)",
+    )
+    parser.add_argument("--no-datatrove", action="store_true", help="leave out the datatrove rows")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the unfitted rows (length, heuristic, langid) and datatrove: ~3 min, most of it datatrove",
+    )
+    parser.add_argument("--hf-lm", type=Path, help="local causal LM folder for an hf_lm row (optional)")
+    parser.add_argument("--hf-classifier", type=Path, help="local sequence classifier folder (optional)")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    harness.require_data()
+    datatrove = None if args.no_datatrove else args.datatrove_python or harness.sidecar_bin("datatrove")
+
+    sets = load_sets()
+    pools = labelled_pools(sets)
+    generic = [t for texts in scorers_data.reference_positives().values() for t in texts]
+    synthetic = scorers_data.shuffled_negatives(generic[::3])
+    print(
+        f"evaluation docs: {sum(len(t) for t, _ in sets.values())}; generic positives {len(generic)}, "
+        f"synthetic negatives {len(synthetic)}",
+        file=sys.stderr,
+    )
+
+    def others(evaluated: str | set[str], side: int) -> list[str]:
+        excluded = {evaluated} if isinstance(evaluated, str) else evaluated
+        return [t for name, pool in pools.items() if name not in excluded for t in pool[side]]
+
+    rows = [run_scorer("length (baseline)", sets, lambda _: build_scorer({"name": "length"}))]
+    published_only = {"name": "heuristic", "weights": {name: 0.0 for name in OUR_RULES}}
+    rows.append(run_scorer("heuristic, published rules only", sets, lambda _: build_scorer(published_only)))
+    heuristic = run_scorer("heuristic", sets, lambda _: build_scorer({"name": "heuristic"}))
+    rows.append(heuristic)
+    if args.quick:
+        rows.append(run_scorer("langid (en, CLD2)", sets, lambda _: build_scorer({"name": "langid"})))
+    else:
+        rows += fitted_rows(args, sets, pools, generic, synthetic, others, heuristic)
+
+    dt_rows, note = datatrove_rows(datatrove, sets) if datatrove else ([], "datatrove rows left out (--no-datatrove)")
     speed_line = ""
     if dt_rows:
         # Side by side: the heuristic again on exactly the documents datatrove just filtered.
@@ -413,11 +422,8 @@ def main() -> None:
         )
         rows += dt_rows
 
-    header = (
-        f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}. "
-        f"Benchmark wall time: {time.perf_counter() - started:.0f} s."
-    )
-    print(header)
+    print(harness.header("scorers: agreement with human labels and speed" + (" (--quick)" if args.quick else "")))
+    print(f"Machine: {machine()}. Benchmark wall time: {time.perf_counter() - started:.0f} s.")
     print()
     print(table(rows))
     print()
@@ -429,16 +435,15 @@ def main() -> None:
     if note:
         print(note)
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": machine(),
-                    "date": datetime.date.today().isoformat(),
-                    "rows": [{"scorer": r.label, **r.values, "docs_per_s": r.docs_per_s, "note": r.note} for r in rows],
-                    "speed": speed_line,
-                },
-                indent=2,
-            )
+        harness.write_json(
+            args.json,
+            {
+                **harness.provenance(),
+                "machine": machine(),
+                "quick": args.quick,
+                "rows": [{"scorer": r.label, **r.values, "docs_per_s": r.docs_per_s, "note": r.note} for r in rows],
+                "speed": speed_line,
+            },
         )
 
 

@@ -1,8 +1,9 @@
-"""Readers for the labelled corpus in ``../shared/data`` used by `benchmarks/scorers.py`.
+"""Readers for the labelled corpus in ``<repo>/../shared/data`` used by `benchmarks/scorers.py`.
 
 Every reader returns plain Python lists of texts (plus labels where the source has them).
-Paths are computed from this file's location, so the benchmark runs from any working folder.
-Only the Python standard library is used here, so the datatrove side-car venv can import it.
+The folder comes from `harness.data_dir` (this file's location, or ``$CURRIMIX_BENCH_DATA``),
+so the benchmark runs from any working folder. Only the Python standard library is used here,
+so the datatrove side-car venv can import it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import gzip
 import json
 import random
 import re
+import sys
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+
+DATA = harness.data_dir()
 
 
 def _jsonl(relative: str) -> list[dict]:
@@ -95,3 +101,7 @@ def shuffled_negatives(texts: list[str], *, seed: int = 0) -> list[str]:
             rng.shuffle(lines)
             out.append("\n".join(ln[:60] for ln in lines[:30]))
     return out
+
+
+if __name__ == "__main__":
+    print(__doc__)

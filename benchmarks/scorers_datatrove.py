@@ -6,10 +6,10 @@ JSON object: per evaluation set, how many of the chained filters (Gopher quality
 repetition -> C4 quality) each document passes, and the time each filter took. Never imported
 by currimix itself: datatrove is not a project dependency.
 
-Create the venv once (the torch constraint keeps pip from pulling CUDA wheels):
-
-    python3 -m venv /work/bench-venvs/datatrove
-    PIP_CONSTRAINT=constraints.txt /work/bench-venvs/datatrove/bin/pip install "datatrove[processing]==0.10.*" spacy
+The venv is the ``datatrove`` side-car of `benchmarks/harness.py`: installed on first use under
+the benchmark cache from the pins in ``benchmarks/sidecars/datatrove.txt`` (``datatrove[processing]
+0.10.1`` and spaCy, frozen), then reused; ``python benchmarks/harness.py --setup datatrove``
+installs it ahead.
 """
 
 from __future__ import annotations
@@ -58,4 +58,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        sys.exit(0)
     main()

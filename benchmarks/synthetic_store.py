@@ -47,3 +47,7 @@ def write_synthetic_store(
     extra = {"token_dtype": "uint16", "eos_id": 0, "vocab_size": vocab_size, "data_fingerprint": fingerprint}
     finalize_store(root, units, list(domains), seq_len, extra)
     return root
+
+
+if __name__ == "__main__":
+    print(__doc__)
