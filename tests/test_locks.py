@@ -79,3 +79,16 @@ def test_the_lock_leaves_nothing_behind_and_locks_within_one_process_too(tmp_pat
             with folder_lock(folder, "train"):
                 pass
     assert not (tmp_path / "new").exists()  # folders made only for the lock are removed again
+
+
+def test_prepare_refuses_a_store_folder_another_prepare_holds(corpus_dir: Path, tmp_path: Path) -> None:
+    from recipes.loading import recipe_from_dict
+    from tests.conftest import recipe_dict
+    from tools.prepare import prepare_store
+
+    store = tmp_path / "data" / "store"
+    recipe = recipe_from_dict(recipe_dict(corpus_dir, tmp_path / "run", store))
+    with folder_lock(store, "prepare", "token store"):
+        with pytest.raises(UserError, match="token store .* is in use by `currimix prepare`"):
+            prepare_store(recipe, show_progress=False)
+    assert not store.exists() and not (tmp_path / "data").exists()

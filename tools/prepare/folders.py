@@ -3,6 +3,8 @@
 - `check_replaceable`: an existing ``data.store`` is replaced only with ``--overwrite``, and even
   then only when it is a currimix store (finished: manifest.json or a format-1 meta.json;
   unfinished: units.json) or an empty folder: never the user's own files.
+- `store_lock`: one `prepare` writes a store folder at a time (`curriculum.locks`; a job array's
+  slices run side by side on purpose and take no lock).
 - `remove_stale_temp_folders`: hidden temp folders (``.<name>.tmp-<pid>-<hex>``) and trash folders
   (``.<name>.old-<hex>``) that killed runs left beside the store, among its shards and beside its
   tokenizer. A temp folder whose process still runs on this host is left alone.
@@ -10,13 +12,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import ContextManager
 
 from curriculum.errors import UserError
+from curriculum.locks import folder_lock
 from curriculum.store import is_complete_store
 from curriculum.validation import is_token_store
 from tools.prepare.units import UNITS_FILE
@@ -35,12 +40,25 @@ def discard(root: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def check_replaceable(root: Path, overwrite: bool) -> None:
-    """Refuse to touch an existing ``data.store`` unless asked, and even then unless it is a currimix
-    token store (finished or not) or an empty folder."""
+def check_creatable(root: Path) -> None:
+    """No part of the path above ``data.store`` is a regular file."""
     blocker = next((p for p in root.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise UserError(f"data.store {str(root)!r} cannot be created: {str(blocker)!r} is a file, not a folder")
+
+
+def store_lock(root: Path, in_array: bool) -> ContextManager[None]:
+    """The store folder's lock for a whole `prepare` (none for a job array's slice)."""
+    if in_array:
+        return contextlib.nullcontext()
+    check_creatable(root)
+    return folder_lock(root, "prepare", "token store")
+
+
+def check_replaceable(root: Path, overwrite: bool) -> None:
+    """Refuse to touch an existing ``data.store`` unless asked, and even then unless it is a currimix
+    token store (finished or not) or an empty folder."""
+    check_creatable(root)
     if not root.exists():
         return
     if not overwrite:
