@@ -3,7 +3,9 @@
 The loop keeps losses and the gradient norm on the device between log lines, so the check must
 not synchronise every step. What it costs, per step: two or three tiny device ops (``isfinite``
 on the gradient norm and on each micro-batch's per-sequence losses), whose results are kept on
-the device with the host-side sequence ids and domains of that step. The flags are read at the
+the device with the host-side sequence ids and domains of that step: ~90 us of host time per
+step with two micro-batches (measured on the shared 2-core CPU box, 2026-12-07; asynchronous
+kernel launches on a GPU), against steps of tens of milliseconds or more. The flags are read at the
 steps that synchronise anyway or must not be passed with bad weights: every log step, and before
 every validation, snapshot, checkpoint and the final model (one scalar all-reduce, so every rank
 decides the same). A run whose loss turns NaN therefore stops within one log interval, before

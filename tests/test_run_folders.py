@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +65,31 @@ def test_a_second_train_on_a_locked_run_folder_exits_2_naming_the_holder(
     assert f"pid {os.getpid()}" in result.output and "`currimix train`" in result.output
     assert "Traceback" not in result.output
     assert _files(run_copy) == before
+
+
+@pytest.mark.slow
+def test_two_concurrent_train_processes_on_one_folder_exactly_one_runs(
+    corpus_dir: Path, tiny_store: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    recipe = _recipe_file(corpus_dir, tiny_store, run_dir, tmp_path, steps=20_000, log_every_steps=1000)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-m", "recipes.cli", "train", str(recipe), "--no-progress"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lock = tmp_path / ".run.lock"
+        deadline = time.monotonic() + 300
+        while not (lock.is_file() and f'"pid": {first.pid}' in lock.read_text()):
+            assert first.poll() is None and time.monotonic() < deadline, "the first train never took the lock"
+            time.sleep(0.2)
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert first.poll() is None  # the first one still runs
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2, second.stderr
+    message = " ".join(second.stderr.split())
+    assert f"is in use by `currimix train` (pid {first.pid} on host" in message and "Traceback" not in message
 
 
 def test_train_without_resume_refuses_a_finished_run(
