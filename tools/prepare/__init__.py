@@ -29,6 +29,7 @@ from tools.prepare.finalize import finalize_store, missing_units
 from tools.prepare.folders import (
     check_replaceable,
     discard,
+    input_paths,
     is_unfinished,
     remove_stale_temp_folders,
     start_folder,
@@ -158,7 +159,7 @@ def prepare_store(
     with store_lock(root, in_array):  # one `prepare` per store folder (a job array's slices share it)
         resuming = is_unfinished(root) and not overwrite
         if not in_array:
-            start_folder(root, overwrite)
+            start_folder(root, overwrite, input_paths(recipe))
         try:
             return _build(recipe, root, engine, unit, units, tokenizer_only, show_progress)
         except UserError as exc:

@@ -2,7 +2,8 @@
 
 - `check_replaceable`: an existing ``data.store`` is replaced only with ``--overwrite``, and even
   then only when it is a currimix store (finished: manifest.json or a format-1 meta.json;
-  unfinished: units.json) or an empty folder: never the user's own files.
+  unfinished: units.json) or an empty folder: never the user's own files, and never a store
+  holding an input of the same prepare (a source file, or the tokenizer it copies).
 - `store_lock`: one `prepare` writes a store folder at a time (`curriculum.locks`; a job array's
   slices run side by side on purpose and take no lock).
 - `remove_stale_temp_folders`: hidden temp folders (``.<name>.tmp-<pid>-<hex>``) and trash folders
@@ -20,10 +21,12 @@ import uuid
 from pathlib import Path
 from typing import ContextManager
 
+from curriculum.documents import resolve_files
 from curriculum.errors import UserError
 from curriculum.locks import folder_lock
 from curriculum.store import is_complete_store
 from curriculum.validation import is_token_store
+from recipes.config import Recipe
 from tools.prepare.units import UNITS_FILE
 
 
@@ -72,11 +75,29 @@ def check_replaceable(root: Path, overwrite: bool) -> None:
     )
 
 
-def start_folder(root: Path, overwrite: bool) -> None:
+def input_paths(recipe: Recipe) -> list[Path]:
+    """Every file and folder a prepare of ``recipe`` reads (its sources' files, the tokenizer folder)."""
+    paths = [Path(f) for d in recipe.data.domains.values() for s in d.sources for f in resolve_files(s)[1]]
+    return paths + ([Path(recipe.tokenizer.path)] if recipe.tokenizer.path else [])
+
+
+def start_folder(root: Path, overwrite: bool, inputs: list[Path] | None = None) -> None:
     """Make ``root`` ready for a (resumed) prepare: an unfinished prepare is resumed unless
-    ``overwrite``; anything else that exists goes through `check_replaceable` and is moved away."""
+    ``overwrite``; anything else that exists goes through `check_replaceable` and is moved away,
+    unless it holds one of the prepare's ``inputs``."""
     if not (is_unfinished(root) and not overwrite):
         check_replaceable(root, overwrite)
+        held = [
+            p
+            for p in inputs or []
+            if root.exists() and (p.resolve() == root.resolve() or root.resolve() in p.resolve().parents)
+        ]
+        if held:
+            raise UserError(
+                f"data.store {str(root)!r} holds an input of this prepare ({str(held[0])!r}), so --overwrite "
+                "would delete what it reads. Copy it out of the store first (e.g. the tokenizer folder) and "
+                "point the recipe there"
+            )
         if root.exists():
             discard(root)
     root.parent.mkdir(parents=True, exist_ok=True)
