@@ -364,27 +364,26 @@ def train(
         raise UserError(f"--stop-after must be a number of steps >= 1, got {stop_after_steps!r}")
     check_batch_divides(recipe)  # before any rank creates anything
     run_dir = recipe.run_path
-    with remove_if_left_empty(run_dir):
+    # The lock comes first: a `train` refused by it must not remove a folder the holder just made.
+    with run_folder_lock(run_dir), remove_if_left_empty(run_dir):
         check_run_dir_writable(run_dir)
-        lock = folder_lock(run_dir, "train", "run folder") if _is_main() else contextlib.nullcontext()
-        with lock:
-            previous = claim_run_folder(run_dir, resume=resume, overwrite=overwrite, main=_is_main())
-            try:
-                summary = run_training(
-                    recipe,
-                    resume=resume,
-                    ignore_plan_mismatch=ignore_plan_mismatch,
-                    stop_after_steps=stop_after_steps,
-                    show_progress=show_progress,
-                    previous=previous,
-                )
-            except BaseException:
-                if previous is not None:
-                    previous.restore()
-                raise
+        previous = claim_run_folder(run_dir, resume=resume, overwrite=overwrite, main=_is_main())
+        try:
+            summary = run_training(
+                recipe,
+                resume=resume,
+                ignore_plan_mismatch=ignore_plan_mismatch,
+                stop_after_steps=stop_after_steps,
+                show_progress=show_progress,
+                previous=previous,
+            )
+        except BaseException:
             if previous is not None:
-                previous.discard()
-            return summary
+                previous.restore()
+            raise
+        if previous is not None:
+            previous.discard()
+        return summary
 
 
 def run_training(
@@ -510,6 +509,22 @@ def check_batch_divides(recipe: Recipe, world: int | None = None) -> None:
             f"{t.micro_batch_size * world * max(1, round(t.global_batch_size / (t.micro_batch_size * world)))}, "
             "or another micro_batch_size"
         )
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path) -> Iterator[None]:
+    """The run folder's lock, held by rank 0 (`curriculum.locks`); a path that cannot hold it (a
+    file where a folder should be) is reported like an unwritable run folder."""
+    if not _is_main():
+        yield
+        return
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(folder_lock(run_dir, "train", "run folder"))
+    except OSError as exc:
+        raise UserError(f"cannot write to the run folder {str(run_dir)!r}: {exc.strerror or exc}") from None
+    with stack:
+        yield
 
 
 def check_run_dir_writable(run_dir: Path) -> None:

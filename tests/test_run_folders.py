@@ -67,6 +67,28 @@ def test_a_second_train_on_a_locked_run_folder_exits_2_naming_the_holder(
     assert _files(run_copy) == before
 
 
+def test_a_refused_train_never_removes_the_folder_the_holder_is_creating(
+    corpus_dir: Path, tiny_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "new" / "run"
+    recipe = _recipe_file(corpus_dir, tiny_store, run_dir, tmp_path)
+    created: list[bool] = []
+    writable = pretrain.check_run_dir_writable
+
+    def holder_starts_meanwhile(path: Path) -> None:  # the holder creates the folder while we start
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.yaml").write_text("the holder's")
+        created.append(True)
+        writable(path)
+
+    monkeypatch.setattr(pretrain, "check_run_dir_writable", holder_starts_meanwhile)
+    with folder_lock(run_dir, "train", "run folder"):
+        result = runner.invoke(app, ["train", str(recipe), "--no-progress"])
+        assert result.exit_code == 2 and "in use by" in result.output
+        # Refused before touching the folder; had it gone on, a failed start would have removed it.
+        assert not created or (run_dir / "recipe.yaml").read_text() == "the holder's"
+
+
 @pytest.mark.slow
 def test_two_concurrent_train_processes_on_one_folder_exactly_one_runs(
     corpus_dir: Path, tiny_store: Path, tmp_path: Path
