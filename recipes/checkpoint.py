@@ -15,9 +15,9 @@ so a resume verifies a checkpoint before loading it and falls back to the newest
 resume under different ones is refused, naming the keys. Files get the permissions the umask gives
 (safetensors writes 0600 temp files; they are opened up to match everything else).
 
-Markers are read through a schema (`RunMarker`): a marker whose fields have the wrong type, whose
-step disagrees with its ``step_<N>`` folder name, or (on resume) whose step lies past the plan's
-end is reported as damaged, never trusted. A write that fails (a full disk: `torch.save` raises
+Markers are read through a schema (`RunMarker`): a marker whose fields have the wrong type is
+reported as damaged, never trusted; on resume so is a checkpoint whose step disagrees with its
+``step_<N>`` folder name (`save_checkpoint` names it after the step) or lies past the plan's end. A write that fails (a full disk: `torch.save` raises
 RuntimeError, safetensors its own error) removes the temp folder and says so (`WriteFailed`).
 """
 
@@ -76,7 +76,7 @@ class RunMarker(BaseModel):
     are kept, so a newer currimix may add some."""
 
     model_config = ConfigDict(strict=True, extra="allow")
-    format: int = Field(ge=1)
+    format: int | None = Field(None, ge=1)
     kind: str
     step: int = Field(ge=0)
     time: float | None = None
@@ -88,8 +88,8 @@ class RunMarker(BaseModel):
 def read_marker(folder: Path) -> dict | None:
     """The folder's ``currimix.json`` as a dict, or None when it has none.
 
-    A marker of a run artifact (kind checkpoint, snapshot or final) must fit `RunMarker`, and its
-    step must match a ``step_<N>`` folder name; otherwise it is a `UserError` naming the field."""
+    A marker of a run artifact (kind checkpoint, snapshot or final) must fit `RunMarker`; otherwise
+    it is a `UserError` naming the field."""
     path = folder / MARKER_FILE
     if not path.is_file():
         return None
@@ -115,12 +115,6 @@ def _check_run_marker(path: Path, marker: dict) -> None:
     except ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()[:10]]
         raise UserError(f"{path} is damaged (its fields do not fit a {marker['kind']} marker):", problems) from None
-    match = STEP_NAME.fullmatch(path.parent.name)
-    if match and int(match.group(1)) != marker["step"]:
-        raise UserError(
-            f"{path} says step {marker['step']} but its folder is {path.parent.name}: the marker was edited or "
-            "the folder renamed; move it away"
-        )
 
 
 def checkpoint_step(folder: Path) -> tuple[int | None, str | None]:
@@ -417,6 +411,9 @@ def resume_point(
         return None
     for step, folder in reversed(found):
         problem = verify_folder(folder)
+        if problem is None and folder.name != step_folder(parent, step).name:
+            # `save_checkpoint` names the folder after the step; a difference means an edit.
+            problem = f"{MARKER_FILE} says step {step} but its folder is {folder.name} (edited or renamed)"
         if problem is None and total_steps is not None and step > total_steps:
             problem = f"its step {step} is past the end of this recipe's plan ({total_steps} steps)"
         if problem is None:
