@@ -112,6 +112,23 @@ class LogTally:
         self.loss_sum = torch.zeros(self.n_domains, dtype=torch.float64, device=self.device)
         self.count = torch.zeros(self.n_domains, dtype=torch.float64, device=self.device)
 
+    def mark(self) -> tuple:
+        """What a skipped step must not leave in the tally (see `forget`); device clones, no sync."""
+        clone = lambda t: None if t is None else t.clone()  # noqa: E731
+        return (
+            self.loss_sum.clone(),
+            self.count.clone(),
+            len(self.sequence_ids),
+            clone(self.aux_loss_sum),
+            self.aux_loss_count,
+            clone(self.expert_counts),
+        )
+
+    def forget(self, mark: tuple) -> None:
+        """Back to ``mark``: a skipped step's losses, ids and router counts are not logged."""
+        self.loss_sum, self.count, n_ids, self.aux_loss_sum, self.aux_loss_count, self.expert_counts = mark
+        del self.sequence_ids[n_ids:]
+
     def add_router(self, aux: torch.Tensor | None, counts: torch.Tensor | None) -> None:
         if aux is not None:
             aux = aux.detach().double()
@@ -254,7 +271,7 @@ def train_step(run: Run, data: StepData, tally: LogTally, guard: NonFiniteGuard)
     The guard records the step's non-finite flags; with ``on_nonfinite: skip`` a bad step is not
     applied and its losses are left out of the log tally."""
     skip_mode = guard.mode == "skip"
-    before = (tally.loss_sum.clone(), tally.count.clone()) if skip_mode else None
+    before = tally.mark() if skip_mode else None
     guard.begin(data.step, run.accelerator.device)
     accumulate_gradients(run, data, tally, guard)
     clip = run.recipe.training.grad_clip
@@ -262,7 +279,7 @@ def train_step(run: Run, data: StepData, tally: LogTally, guard: NonFiniteGuard)
     norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2 returns a DTensor
     guard.end(norm)
     if skip_mode and guard.skip_if_bad():
-        tally.loss_sum, tally.count = before  # type: ignore[misc]
+        tally.forget(before)  # type: ignore[arg-type]
         run.optimizer.zero_grad(set_to_none=True)
         return norm
     run.optimizer.step()

@@ -225,7 +225,9 @@ def test_skip_mode_skips_and_counts_bad_steps_and_ends_with_finite_weights(
     corpus_dir: Path, tiny_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_dir = tmp_path / "run"
-    recipe = _recipe_file(corpus_dir, tiny_store, run_dir, tmp_path, on_nonfinite="skip", log_every_steps=2)
+    recipe = _recipe_file(
+        corpus_dir, tiny_store, run_dir, tmp_path, on_nonfinite="skip", log_every_steps=2, log_batch_ids=True
+    )
     _nan_from_step(monkeypatch, 1, 1)
     result = runner.invoke(app, ["train", str(recipe), "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -233,6 +235,8 @@ def test_skip_mode_skips_and_counts_bad_steps_and_ends_with_finite_weights(
     records = read_metrics(run_dir)
     assert records[-1]["nonfinite/skipped_total"] == 1
     assert [r["nonfinite/skipped_steps"] for r in records if "nonfinite/skipped_steps" in r] == [1, 0]
+    assert [len(r["batch_ids"]) for r in records if "batch_ids" in r] == [8, 16]  # the skipped batch is not logged
+    assert all(r["loss"] is not None for r in records if "batch_ids" in r)
     weights = load_file(run_dir / "final" / "model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
 
