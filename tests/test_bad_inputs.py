@@ -18,7 +18,8 @@ Row keys (all but ``id``, ``command``, ``exit`` and ``phrase`` optional):
 - ``copy``: what to copy into the case folder: ``store`` (the tiny store, which the recipe then
   uses), ``run`` (a finished 4-step run with checkpoints at 2 and 4 and snapshots at 2 and 4, as
   ``{run}``), ``snapshots`` (its two snapshots as ``{case}/a`` and ``{case}/b``).
-- ``damage``: {glob under the case folder: garbage | truncate | empty | delete | {text: ...} | {hex: ...}}.
+- ``damage``: {glob under the case folder: garbage | truncate | empty | delete | nan | {text: ...} | {hex: ...}}
+  (``nan``: every value of a safetensors file becomes NaN, a diverged run's weights).
 - ``env``: environment variables for the command (e.g. the WORLD_SIZE a launcher sets).
 - ``writes``: true when the command is expected to write (a warning, not an error).
 """
@@ -80,6 +81,11 @@ def _damage(path: Path, how: Any) -> None:
         path.write_bytes(b"")
     elif how == "delete":
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+    elif how == "nan":
+        from safetensors.torch import load_file, save_file
+
+        tensors = {k: v.float().fill_(float("nan")).to(v.dtype) for k, v in load_file(path).items()}
+        save_file(tensors, str(path), metadata={"format": "pt"})
     elif isinstance(how, dict) and "text" in how:
         path.write_text(how["text"])
     elif isinstance(how, dict) and "hex" in how:
