@@ -1,9 +1,11 @@
 """One writer per output folder: the lock `train` (run folder), `prepare` (store) and `average`
 (output folder) hold while they write.
 
-The lock is a small JSON file *beside* the folder, ``.<name>.lock`` (the folder itself may be
-renamed away and replaced while the lock is held: `prepare --overwrite`, `average --overwrite`),
-naming the holder: pid, host, command and start time. Two mechanisms together:
+The lock is a small JSON file naming the holder (pid, host, command, start time): *beside* the
+folder, ``.<name>.lock``, when the folder itself may be renamed away and replaced while the lock
+is held (`prepare --overwrite`, `average --overwrite`: those already need the parent writable for
+their temp folders), else *inside* it, ``.currimix.lock`` (a run folder, which `train --overwrite`
+empties but never replaces, and whose parent may belong to someone else). Two mechanisms together:
 
 - ``fcntl.flock`` on the open lock file decides who holds it. The kernel releases it when the
   holder exits, however it exits (kill -9 included), so a crashed run never blocks the next one.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -32,10 +35,19 @@ from typing import Iterator
 
 from curriculum.errors import UserError
 
+INSIDE_NAME = ".currimix.lock"
 
-def lock_path(folder: Path) -> Path:
-    """Where the lock of ``folder`` lives: ``.<name>.lock`` in its parent."""
-    return folder.parent / f".{folder.name}.lock"
+
+def lock_path(folder: Path, inside: bool = False) -> Path:
+    """Where the lock of ``folder`` lives: ``.currimix.lock`` in it (``inside``), else
+    ``.<name>.lock`` in its parent (a long name is shortened with a hash: the lock's name must fit
+    wherever the folder's does)."""
+    if inside:
+        return folder / INSIDE_NAME
+    name = folder.name
+    if len(name.encode()) > 200:
+        name = f"{name[:64]}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+    return folder.parent / f".{name}.lock"
 
 
 def _holder_text(holder: dict) -> str:
@@ -74,12 +86,13 @@ def pid_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, command: str, what: str = "folder") -> Iterator[None]:
+def folder_lock(folder: Path, command: str, what: str = "folder", inside: bool = False) -> Iterator[None]:
     """Hold the lock of ``folder`` for the body; a `UserError` naming the holder when another
-    process holds it. ``what`` names the folder in messages ("run folder", "token store")."""
+    process holds it. ``what`` names the folder in messages ("run folder", "token store");
+    ``inside`` puts the lock in the folder (creating it) rather than beside it."""
     folder = Path(folder).absolute()
-    path = lock_path(folder)
-    created = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
+    path = lock_path(folder, inside)
+    created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)  # an OSError here (a file in the way) is the caller's message
     fd = _acquire(path, folder, command, what)
     try:

@@ -382,7 +382,9 @@ def train(
     check_batch_divides(recipe)  # before any rank creates anything
     run_dir = recipe.run_path
     # The lock comes first: a `train` refused by it must not remove a folder the holder just made.
-    with run_folder_lock(run_dir), remove_if_left_empty(run_dir):
+    # It lives in the run folder, so taking it may create the folder: what was missing is noted before.
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    with run_folder_lock(run_dir), remove_if_left_empty(run_dir, missing):
         check_run_dir_writable(run_dir)
         previous = claim_run_folder(run_dir, resume=resume, overwrite=overwrite, main=_is_main())
         try:
@@ -537,7 +539,7 @@ def run_folder_lock(run_dir: Path) -> Iterator[None]:
         return
     stack = contextlib.ExitStack()
     try:
-        stack.enter_context(folder_lock(run_dir, "train", "run folder"))
+        stack.enter_context(folder_lock(run_dir, "train", "run folder", inside=True))
     except OSError as exc:
         raise UserError(f"cannot write to the run folder {str(run_dir)!r}: {exc.strerror or exc}") from None
     with stack:
@@ -556,10 +558,12 @@ def check_run_dir_writable(run_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def remove_if_left_empty(run_dir: Path) -> Iterator[None]:
+def remove_if_left_empty(run_dir: Path, missing: list[Path] | None = None) -> Iterator[None]:
     """When the body fails, remove ``run_dir`` (and parents) if this call created it and the run
-    produced nothing: a failed start leaves no empty run folder behind to confuse the next one."""
-    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    produced nothing: a failed start leaves no empty run folder behind to confuse the next one.
+    ``missing``: the folders that did not exist when the call began (default: now)."""
+    if missing is None:
+        missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     try:
         yield
     except BaseException:

@@ -92,3 +92,13 @@ def test_prepare_refuses_a_store_folder_another_prepare_holds(corpus_dir: Path, 
         with pytest.raises(UserError, match="token store .* is in use by `currimix prepare`"):
             prepare_store(recipe, show_progress=False)
     assert not store.exists() and not (tmp_path / "data").exists()
+
+
+def test_an_inside_lock_and_a_long_folder_name(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "r"
+    with folder_lock(run, "train", "run folder", inside=True):
+        assert lock_path(run, inside=True) == run / ".currimix.lock" and run.is_dir()
+    assert not (tmp_path / "runs").exists()  # nothing was written in it: the folders made for the lock go
+    long = tmp_path / ("x" * 250)  # a legal folder name whose ".<name>.lock" would not be
+    with folder_lock(long, "average", "output folder"):
+        assert len(lock_path(long).name) < 100 and lock_path(long).is_file()

@@ -59,7 +59,7 @@ def test_a_second_train_on_a_locked_run_folder_exits_2_naming_the_holder(
 ) -> None:
     recipe = _recipe_file(corpus_dir, tiny_store, run_copy, tmp_path)
     before = _files(run_copy)
-    with folder_lock(run_copy, "train", "run folder"):  # what a running `train` holds
+    with folder_lock(run_copy, "train", "run folder", inside=True):  # what a running `train` holds
         result = runner.invoke(app, ["train", str(recipe), "--resume", "--no-progress"])
     assert result.exit_code == 2, result.output
     assert f"pid {os.getpid()}" in result.output and "`currimix train`" in result.output
@@ -82,7 +82,7 @@ def test_a_refused_train_never_removes_the_folder_the_holder_is_creating(
         writable(path)
 
     monkeypatch.setattr(pretrain, "check_run_dir_writable", holder_starts_meanwhile)
-    with folder_lock(run_dir, "train", "run folder"):
+    with folder_lock(run_dir, "train", "run folder", inside=True):
         result = runner.invoke(app, ["train", str(recipe), "--no-progress"])
         assert result.exit_code == 2 and "in use by" in result.output
         # Refused before touching the folder; had it gone on, a failed start would have removed it.
@@ -99,7 +99,7 @@ def test_two_concurrent_train_processes_on_one_folder_exactly_one_runs(
     command = [sys.executable, "-m", "recipes.cli", "train", str(recipe), "--no-progress"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        lock = tmp_path / ".run.lock"
+        lock = run_dir / ".currimix.lock"
         deadline = time.monotonic() + 300
         while not (lock.is_file() and f'"pid": {first.pid}' in lock.read_text()):
             assert first.poll() is None and time.monotonic() < deadline, "the first train never took the lock"
