@@ -108,6 +108,11 @@ def folder_lock(folder: Path, command: str, what: str = "folder", inside: bool =
 
 def _acquire(path: Path, folder: Path, command: str, what: str) -> int:
     host = socket.gethostname()
+    if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
+        raise UserError(
+            f"{str(path)!r}, where the lock of the {what} {str(folder)!r} goes, is not a lock file (a folder or a "
+            "link); currimix never makes one like that. Move it away"
+        )
     for _ in range(20):  # each retry follows a holder releasing in between: a handful at most
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
