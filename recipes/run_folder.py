@@ -41,7 +41,10 @@ def holds_results(run_dir: Path) -> bool:
     if any((run_dir / name).exists() for name in ("checkpoints", "snapshots", "final")):
         return True
     metrics = run_dir / "metrics.jsonl"
-    return metrics.is_file() and '"step": ' in metrics.read_text(errors="replace").replace('"step": null', "")
+    if not metrics.is_file():
+        return False
+    with open(metrics, errors="replace") as lines:  # a long run's log is large: stop at the first step record
+        return any('"step": ' in line.replace('"step": null', "") for line in lines)
 
 
 def describe_results(run_dir: Path) -> str:
