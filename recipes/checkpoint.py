@@ -243,6 +243,13 @@ def verify_folder(folder: Path) -> str | None:
         return None  # written before markers listed files: nothing to verify against
     if not isinstance(files, dict) or not files:
         return f"{MARKER_FILE} has no usable file list"
+    try:  # any kind of marker: its list is read below, so it must have the list's shape
+        files = {name: FileEntry.model_validate(entry).model_dump() for name, entry in files.items()}
+    except ValidationError as exc:
+        return f"{MARKER_FILE} has a damaged file list ({exc.errors()[0]['msg']})"
+    outside = [n for n in files if Path(n).is_absolute() or ".." in Path(n).parts or not n]
+    if outside:  # a marker lists only the folder's own files; never read (or hash) one elsewhere
+        return f"{MARKER_FILE} lists files outside its folder: {outside[:3]}"
     problems = []
     for name, expected in files.items():
         path = folder / name
