@@ -100,3 +100,17 @@ def test_allow_nonfinite_writes_and_lists_the_tensors(pair, tmp_path):
     # A zero weight never reads the bad input, so nothing is non-finite in the output.
     clean = average_checkpoints([pair[0], bad], tmp_path / "zero", [1.0, 0.0])
     assert not any("non-finite" in n for n in clean.notes)
+
+
+def test_an_average_that_overflows_the_output_dtype_is_refused(pair, tmp_path):
+    big = tmp_path / "big"
+    big.mkdir()
+    for f in pair[1].iterdir():
+        if f.name not in ("model.safetensors", "currimix.json"):
+            (big / f.name).write_bytes(f.read_bytes())
+    weights = load_file(pair[1] / "model.safetensors")
+    weights["model.norm.weight"] = torch.full_like(weights["model.norm.weight"], 1e6)  # finite, beyond float16
+    save_file(weights, str(big / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(UserError, match="tensor model.norm.weight: the weighted sum overflows float16"):
+        average_checkpoints([pair[0], big], tmp_path / "out", "sma", output_dtype="float16")
+    average_checkpoints([pair[0], big], tmp_path / "ok", "sma")  # in float32 it fits
