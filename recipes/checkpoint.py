@@ -14,10 +14,16 @@ so a resume verifies a checkpoint before loading it and falls back to the newest
 (`resume_point`); a checkpoint records the model and optimizer settings it was written under, and a
 resume under different ones is refused, naming the keys. Files get the permissions the umask gives
 (safetensors writes 0600 temp files; they are opened up to match everything else).
+
+Markers are read through a schema (`RunMarker`): a marker whose fields have the wrong type is
+reported as damaged, never trusted; on resume so is a checkpoint whose step disagrees with its
+``step_<N>`` folder name (`save_checkpoint` names it after the step) or lies past the plan's end. A write that fails (a full disk: `torch.save` raises
+RuntimeError, safetensors its own error) removes the temp folder and says so (`WriteFailed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,9 +33,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from accelerate import Accelerator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from curriculum.errors import UserError
@@ -54,8 +61,35 @@ def step_folder(parent: Path, step: int) -> Path:
     return parent / f"step_{step:08d}"
 
 
+RUN_KINDS = ("checkpoint", "snapshot", "final")
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class RunMarker(BaseModel):
+    """The fields of a checkpoint's, snapshot's or final model's ``currimix.json`` that currimix
+    reads. Strict types (a step of ``"4"`` or ``4.0`` is damage, not a step); unknown extra fields
+    are kept, so a newer currimix may add some."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    format: int | None = Field(None, ge=1)
+    kind: str
+    step: int = Field(ge=0)
+    time: float | None = None
+    plan_fingerprint: str | None = None
+    settings: dict[str, Any] | None = None
+    files: dict[str, FileEntry] | None = None
+
+
 def read_marker(folder: Path) -> dict | None:
-    """The folder's ``currimix.json`` as a dict, or None when it has none."""
+    """The folder's ``currimix.json`` as a dict, or None when it has none.
+
+    A marker of a run artifact (kind checkpoint, snapshot or final) must fit `RunMarker`; otherwise
+    it is a `UserError` naming the field."""
     path = folder / MARKER_FILE
     if not path.is_file():
         return None
@@ -65,7 +99,22 @@ def read_marker(folder: Path) -> dict | None:
         raise UserError(f"{path} is not valid JSON ({exc}); it should hold the run's step and kind") from None
     if not isinstance(marker, dict):
         raise UserError(f"{path} should hold a JSON object with 'step' and 'kind'")
+    if marker.get("kind") in RUN_KINDS:
+        _check_run_marker(path, marker)
     return marker
+
+
+def _check_run_marker(path: Path, marker: dict) -> None:
+    # JSON numbers like 1.0 arrive as floats; strict mode refuses them for the int fields, but
+    # accepts ints for the float `time` field only after the coercion below.
+    data = dict(marker)
+    if isinstance(data.get("time"), int) and not isinstance(data.get("time"), bool):
+        data["time"] = float(data["time"])
+    try:
+        RunMarker.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()[:10]]
+        raise UserError(f"{path} is damaged (its fields do not fit a {marker['kind']} marker):", problems) from None
 
 
 def checkpoint_step(folder: Path) -> tuple[int | None, str | None]:
@@ -95,9 +144,50 @@ def complete_folders(parent: Path) -> list[tuple[int, Path]]:
         except UserError as exc:
             logging.getLogger(__name__).warning("skipping %s: %s", folder, exc)
             continue
-        if marker and marker.get("format") == FORMAT and isinstance(marker.get("step"), int):
+        if marker and marker.get("format") == FORMAT and marker.get("kind") in RUN_KINDS:
             found.append((marker["step"], folder))
     return sorted(found)
+
+
+class WriteFailed(UserError):
+    """Writing a checkpoint or model folder failed (full disk, quota, permissions); nothing half
+    written is left."""
+
+
+@contextlib.contextmanager
+def removed_on_failure(tmp: Path, final: Path, what: str, main: bool = True) -> Iterator[None]:
+    """Remove ``tmp`` when the body fails; a failure to write (an OSError, and the RuntimeError
+    `torch.save` and the error safetensors raise on a full disk) becomes a `WriteFailed` naming
+    ``final`` and the free space, so a full disk is a message, not a traceback or a half folder."""
+    try:
+        yield
+    except BaseException as exc:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not _is_write_failure(exc):
+            raise
+        reason = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        reason = (reason.splitlines() or [type(exc).__name__])[-1].strip()[:300]
+        try:
+            free = f"{shutil.disk_usage(final.parent if final.parent.exists() else Path.cwd()).free / 1e9:.2f} GB free"
+        except OSError:
+            free = "free space unknown"
+        raise WriteFailed(
+            f"could not write the {what} {str(final)!r}: {type(exc).__name__}: {reason} ({free} there). Nothing half "
+            "written was kept and older checkpoints are untouched; free some space (or fix the permissions) "
+            "and continue with `currimix train RECIPE --resume`"
+        ) from None
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return True
+    if isinstance(exc, UserError) or not isinstance(exc, Exception):
+        return False
+    text = str(exc).lower()
+    # torch: "PytorchStreamWriter failed writing file data/0: file write failed";
+    # safetensors: "Error while serializing: IoError(Os { code: 28, kind: StorageFull, ... })".
+    return any(word in text for word in ("write failed", "failed writing", "ioerror", "no space", "storagefull"))
 
 
 def _umask() -> int:
@@ -153,6 +243,13 @@ def verify_folder(folder: Path) -> str | None:
         return None  # written before markers listed files: nothing to verify against
     if not isinstance(files, dict) or not files:
         return f"{MARKER_FILE} has no usable file list"
+    try:  # any kind of marker: its list is read below, so it must have the list's shape
+        files = {name: FileEntry.model_validate(entry).model_dump() for name, entry in files.items()}
+    except ValidationError as exc:
+        return f"{MARKER_FILE} has a damaged file list ({exc.errors()[0]['msg']})"
+    outside = [n for n in files if Path(n).is_absolute() or ".." in Path(n).parts or not n]
+    if outside:  # a marker lists only the folder's own files; never read (or hash) one elsewhere
+        return f"{MARKER_FILE} lists files outside its folder: {outside[:3]}"
     problems = []
     for name, expected in files.items():
         path = folder / name
@@ -200,15 +297,16 @@ def save_checkpoint(
     parent = run_dir / "checkpoints"
     final = step_folder(parent, step)
     tmp = parent / f".{final.name}.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    marker = {"kind": "checkpoint", "step": step, "plan_fingerprint": plan_fingerprint}
-    if settings is not None:
-        marker["settings"] = settings
-    _finish(accelerator, tmp, final, marker)
+    with removed_on_failure(tmp, final, f"checkpoint of step {step}", accelerator.is_main_process):
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        marker = {"kind": "checkpoint", "step": step, "plan_fingerprint": plan_fingerprint}
+        if settings is not None:
+            marker["settings"] = settings
+        _finish(accelerator, tmp, final, marker)
     if accelerator.is_main_process:
         for _, old in complete_folders(parent)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
@@ -239,12 +337,15 @@ def save_model_folder(
     """Write a `save_pretrained` folder (weights, config, tokenizer) atomically; all ranks call this."""
     tmp = final.parent / f".{final.name}.tmp"
     state = accelerator.get_state_dict(model)  # gathers sharded (FSDP) weights; all ranks take part
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped: PreTrainedModel = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-    _finish(accelerator, tmp, final, marker)
+    with removed_on_failure(
+        tmp, final, f"{marker['kind']} model of step {marker['step']}", accelerator.is_main_process
+    ):
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            unwrapped: PreTrainedModel = accelerator.unwrap_model(model)
+            unwrapped.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
+            tokenizer.save_pretrained(str(tmp))
+        _finish(accelerator, tmp, final, marker)
     return final
 
 
@@ -266,11 +367,12 @@ def save_final_model(
     if snapshot_marker is None:
         return save_model_folder(accelerator, model, tokenizer, final, marker)
     tmp = final.parent / f".{final.name}.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(snapshot, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(MARKER_FILE))
-    # The same files (links), so the snapshot's list of sizes and checksums holds: no second read.
-    _finish(accelerator, tmp, final, marker, files=snapshot_marker.get("files"))
+    with removed_on_failure(tmp, final, f"final model of step {step}", accelerator.is_main_process):
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(snapshot, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(MARKER_FILE))
+        # The same files (links), so the snapshot's list of sizes and checksums holds: no second read.
+        _finish(accelerator, tmp, final, marker, files=snapshot_marker.get("files"))
     return final
 
 
@@ -288,13 +390,19 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
 
 
 def resume_point(
-    run_dir: Path, plan_fingerprint: str, ignore_mismatch: bool, settings: dict[str, Any] | None = None
+    run_dir: Path,
+    plan_fingerprint: str,
+    ignore_mismatch: bool,
+    settings: dict[str, Any] | None = None,
+    total_steps: int | None = None,
 ) -> tuple[int, Path] | None:
     """The newest checkpoint that verifies, refusing one written under a different plan or model.
 
     Checkpoints whose files do not match their marker (truncated, overwritten, missing) are skipped
     with a message naming them and why. None when the run has no checkpoint at all; a UserError when
-    it has some but none verifies, so a damaged run never silently starts again from step 0.
+    it has some but none verifies, so a damaged run never silently starts again from step 0. A
+    checkpoint whose step lies past ``total_steps`` (the plan's end) does not belong to this plan
+    and is skipped like a damaged one (resuming "after the end" would only write final/).
     """
     parent = run_dir / "checkpoints"
     found = complete_folders(parent)
@@ -310,6 +418,11 @@ def resume_point(
         return None
     for step, folder in reversed(found):
         problem = verify_folder(folder)
+        if problem is None and folder.name != step_folder(parent, step).name:
+            # `save_checkpoint` names the folder after the step; a difference means an edit.
+            problem = f"{MARKER_FILE} says step {step} but its folder is {folder.name} (edited or renamed)"
+        if problem is None and total_steps is not None and step > total_steps:
+            problem = f"its step {step} is past the end of this recipe's plan ({total_steps} steps)"
         if problem is None:
             break
         skipped.append(f"{folder} (step {step}): {problem}")

@@ -290,6 +290,12 @@ class TrainingConfig(StrictModel):
     peak_flops: float | None = Field(
         None, gt=0, description="Peak FLOP/s of one device for MFU; None guesses from the GPU name (no MFU on CPU)."
     )
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop",
+        description="A non-finite loss or gradient norm: `stop` ends the run within one log interval, naming the "
+        "step, domains and sequence ids, before anything is saved from it; `skip` skips such steps (no update; "
+        "counted in the log; costs one device sync per step) and still stops when a whole log interval is skipped.",
+    )
 
     @model_validator(mode="after")
     def _batches(self) -> "TrainingConfig":

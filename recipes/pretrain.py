@@ -12,7 +12,11 @@ that behaves the same under DDP and FSDP, rather than accelerate's `mixed_precis
 rewrites `model.forward`), per-block in-place `torch.compile`, fused AdamW on GPU, SDPA or
 flash-attention-2, optional activation checkpointing and fused linear+cross-entropy. The loop never
 synchronises with the GPU between log lines: losses, router counts and the gradient norm stay on
-the device until a log record needs them.
+the device until a log record needs them; so does the non-finite guard (`recipes/nonfinite.py`),
+which is read at log steps and before anything is saved.
+
+One process trains a run folder at a time (`curriculum.locks`), and a folder that already holds a
+run is continued (``resume``) or replaced (``overwrite``), never trained over (`recipes/run_folder.py`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin, se
 from tqdm.auto import tqdm
 
 from curriculum.errors import UserError
+from curriculum.locks import folder_lock
 from curriculum.store import TokenStore
 from curriculum.tokenizer import load_tokenizer
 from recipes.checkpoint import resume_point, save_checkpoint, save_final_model, save_snapshot
@@ -45,8 +50,10 @@ from recipes.loading import dump_recipe
 from recipes.losses import sequence_losses
 from recipes.model import build_model, flops_per_token, peak_flops, prepare_for_speed
 from recipes.moe import load_balance_record, router_load
+from recipes.nonfinite import NonFiniteGuard
 from recipes.plan import Plan, build_plan, model_settings
 from recipes.prefetch import BatchFeed, MicroBatch, StepData, load_step
+from recipes.run_folder import PreviousRun, claim_run_folder, holds_results
 from recipes.runtime import Runtime, resolve_runtime
 from recipes.trackers import make_trackers
 
@@ -104,6 +111,23 @@ class LogTally:
     def __post_init__(self) -> None:
         self.loss_sum = torch.zeros(self.n_domains, dtype=torch.float64, device=self.device)
         self.count = torch.zeros(self.n_domains, dtype=torch.float64, device=self.device)
+
+    def mark(self) -> tuple:
+        """What a skipped step must not leave in the tally (see `forget`); device clones, no sync."""
+        clone = lambda t: None if t is None else t.clone()  # noqa: E731
+        return (
+            self.loss_sum.clone(),
+            self.count.clone(),
+            len(self.sequence_ids),
+            clone(self.aux_loss_sum),
+            self.aux_loss_count,
+            clone(self.expert_counts),
+        )
+
+    def forget(self, mark: tuple) -> None:
+        """Back to ``mark``: a skipped step's losses, ids and router counts are not logged."""
+        self.loss_sum, self.count, n_ids, self.aux_loss_sum, self.aux_loss_count, self.expert_counts = mark
+        del self.sequence_ids[n_ids:]
 
     def add_router(self, aux: torch.Tensor | None, counts: torch.Tensor | None) -> None:
         if aux is not None:
@@ -213,7 +237,7 @@ def forward_losses(run: Run, inputs: dict[str, torch.Tensor], micro: MicroBatch)
     return out, sequence_losses(out.logits, tokens)
 
 
-def accumulate_gradients(run: Run, data: StepData, tally: LogTally) -> None:
+def accumulate_gradients(run: Run, data: StepData, tally: LogTally, guard: NonFiniteGuard | None = None) -> None:
     """Forward/backward over this rank's micro-batches of one step; gradients end up in ``.grad``."""
     acc, model, moe = run.accelerator, run.model, run.recipe.model.moe
     # Each rank sums loss_weight x loss over its sequences / global batch; DDP's mean over ranks
@@ -230,6 +254,8 @@ def accumulate_gradients(run: Run, data: StepData, tally: LogTally) -> None:
             if aux is not None:
                 loss = loss + moe.aux_loss_coef * aux / len(data.micro)
             acc.backward(loss)
+        if guard is not None:
+            guard.add_losses(losses, micro.rows.sequence_ids, micro.rows.domains)
         tally.loss_sum.index_add_(0, domains, losses.detach().double())
         tally.count.index_add_(0, domains, torch.ones(len(domains), dtype=torch.float64, device=domains.device))
         tally.tokens += tokens.numel()
@@ -239,14 +265,26 @@ def accumulate_gradients(run: Run, data: StepData, tally: LogTally) -> None:
     tally.data_wait_s += data.wait_s
 
 
-def train_step(run: Run, data: StepData, tally: LogTally) -> torch.Tensor:
-    """One optimizer step: gradients, clip, update. Returns the gradient norm (left on the device)."""
-    accumulate_gradients(run, data, tally)
+def train_step(run: Run, data: StepData, tally: LogTally, guard: NonFiniteGuard) -> torch.Tensor:
+    """One optimizer step: gradients, clip, update. Returns the gradient norm (left on the device).
+
+    The guard records the step's non-finite flags; with ``on_nonfinite: skip`` a bad step is not
+    applied and its losses are left out of the log tally."""
+    skip_mode = guard.mode == "skip"
+    before = tally.mark() if skip_mode else None
+    guard.begin(data.step, run.accelerator.device)
+    accumulate_gradients(run, data, tally, guard)
     clip = run.recipe.training.grad_clip
     norm = run.accelerator.clip_grad_norm_(run.model.parameters(), clip if clip else math.inf)
+    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2 returns a DTensor
+    guard.end(norm)
+    if skip_mode and guard.skip_if_bad():
+        tally.forget(before)  # type: ignore[arg-type]
+        run.optimizer.zero_grad(set_to_none=True)
+        return norm
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2 returns a DTensor
+    return norm
 
 
 def log_train(
@@ -257,6 +295,7 @@ def log_train(
     lr: float,
     bar: tqdm,
     data: StepData,
+    guard: NonFiniteGuard,
 ) -> None:
     """One rank-0 record: loss (overall and per domain), LR, throughput, MFU, data wait, realised vs
     planned mix, and for MoE the router loss and load balance."""
@@ -268,7 +307,7 @@ def log_train(
     planned = run.plan.allocation.target_before(step + 1)  # the mixer's exact (fractional) cumulative target
     realised = run.plan.consumed_before(step + 1)  # the integer counts the batches took
     record: dict[str, Any] = {
-        "loss": float(sums.sum() / counts.sum()),
+        "loss": float(sums.sum() / counts.sum()) if counts.sum() > 0 else math.nan,  # nan: every step skipped
         "lr": lr,
         "grad_norm": float(grad_norm),
         "tokens_per_s": tokens_per_s,
@@ -288,6 +327,7 @@ def log_train(
             record[f"loss/{name}"] = float(sums[d] / counts[d])
         record[f"mix/{name}/realised"] = int(realised[d])
         record[f"mix/{name}/planned"] = round(float(planned[d]), 3)
+    record.update(guard.take_record())
     if run.recipe.training.log_batch_ids:
         # Gathered from the ranks (rank order): the sequences actually trained on since the last record.
         mine = torch.from_numpy(np.concatenate(tally.sequence_ids)).to(acc.device)
@@ -327,22 +367,42 @@ def train(
     recipe: Recipe,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     ignore_plan_mismatch: bool = False,
     stop_after_steps: int | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) the recipe's training; see `run_training`. A run folder this call created is
-    removed again when the run fails before producing anything (no checkpoint, snapshot or step record)."""
+    removed again when the run fails before producing anything (no checkpoint, snapshot or step record).
+
+    Rank 0 holds the run folder's lock throughout (`curriculum.locks`); a folder that already holds
+    a run needs ``resume`` (continue it) or ``overwrite`` (replace it; `recipes.run_folder`)."""
+    if stop_after_steps is not None and (isinstance(stop_after_steps, bool) or stop_after_steps < 1):
+        raise UserError(f"--stop-after must be a number of steps >= 1, got {stop_after_steps!r}")
     check_batch_divides(recipe)  # before any rank creates anything
-    with remove_if_left_empty(recipe.run_path):
-        check_run_dir_writable(recipe.run_path)
-        return run_training(
-            recipe,
-            resume=resume,
-            ignore_plan_mismatch=ignore_plan_mismatch,
-            stop_after_steps=stop_after_steps,
-            show_progress=show_progress,
-        )
+    run_dir = recipe.run_path
+    # The lock comes first: a `train` refused by it must not remove a folder the holder just made.
+    # It lives in the run folder, so taking it may create the folder: what was missing is noted before.
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    with run_folder_lock(run_dir), remove_if_left_empty(run_dir, missing):
+        check_run_dir_writable(run_dir)
+        previous = claim_run_folder(run_dir, resume=resume, overwrite=overwrite, main=_is_main())
+        try:
+            summary = run_training(
+                recipe,
+                resume=resume,
+                ignore_plan_mismatch=ignore_plan_mismatch,
+                stop_after_steps=stop_after_steps,
+                show_progress=show_progress,
+                previous=previous,
+            )
+        except BaseException:
+            if previous is not None:
+                previous.restore()
+            raise
+        if previous is not None:
+            previous.discard()
+        return summary
 
 
 def run_training(
@@ -352,11 +412,13 @@ def run_training(
     ignore_plan_mismatch: bool = False,
     stop_after_steps: int | None = None,
     show_progress: bool = True,
+    previous: PreviousRun | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the recipe's training; returns a summary with the final validation losses.
 
     ``stop_after_steps`` ends the process early after that many steps (with a checkpoint), as a
     crash would: it exists so resume can be tested and long runs can be split into jobs.
+    ``previous`` (an ``--overwrite``'s old run, kept aside) is discarded after the first checkpoint.
     """
     run = setup(recipe)
     acc, plan = run.accelerator, run.plan
@@ -365,6 +427,7 @@ def run_training(
     if found:
         start, folder = found
         load_checkpoint(acc, folder)
+        check_weights_finite(run, folder)
     elif acc.is_main_process:
         write_run_files(run)
     acc.init_trackers(
@@ -373,6 +436,7 @@ def run_training(
     )
     stop = plan.total_steps if stop_after_steps is None else min(plan.total_steps, stop_after_steps)
     tally = LogTally(len(plan.domains.names), acc.device)
+    guard = NonFiniteGuard(recipe.training.on_nonfinite, plan.domains.names, lambda x: acc.reduce(x, reduction="sum"))
     feed = BatchFeed(run.load_step, range(start, stop), prefetch=recipe.training.prefetch)
     bar = tqdm(
         range(start, stop),
@@ -389,21 +453,29 @@ def run_training(
         for group in run.optimizer.param_groups:
             group["lr"] = lr
         data = feed.get(step)
-        grad_norm = train_step(run, data, tally)
+        grad_norm = train_step(run, data, tally, guard)
         done = step + 1
-        if plan.is_log_step(done):
-            log_train(run, step, tally, grad_norm, lr, bar, data)
+        logs, evals, snaps = plan.is_log_step(done), plan.is_eval_step(done), plan.is_snapshot_step(done)
+        saves = plan.is_checkpoint_step(done, stop_at=stop)
+        if logs or evals or snaps or saves or done == stop:  # nothing is logged or saved from bad steps
+            guard.check(at_log=logs)
+        if logs:
+            log_train(run, step, tally, grad_norm, lr, bar, data, guard)
             tally = LogTally(len(plan.domains.names), acc.device)
-        if plan.is_eval_step(done):
+        if evals:
             val_losses = validate(run, step)
-        if plan.is_snapshot_step(done):
+        if snaps:
             save_snapshot(acc, run.model, run.tokenizer, run.run_dir, done, {"plan_fingerprint": plan.fingerprint})
-        if plan.is_checkpoint_step(done, stop_at=stop):
+        if saves:
             save_checkpoint(
                 acc, run.run_dir, done, plan.fingerprint, recipe.checkpoint.keep_last, model_settings(recipe)
             )
+            if previous is not None:
+                previous.discard()  # the new run can resume now: the old one is no longer needed
     bar.close()
     feed.close()
+    if start == stop:
+        guard.check(at_log=False)
     if stop == plan.total_steps:
         save_final_model(acc, run.model, run.tokenizer, run.run_dir, stop, {"plan_fingerprint": plan.fingerprint})
     # Every rank finishes its collectives, and drops the DDP wrapper (whose reducer holds the process
@@ -458,6 +530,22 @@ def check_batch_divides(recipe: Recipe, world: int | None = None) -> None:
         )
 
 
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path) -> Iterator[None]:
+    """The run folder's lock, held by rank 0 (`curriculum.locks`); a path that cannot hold it (a
+    file where a folder should be) is reported like an unwritable run folder."""
+    if not _is_main():
+        yield
+        return
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(folder_lock(run_dir, "train", "run folder", inside=True))
+    except OSError as exc:
+        raise UserError(f"cannot write to the run folder {str(run_dir)!r}: {exc.strerror or exc}") from None
+    with stack:
+        yield
+
+
 def check_run_dir_writable(run_dir: Path) -> None:
     """Fail before any work when the run folder cannot be created or written."""
     probe = run_dir / f".write-test-{os.getpid()}"
@@ -469,22 +557,17 @@ def check_run_dir_writable(run_dir: Path) -> None:
         raise UserError(f"cannot write to the run folder {str(run_dir)!r}: {exc.strerror or exc}") from None
 
 
-def _holds_results(run_dir: Path) -> bool:
-    if any((run_dir / name).exists() for name in ("checkpoints", "snapshots", "final")):
-        return True
-    metrics = run_dir / "metrics.jsonl"
-    return metrics.is_file() and '"step": ' in metrics.read_text().replace('"step": null', "")
-
-
 @contextlib.contextmanager
-def remove_if_left_empty(run_dir: Path) -> Iterator[None]:
+def remove_if_left_empty(run_dir: Path, missing: list[Path] | None = None) -> Iterator[None]:
     """When the body fails, remove ``run_dir`` (and parents) if this call created it and the run
-    produced nothing: a failed start leaves no empty run folder behind to confuse the next one."""
-    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    produced nothing: a failed start leaves no empty run folder behind to confuse the next one.
+    ``missing``: the folders that did not exist when the call began (default: now)."""
+    if missing is None:
+        missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     try:
         yield
     except BaseException:
-        if missing and _is_main() and run_dir.is_dir() and not _holds_results(run_dir):
+        if missing and _is_main() and run_dir.is_dir() and not holds_results(run_dir):
             shutil.rmtree(missing[-1], ignore_errors=True)  # the outermost folder this call created
         raise
 
@@ -498,15 +581,19 @@ def find_resume_point(run: Run, ignore_plan_mismatch: bool) -> tuple[int, Path] 
     choice: list[Any] = [None]
     if acc.is_main_process:
         try:
-            found = resume_point(run.run_dir, run.plan.fingerprint, ignore_plan_mismatch, model_settings(run.recipe))
+            found = resume_point(
+                run.run_dir,
+                run.plan.fingerprint,
+                ignore_plan_mismatch,
+                model_settings(run.recipe),
+                total_steps=run.plan.total_steps,
+            )
             choice = [("ok", found[0], str(found[1])) if found else ("none",)]
         except UserError as exc:
             choice = [("error", str(exc))]
         if choice[0][0] == "none":
-            print(
-                f"note: --resume found no checkpoint in {run.run_dir / 'checkpoints'}; starting at step 0",
-                file=sys.stderr,
-            )
+            # Also reached by `currimix run`, which resumes without being asked: no flag is named.
+            print(f"note: no checkpoint in {run.run_dir / 'checkpoints'} yet; starting at step 0", file=sys.stderr)
     if acc.num_processes > 1:
         broadcast_object_list(choice)
     kind, *rest = choice[0]
@@ -525,3 +612,24 @@ def load_checkpoint(acc: Accelerator, folder: Path) -> None:
             f"cannot load checkpoint {str(folder)!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
             "move it away to resume from an older one"
         ) from None
+
+
+def check_weights_finite(run: Run, folder: Path) -> None:
+    """A resumed checkpoint whose weights hold NaN or inf would train on to garbage: refuse it,
+    naming the first such tensor (one pass over the weights and one reduction, once per resume;
+    every rank decides the same, also when only some FSDP shards are bad)."""
+    names, counts = [], []
+    for name, param in run.model.named_parameters():
+        local = param.to_local() if hasattr(param, "to_local") else param  # FSDP2: this rank's shard
+        names.append((name, local.numel()))
+        counts.append((~torch.isfinite(local.detach())).sum())
+    local_counts = torch.stack(counts).cpu() if counts else torch.zeros(0)
+    total = run.accelerator.reduce(local_counts.sum().to(run.accelerator.device).reshape(1), reduction="sum")
+    if not int(total.item()):
+        return
+    first = next(((n, size, int(c)) for (n, size), c in zip(names, local_counts) if c), None)
+    where = f"{first[2]} of {first[1]} values of {first[0]} are NaN or inf" if first else "on another process's shard"
+    raise UserError(
+        f"checkpoint {str(folder)!r} holds non-finite weights ({where}): training from it would only spread "
+        "them. Resume from an older checkpoint (move this one away)"
+    )

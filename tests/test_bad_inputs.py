@@ -20,8 +20,9 @@ Row keys (all but ``id``, ``command``, ``exit`` and ``phrase`` optional):
   ``{run}``), ``snapshots`` (its two snapshots as ``{case}/a`` and ``{case}/b``).
 - ``links``: {name: target} symbolic links made in the case folder (the target may not exist);
   ``fifos``: names of FIFOs made there.
-- ``damage``: {glob under the case folder: garbage | truncate | empty | delete | {text: ...} | {hex: ...}
+- ``damage``: {glob under the case folder: garbage | truncate | empty | delete | nan | {text: ...} | {hex: ...}
   | {json: {dotted.key: value or ~delete}}} (``json`` edits one field of a JSON file in place).
+  ``nan``: every value of a safetensors file becomes NaN, a diverged run's weights.
 - ``env``: environment variables for the command (e.g. the WORLD_SIZE a launcher sets).
 - ``writes``: true when the command is expected to write (a warning, not an error).
 """
@@ -84,6 +85,11 @@ def _damage(path: Path, how: Any) -> None:
         path.write_bytes(b"")
     elif how == "delete":
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+    elif how == "nan":
+        from safetensors.torch import load_file, save_file
+
+        tensors = {k: v.float().fill_(float("nan")).to(v.dtype) for k, v in load_file(path).items()}
+        save_file(tensors, str(path), metadata={"format": "pt"})
     elif isinstance(how, dict) and "text" in how:
         path.write_text(how["text"])
     elif isinstance(how, dict) and "json" in how:

@@ -108,7 +108,18 @@ def average_command(
         ),
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing output folder (never an input).")
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an earlier averaged model at --output (never an input, a run's checkpoints or any other folder).",
+        ),
+    ] = False,
+    allow_nonfinite: Annotated[
+        bool,
+        typer.Option(
+            "--allow-nonfinite",
+            help="Write the average even when inputs hold NaN or inf values (they are listed); refused by default.",
+        ),
     ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check the inputs and print the weights without writing anything.")
@@ -156,6 +167,7 @@ def average_command(
         config_from=config_from,
         overwrite=overwrite,
         dry_run=dry_run,
+        allow_nonfinite=allow_nonfinite,
         progress=progress,
     )
     for src, step, w in zip(report.sources, report.steps, report.weights):

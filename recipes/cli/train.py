@@ -22,23 +22,38 @@ def train(
             "is none; refuses if there are some but none verifies)."
         ),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the run already in the run folder (its checkpoints, snapshots, final model and metrics; "
+            "other files stay). The old run is kept aside until the new one writes its first checkpoint."
+        ),
+    ] = False,
     ignore_plan_mismatch: Annotated[
         bool,
         typer.Option(help="Resume even if the recipe's plan differs from the checkpoint's (the data order changes)."),
     ] = False,
     stop_after: Annotated[
         Optional[int],
-        typer.Option(help="Stop after this many steps (with a checkpoint); continue later with --resume."),
+        typer.Option(min=1, help="Stop after this many steps (with a checkpoint); continue later with --resume."),
     ] = None,
     progress: ProgressOpt = True,
 ) -> None:
-    """Train the recipe's model on its token store (one process, or under `accelerate launch`)."""
+    """Train the recipe's model on its token store (one process, or under `accelerate launch`).
+
+    One `train` per run folder at a time (a second one exits naming the first); a folder that already
+    holds a run needs --resume or --overwrite."""
     from recipes.pretrain import train as run_training
 
     quiet_transformers()
     r = load(recipe, set_)
     summary = run_training(
-        r, resume=resume, ignore_plan_mismatch=ignore_plan_mismatch, stop_after_steps=stop_after, show_progress=progress
+        r,
+        resume=resume,
+        overwrite=overwrite,
+        ignore_plan_mismatch=ignore_plan_mismatch,
+        stop_after_steps=stop_after,
+        show_progress=progress,
     )
     if summary.get("val_loss") and int(os.environ.get("RANK", "0")) == 0:
         print_losses({"final": summary["val_loss"]}, title=f"validation loss per domain ({summary['run_dir']})")

@@ -11,6 +11,15 @@ The output is a ``save_pretrained``-style folder (config, generation config, tok
 steps and weights are recorded in each shard's metadata and in ``currimix.json``. It appears
 atomically: until it is complete it exists only as a hidden ``.<name>.tmp-*`` folder.
 
+Non-finite values: each averaged chunk's min and max are checked while the chunk is in cache (no
+extra read of the inputs; +3-5% on the summing loop, K=6, one core, measured 2026-12-07);
+when they are not finite or exceed the output dtype's range, the inputs' chunks are scanned to name the
+inputs and the tensor. By default that refuses the whole average (nothing is written): a NaN or
+inf in any input with a non-zero weight makes that tensor NaN or inf in the output, so the model
+would be unusable, and an all-NaN input (a diverged run's checkpoint) is the usual cause.
+``allow_nonfinite`` writes it anyway, listing every such tensor in the notes (for models that
+legitimately store inf, e.g. a -inf mask buffer).
+
 From the command line (`recipes.cli.average`)::
 
     currimix average --run runs/cma --last 6 --weights ema --alpha 0.2 -o runs/cma/average
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import math
 import queue
 import shutil
 import time
@@ -117,6 +127,7 @@ def average_checkpoints(
     overwrite: bool = False,
     dry_run: bool = False,
     progress: bool = False,
+    allow_nonfinite: bool = False,
 ) -> AverageReport:
     """Write the weighted average of ``inputs`` (oldest first) to the model folder ``output``.
 
@@ -124,7 +135,8 @@ def average_checkpoints(
     number per input. Floating tensors are averaged in ``accumulate_dtype`` and written in
     ``output_dtype`` (default: their input dtype); other tensors are copied from the newest input.
     ``device="cuda"`` accumulates on the GPU. ``dry_run`` validates everything and writes nothing.
-    Raises `UserError` for mismatched inputs, an output that would overwrite an input, etc.
+    Raises `UserError` for mismatched inputs, an output that would overwrite an input, non-finite
+    values in an input (unless ``allow_nonfinite``: then they are listed in the notes), etc.
     """
     start = time.perf_counter()
     inputs = [Path(p) for p in inputs]
@@ -139,6 +151,7 @@ def average_checkpoints(
     max_shard_bytes = parse_size(shard_size)
     if len(set(p.resolve() for p in inputs)) != len(inputs):
         raise UserError(f"the same checkpoint is given twice in {[str(p) for p in inputs]}")
+    _refuse_overlap_paths(Path(output), [*inputs, *([Path(config_from)] if config_from else [])])
     check_output_folder(Path(output).absolute(), overwrite)  # checked again when writing; this saves the work
 
     sources = [open_checkpoint(p, config_from) for p in inputs]
@@ -183,7 +196,19 @@ def average_checkpoints(
         with atomic_output_dir(Path(output), overwrite) as tmp:
             writer = StreamingShardWriter(tmp, shards, {"format": "pt", "currimix_average": json.dumps(record)})
             try:
-                _stream_average(sources, plan, weight_values, acc_dtype, device, writer, progress)
+                nonfinite = _stream_average(
+                    sources, plan, weight_values, acc_dtype, device, writer, progress, not allow_nonfinite
+                )
+                if nonfinite and not allow_nonfinite:
+                    raise UserError(
+                        "NaN or inf values would reach the averaged model (from the inputs, or by overflowing the "
+                        "output dtype), so nothing was written. Leave the damaged checkpoint out (a diverged run's "
+                        "checkpoints are NaN), choose a wider --output-dtype, or pass --allow-nonfinite if the "
+                        "model stores such values on purpose:",
+                        nonfinite,
+                    )
+                if nonfinite:
+                    report.notes.append(f"written with non-finite values (--allow-nonfinite): {'; '.join(nonfinite)}")
                 writer.close()
             finally:
                 writer.abort()
@@ -207,8 +232,12 @@ def _stream_average(
     device: torch.device,
     writer: StreamingShardWriter,
     progress: bool,
-) -> None:
-    """Average every planned tensor chunk by chunk; a second thread writes the chunks in order."""
+    stop_at_nonfinite: bool = False,
+) -> list[str]:
+    """Average every planned tensor chunk by chunk; a second thread writes the chunks in order.
+
+    Returns one line per output tensor that came out non-finite, naming the inputs responsible
+    and how many of their values are NaN or inf."""
     from tqdm import tqdm
 
     chunk = CPU_CHUNK_ELEMS if device.type == "cpu" else GPU_CHUNK_ELEMS
@@ -225,6 +254,8 @@ def _stream_average(
         return pools[dtype].get()
 
     scratch = torch.empty(chunk, dtype=acc_dtype, device=device)
+    bad: dict[str, dict[str, int]] = {}  # tensor -> input label -> non-finite values
+    fmax = {t.dtype: torch.finfo(t.dtype).max for t in plan if t.dtype.is_floating_point}
     background = BackgroundWriter(writer, depth=WRITE_BUFFERS)
     bar = tqdm(total=sum(t.nbytes for t in plan), unit="B", unit_scale=True, disable=not progress, desc="averaging")
     try:
@@ -246,16 +277,40 @@ def _stream_average(
                     direct = t.dtype == acc_dtype and device.type == "cpu"
                     a = buf[: hi - lo] if direct else scratch[: hi - lo]
                     _weighted_sum(a, [(v[lo:hi], w) for v, w in views], device)
+                    # One pass over the chunk in cache: min and max are NaN or inf whenever a value
+                    # is, and say whether rounding to a narrower output dtype would overflow.
+                    low, high = (float(x) for x in a.aminmax())
+                    if not (-fmax[t.dtype] <= low and high <= fmax[t.dtype]):
+                        counts = bad.setdefault(t.key, {})
+                        for (s, _), (v, _) in zip(active, views):
+                            n_bad = int((~torch.isfinite(v[lo:hi])).sum())
+                            if n_bad:
+                                counts[s.label] = counts.get(s.label, 0) + n_bad
                     if not direct:
                         buf[: hi - lo].copy_(a)  # rounds to the output dtype (and leaves the GPU)
                     background.write(buf[: hi - lo], done=lambda b=buf, d=t.dtype: pools[d].put(b))
                 bar.update(t.nbytes)
+                if bad and stop_at_nonfinite:
+                    break  # the average is refused: naming the first such tensor is enough
     except BaseException:
         background.stop(raise_error=False)  # keep the error that is already on its way
         raise
     finally:
         bar.close()
     background.stop()
+    sizes = {t.key: math.prod(t.shape) for t in plan}
+    dtypes = {t.key: t.dtype for t in plan}
+    return [
+        f"tensor {key}: "
+        + (
+            ", ".join(
+                f"input {label} has {n} of {sizes[key]} values NaN/inf" + (" (all of them)" if n == sizes[key] else "")
+                for label, n in counts.items()
+            )
+            or f"the weighted sum overflows {str(dtypes[key]).removeprefix('torch.')}"
+        )
+        for key, counts in bad.items()
+    ]
 
 
 def _weighted_sum(acc: torch.Tensor, terms: list[tuple[torch.Tensor, float]], device: torch.device) -> None:
@@ -301,6 +356,18 @@ def _check_device(device: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise UserError(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
     return dev
+
+
+def _refuse_overlap_paths(output: Path, paths: list[Path]) -> None:
+    """The output is none of the given inputs, inside none and around none: checked before the
+    output folder is looked at, so ``--overwrite`` can never name an input."""
+    out = output.resolve()
+    for path in paths:
+        p = path.resolve()
+        if out == p or out in p.parents or p in out.parents:
+            raise UserError(
+                f"output {output} would overwrite or sit inside the input {p}; choose an output folder outside the inputs"
+            )
 
 
 def _refuse_overlap(output: Path, sources: list[CheckpointSource]) -> None:

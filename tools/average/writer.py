@@ -9,7 +9,10 @@ are re-opened with `safe_open` after writing as a check.
 
 `atomic_output_dir` builds the whole folder under a hidden temporary name next to the target and
 renames it into place only when everything is written and synced, so an interrupted run never
-leaves a folder that looks like a finished model.
+leaves a folder that looks like a finished model. It holds the output folder's lock while it
+writes (`curriculum.locks`: two `average` runs never write one output), and ``overwrite`` replaces
+only an earlier averaged model (its ``currimix.json`` says kind ``average``) or an empty folder:
+never a run's checkpoints, a token store or any other folder.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import struct
 import tempfile
 import threading
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
@@ -32,7 +35,8 @@ import torch
 from safetensors import safe_open
 
 from curriculum.errors import UserError
-from recipes.checkpoint import normalise_permissions
+from curriculum.locks import folder_lock
+from recipes.checkpoint import MARKER_FILE, normalise_permissions
 from tools.average.inputs import SAFETENSORS_DTYPES, tensor_nbytes
 
 DTYPE_CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
@@ -257,13 +261,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def is_averaged_model(folder: Path) -> bool:
+    """Whether ``folder`` is an averaged model written by currimix (its marker says kind ``average``)."""
+    try:
+        marker = json.loads((folder / MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("kind") == "average"
+
+
 def check_output_folder(output: Path, overwrite: bool) -> None:
-    """The output folder can be created: it does not exist (or may be replaced), and no existing
-    part of its path is a regular file."""
+    """The output folder can be created: it does not exist (or may be replaced: an earlier averaged
+    model or an empty folder, and only with ``overwrite``), and no existing part of its path is a
+    regular file."""
     if output.exists() and not overwrite:
         raise UserError(f"{output} already exists; choose another --output or pass --overwrite to replace it")
     if output.exists() and not output.is_dir():
         raise UserError(f"{output} exists and is not a folder")
+    if output.is_dir() and not is_averaged_model(output) and any(output.iterdir()):
+        raise UserError(
+            f"{output} is not an averaged model written by `currimix average` (no {MARKER_FILE} of kind "
+            "'average' in it), so --overwrite will not replace it: it may be a run's checkpoints, a token store "
+            "or your own files. Choose a new --output folder"
+        )
     blocker = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise UserError(f"cannot create the output folder {output}: {blocker} is a file, not a folder")
@@ -274,27 +294,31 @@ def atomic_output_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a hidden temporary folder beside ``output``; rename it to ``output`` on success.
 
     On any error or interrupt the temporary folder is removed. With ``overwrite`` an existing
-    ``output`` is replaced only after the new one is complete.
+    ``output`` (an earlier averaged model) is replaced only after the new one is complete. The
+    output folder's lock is held throughout.
     """
     output = Path(output).absolute()
     check_output_folder(output, overwrite)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-    except OSError as exc:
-        raise UserError(f"cannot write the output folder {output}: {exc.strerror or exc}") from None
-    try:
-        yield tmp
-        normalise_permissions(tmp)  # mkdtemp makes 0700 folders; the output follows the umask like the rest
-        _fsync_dir(tmp)
-        if output.exists():
-            old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(output, old)
-            os.rename(tmp, output)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, output)
-        _fsync_dir(output.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with ExitStack() as stack:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(folder_lock(output, "average", "output folder"))
+            check_output_folder(output, overwrite)  # again, under the lock: another run may have written it since
+            tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+        except OSError as exc:
+            raise UserError(f"cannot write the output folder {output}: {exc.strerror or exc}") from None
+        try:
+            yield tmp
+            normalise_permissions(tmp)  # mkdtemp makes 0700 folders; the output follows the umask like the rest
+            _fsync_dir(tmp)
+            if output.exists():
+                old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+                os.rename(output, old)
+                os.rename(tmp, output)
+                shutil.rmtree(old)
+            else:
+                os.rename(tmp, output)
+            _fsync_dir(output.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

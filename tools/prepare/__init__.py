@@ -26,7 +26,15 @@ from curriculum.tokenizer import load_tokenizer, train_bpe
 from recipes.config import Recipe
 from tools.prepare.engines import ENGINES, local_cores, run_engine
 from tools.prepare.finalize import finalize_store, missing_units
-from tools.prepare.folders import check_replaceable, discard, is_unfinished, remove_stale_temp_folders, start_folder
+from tools.prepare.folders import (
+    check_replaceable,
+    discard,
+    input_paths,
+    is_unfinished,
+    remove_stale_temp_folders,
+    start_folder,
+    store_lock,
+)
 from tools.prepare.progress import UnitProgress
 from tools.prepare.units import describe, plan_units, save_or_check_units
 from tools.prepare.work import Job, id_tiebreak, val_mask
@@ -149,17 +157,18 @@ def prepare_store(
     if in_array and is_complete_store(root):
         return TokenStore(root)
     check_inputs(recipe)
-    resuming = is_unfinished(root) and not overwrite
-    if not in_array:
-        start_folder(root, overwrite)
-    try:
-        return _build(recipe, root, engine, unit, units, tokenizer_only, show_progress)
-    except UserError as exc:
-        # A run that started this folder and fails leaves nothing behind, unless finished shards
-        # of other units are worth resuming (their errors say so).
-        if not in_array and not resuming and not getattr(exc, "shards_kept", False) and root.is_dir():
-            discard(root)
-        raise
+    with store_lock(root, in_array):  # one `prepare` per store folder (a job array's slices share it)
+        resuming = is_unfinished(root) and not overwrite
+        if not in_array:
+            start_folder(root, overwrite, input_paths(recipe))
+        try:
+            return _build(recipe, root, engine, unit, units, tokenizer_only, show_progress)
+        except UserError as exc:
+            # A run that started this folder and fails leaves nothing behind, unless finished shards
+            # of other units are worth resuming (their errors say so).
+            if not in_array and not resuming and not getattr(exc, "shards_kept", False) and root.is_dir():
+                discard(root)
+            raise
 
 
 def _build(

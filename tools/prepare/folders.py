@@ -2,7 +2,10 @@
 
 - `check_replaceable`: an existing ``data.store`` is replaced only with ``--overwrite``, and even
   then only when it is a currimix store (finished: manifest.json or a format-1 meta.json;
-  unfinished: units.json) or an empty folder: never the user's own files.
+  unfinished: units.json) or an empty folder: never the user's own files, and never a store
+  holding an input of the same prepare (a source file, or the tokenizer it copies).
+- `store_lock`: one `prepare` writes a store folder at a time (`curriculum.locks`; a job array's
+  slices run side by side on purpose and take no lock).
 - `remove_stale_temp_folders`: hidden temp folders (``.<name>.tmp-<pid>-<hex>``) and trash folders
   (``.<name>.old-<hex>``) that killed runs left beside the store, among its shards and beside its
   tokenizer. A temp folder whose process still runs on this host is left alone.
@@ -10,15 +13,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import ContextManager
 
+from curriculum.documents import resolve_files
 from curriculum.errors import UserError
+from curriculum.locks import folder_lock
 from curriculum.store import is_complete_store
 from curriculum.validation import is_token_store
+from recipes.config import Recipe
 from tools.prepare.units import UNITS_FILE
 
 
@@ -35,12 +43,25 @@ def discard(root: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def check_replaceable(root: Path, overwrite: bool) -> None:
-    """Refuse to touch an existing ``data.store`` unless asked, and even then unless it is a currimix
-    token store (finished or not) or an empty folder."""
+def check_creatable(root: Path) -> None:
+    """No part of the path above ``data.store`` is a regular file."""
     blocker = next((p for p in root.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise UserError(f"data.store {str(root)!r} cannot be created: {str(blocker)!r} is a file, not a folder")
+
+
+def store_lock(root: Path, in_array: bool) -> ContextManager[None]:
+    """The store folder's lock for a whole `prepare` (none for a job array's slice)."""
+    if in_array:
+        return contextlib.nullcontext()
+    check_creatable(root)
+    return folder_lock(root, "prepare", "token store")
+
+
+def check_replaceable(root: Path, overwrite: bool) -> None:
+    """Refuse to touch an existing ``data.store`` unless asked, and even then unless it is a currimix
+    token store (finished or not) or an empty folder."""
+    check_creatable(root)
     if not root.exists():
         return
     if not overwrite:
@@ -54,11 +75,29 @@ def check_replaceable(root: Path, overwrite: bool) -> None:
     )
 
 
-def start_folder(root: Path, overwrite: bool) -> None:
+def input_paths(recipe: Recipe) -> list[Path]:
+    """Every file and folder a prepare of ``recipe`` reads (its sources' files, the tokenizer folder)."""
+    paths = [Path(f) for d in recipe.data.domains.values() for s in d.sources for f in resolve_files(s)[1]]
+    return paths + ([Path(recipe.tokenizer.path)] if recipe.tokenizer.path else [])
+
+
+def start_folder(root: Path, overwrite: bool, inputs: list[Path] | None = None) -> None:
     """Make ``root`` ready for a (resumed) prepare: an unfinished prepare is resumed unless
-    ``overwrite``; anything else that exists goes through `check_replaceable` and is moved away."""
+    ``overwrite``; anything else that exists goes through `check_replaceable` and is moved away,
+    unless it holds one of the prepare's ``inputs``."""
     if not (is_unfinished(root) and not overwrite):
         check_replaceable(root, overwrite)
+        held = [
+            p
+            for p in inputs or []
+            if root.exists() and (p.resolve() == root.resolve() or root.resolve() in p.resolve().parents)
+        ]
+        if held:
+            raise UserError(
+                f"data.store {str(root)!r} holds an input of this prepare ({str(held[0])!r}), so --overwrite "
+                "would delete what it reads. Copy it out of the store first (e.g. the tokenizer folder) and "
+                "point the recipe there"
+            )
         if root.exists():
             discard(root)
     root.parent.mkdir(parents=True, exist_ok=True)
