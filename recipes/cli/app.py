@@ -53,6 +53,8 @@ USER_OS_ERRORS = {
     errno.ENOTDIR,
     errno.EISDIR,
     errno.EEXIST,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
 }
 
 
@@ -94,12 +96,10 @@ def _blocking_file(path: Path) -> Path | None:
 
 
 def check_output_file(path: Path, what: str) -> None:
-    """Before any work: ``path`` can be written (no part of its folder is a regular file, it is not a folder)."""
-    blocker = _blocking_file(path.parent)  # the file itself may exist: it is replaced
-    if blocker is not None:
-        raise UserError(f"{what} {str(path)!r} cannot be written: {str(blocker)!r} is a file, not a folder")
-    if path.is_dir():
-        raise UserError(f"{what} {str(path)!r} is a folder; give a file name")
+    """Before any work: a file can be written at ``path`` (see `recipes.paths.check_output_path`)."""
+    from recipes.paths import check_output_path
+
+    check_output_path(path, what)
 
 
 def _report(message: str) -> None:

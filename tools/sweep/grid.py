@@ -35,6 +35,7 @@ from pydantic import Field, ValidationError, model_validator
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel, validation_problems
 from recipes.averaging import WeightSpec
+from recipes.paths import PLAIN_NAME, check_input_path
 
 Overrides = dict[str, Any]
 
@@ -75,6 +76,21 @@ class GridConfig(StrictModel):
     eval_sequences_per_domain: int = Field(
         256, ge=1, description="Held-out (and train) sequences evaluated per domain."
     )
+
+    @model_validator(mode="after")
+    def _plain_names(self) -> "GridConfig":
+        # The grid's name, a size and an averaging label become folders (runs/sweeps/<name>/<size>, a run's
+        # averaged/<label>): one plain name each,
+        # so `..`, `/abs` or `a/b` can never put a sweep's outputs outside the sweep folder.
+        bad = [f"name {self.name!r}"] if not PLAIN_NAME.fullmatch(self.name) else []
+        bad += [f"size {size!r}" for size in self.sizes if not PLAIN_NAME.fullmatch(size)]
+        bad += [f"averaging label {label!r}" for label in self.averaging if not PLAIN_NAME.fullmatch(label)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: each becomes a folder, so it must be one plain name (letters, digits, '.', '_' "
+                "or '-', not starting with '.')"
+            )
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> "GridConfig":
@@ -147,10 +163,10 @@ def read_grid(path: Path) -> GridConfig:
     """Parse and validate a grid file, reporting every problem with its key path."""
     from recipes.loading import load_yaml
 
-    if not path.is_file():
-        raise UserError(f"grid {str(path)!r} does not exist")
+    check_input_path(path, "grid")
     try:
-        raw = load_yaml(path.read_text()) or {}  # refuses a key given twice (an axis label would vanish)
+        # refuses a key given twice (an axis label would vanish), and documents over the YAML bounds
+        raw = load_yaml(path.read_text(), source=f"grid {str(path)!r}") or {}
     except yaml.YAMLError as exc:
         raise UserError(f"grid {str(path)!r} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -168,7 +184,7 @@ def load_grid(path: str | Path, size: str = "cpu", out_dir: str | Path | None = 
 
     path = Path(path)
     config = read_grid(path)
-    if size not in config.sizes:
+    if size not in config.sizes:  # a size given on the command line is one of these plain names
         raise UserError(f"grid {str(path)!r} has no size {size!r}; sizes: {sorted(config.sizes)}")
     base_path = referenced_recipe(path, config.base)
     out = Path(out_dir) if out_dir else Path("runs") / "sweeps" / config.name / size
