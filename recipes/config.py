@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from curriculum.documents import SourceConfig
+from curriculum.errors import UserError
 from curriculum.orders import ORDERINGS
 from curriculum.orders.stream import PastEpoch, Subset
 from curriculum.registry import StrictModel
 from curriculum.scorers import SCORERS
 from mixers import MIXERS
 from recipes.averaging import WEIGHTINGS, EMAWeights
+from recipes.paths import PLAIN_NAME, check_path_text
 from recipes.schedules import SCHEDULES
 
 ScorerSpec = SCORERS.config_union()
@@ -31,6 +32,20 @@ MixerSpec = MIXERS.config_union()
 OrderingSpec = ORDERINGS.config_union()
 ScheduleSpec = SCHEDULES.config_union()
 WeightSpec = WEIGHTINGS.config_union()
+
+
+def _usable_path(value: str | None) -> str | None:
+    """A path field's text can reach the file system (no NUL byte, no over-long name): checked here so
+    the message names the key, not a ValueError from deep inside `mkdir`."""
+    if value is not None:
+        try:
+            check_path_text(value, "the path")
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_usable_path)]
 
 
 class DomainConfig(StrictModel):
@@ -48,7 +63,7 @@ class DomainConfig(StrictModel):
 class TokenizerConfig(StrictModel):
     """The tokenizer: a local folder, or a byte-level BPE trained on the documents at `prepare`."""
 
-    path: str | None = Field(
+    path: PathText | None = Field(
         None,
         description="A local tokenizer folder (transformers format). None trains a "
         "byte-level BPE on the training documents and saves it with the store.",
@@ -66,7 +81,7 @@ class DataConfig(StrictModel):
     """The `data` section: the domains and the packed token store `prepare` writes."""
 
     domains: dict[str, DomainConfig] = Field(min_length=1, description="Domains by name, each with its sources.")
-    store: str | None = Field(
+    store: PathText | None = Field(
         None, description="Token store folder (written by `prepare`, read by `train`); default `<run_dir>/store`."
     )
     seq_len: int = Field(1024, ge=8, le=1 << 20, description="Tokens per packed training sequence.")
@@ -120,7 +135,10 @@ class MoEConfig(StrictModel):
     )
 
 
-RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+Beta = Annotated[float, Field(ge=0, lt=1)]
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes no more
+
+RUN_NAME = PLAIN_NAME
 STORE_KEYS = {"vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"}
 
 
@@ -144,7 +162,7 @@ class ModelConfig(StrictModel):
     init_std: float = Field(0.02, gt=0, description="Std of the normal weight init.")
     moe: MoEConfig | None = Field(None, description="Mixture-of-experts MLPs (pure PyTorch on every device).")
     extra: dict[str, Any] = Field(default_factory=dict, description="Any other transformers config keys.")
-    init_from: str | None = Field(
+    init_from: PathText | None = Field(
         None,
         description="Start from the weights of this local model folder "
         "instead of a random init (its config wins over the fields above).",
@@ -185,10 +203,11 @@ class MixtureConfig(StrictModel):
         description="`sample`: batches follow the mixture (upsampling). `weight`: batches follow the "
         "natural (token-proportional) mix and each domain's loss is scaled by target/natural (upweighting).",
     )
-    max_epochs: dict[str, float] = Field(
+    # ge=0 also refuses NaN (every comparison with NaN is false), which would otherwise disable the cap.
+    max_epochs: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict,
         description="Cap on passes over a domain, e.g. "
-        "{default: 4, math: 8}; a plan that needs more is refused (or warned).",
+        "{default: 4, math: 8}; a plan that needs more is refused (or warned); `.inf` = no cap.",
     )
     on_cap: Literal["error", "warn"] = Field("error", description="What a plan over a `max_epochs` cap does.")
     resolution_steps: int = Field(
@@ -235,10 +254,16 @@ class TrainingConfig(StrictModel):
         ge=1,
         description="Sequences per forward pass per process; gradient accumulation = global / (micro x processes).",
     )
-    weight_decay: float = Field(0.1, ge=0, description="AdamW decoupled weight decay (matrices only).")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
-    eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
-    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; None = off.")
+    # The optimizer settings carry the bounds torch.optim.AdamW enforces (and finiteness, which it does
+    # not), so a bad value is a key-named message when the recipe loads, not an error at the first step.
+    weight_decay: float = Field(
+        0.1, ge=0, allow_inf_nan=False, description="AdamW decoupled weight decay (matrices only)."
+    )
+    betas: tuple[Beta, Beta] = Field((0.9, 0.95), description="AdamW betas, each in [0, 1).")
+    eps: float = Field(1e-8, gt=0, allow_inf_nan=False, description="AdamW epsilon.")
+    grad_clip: float | None = Field(
+        1.0, gt=0, allow_inf_nan=False, description="Clip the global gradient norm; None = off."
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         description="`bf16`: torch.autocast to bfloat16 around forward and loss, fp32 master weights, "
@@ -353,8 +378,10 @@ class Recipe(StrictModel):
         description="Run name; the default run folder is `runs/<name>`. (A recipe file may also "
         "start with `extends: <preset or file>` to inherit everything it does not set.)"
     )
-    seed: int = Field(0, ge=0, description="Seeds model init, shuffles and the data order.")
-    run_dir: str | None = Field(None, description="Output folder of `train`; default `runs/<name>`.")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Seeds model init, shuffles and the data order (0 to 2**32 - 1)."
+    )
+    run_dir: PathText | None = Field(None, description="Output folder of `train`; default `runs/<name>`.")
     data: DataConfig
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
