@@ -4,13 +4,15 @@ problem reported at once (key path and fix), and the resolved recipe written bac
 from __future__ import annotations
 
 import copy
+import difflib
 import os
+import types
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, Union, get_args, get_origin
 
 import numpy as np
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from curriculum.errors import UserError
 from curriculum.registry import validation_problems
@@ -282,7 +284,7 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
     except ValidationError as exc:
         problems = validation_problems(exc, raw, top="(recipe)")
         hints = moved_key_hints(raw)
-        problems = [_with_hint(p, hints) for p in problems]
+        problems = [_with_hint(p, hints, raw) for p in problems]
         raise UserError(f"{source} has {len(problems)} problem(s):", problems) from None
     problems = check_semantics(recipe)
     if problems:
@@ -290,12 +292,67 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
     return recipe
 
 
-def _with_hint(problem: str, hints: dict[str, str]) -> str:
+def _with_hint(problem: str, hints: dict[str, str], raw: dict[str, Any]) -> str:
+    """A problem line with where a moved key went, or (an unknown key) the closest key the schema has."""
     key = problem.split(":", 1)[0]
     hint = hints.get(key) or next((h for k, h in hints.items() if key.startswith(k + ".")), None)
-    if hint is None:
-        return problem
-    return f"{key}: this key was renamed: it {hint}" if "unknown key" in problem else f"{problem} ({hint})"
+    unknown = "unknown key" in problem
+    if hint is not None:
+        return f"{key}: this key was renamed: it {hint}" if unknown else f"{problem} ({hint})"
+    if unknown:
+        *parent, last = key.split(".")
+        close = difflib.get_close_matches(last, schema_keys(parent, raw), n=1, cutoff=0.6)
+        if close:
+            return f"{problem}; did you mean `{'.'.join([*parent, close[0]])}`?"
+    return problem
+
+
+def schema_keys(path: list[str], raw: dict[str, Any]) -> list[str]:
+    """The keys the recipe schema allows at ``path`` (a registry section by the `name` ``raw`` gives it;
+    list items and mapping values by their element type), or [] where that is not one section."""
+    annotation: Any = Recipe
+    node: Any = raw
+    for part in path:
+        annotation = _one_kind(annotation, node)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part)
+            if field is None:
+                return []
+            annotation = field.annotation
+        elif get_origin(annotation) in (list, dict):
+            annotation = get_args(annotation)[-1]
+        else:
+            return []
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            node = None
+    annotation = _one_kind(annotation, node)
+    return list(annotation.model_fields) if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+
+
+def _one_kind(annotation: Any, node: Any) -> Any:
+    """The one alternative of a (possibly Optional, Annotated, discriminated-union) annotation that
+    ``node`` is: the config whose ``name`` it gives, the only model, list or mapping; else None."""
+    kinds, stack = [], [annotation]
+    while stack:
+        kind = stack.pop()
+        if get_origin(kind) is Annotated or get_origin(kind) in (Union, types.UnionType):
+            stack.extend(get_args(kind)[:1] if get_origin(kind) is Annotated else get_args(kind))
+        else:
+            kinds.append(kind)
+    models = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
+    if len(models) > 1 and isinstance(node, dict):
+        named = [
+            m
+            for m in models
+            if "name" in m.model_fields and get_args(m.model_fields["name"].annotation) == (node.get("name"),)
+        ]
+        return named[0] if len(named) == 1 else None
+    containers = [k for k in kinds if get_origin(k) in (list, dict)]
+    return models[0] if len(models) == 1 else (containers[0] if len(containers) == 1 else None)
 
 
 def check_semantics(recipe: Recipe) -> list[str]:

@@ -260,3 +260,29 @@ def test_output_paths_are_checked_before_any_work(tmp_path: Path) -> None:
     assert check_input_path(tmp_path, "folder", kind="folder") == tmp_path
     with pytest.raises(UserError, match="lies outside"):
         check_input_path(tmp_path / "file", "x", under=tmp_path / "new")
+
+
+def test_unknown_keys_suggest_the_closest_key_of_their_section(corpus_dir: Path, tmp_path: Path) -> None:
+    raw = apply_overrides(
+        recipe_dict(corpus_dir, tmp_path),
+        [
+            "training.micro_batch_sise=2",
+            "schedule.decay_fracton=0.2",  # a registry section: the keys of the schedule it names (wsd)
+            "mixture.mixer={name: temperature, tua: 2}",
+            "data.domains.code.sources.0.text_feild=x",  # through a mapping and a list
+            "trainig={steps: 3}",
+            "model.zzzz=1",  # nothing close: no suggestion
+        ],
+    )
+    with pytest.raises(UserError) as info:
+        recipe_from_dict(raw)
+    message = str(info.value)
+    for suggestion in (
+        "training.micro_batch_size",
+        "schedule.decay_fraction",
+        "mixture.mixer.tau",
+        "data.domains.code.sources.0.text_field",
+        "`training`",
+    ):
+        assert f"did you mean `{suggestion.strip('`')}`?" in message, suggestion
+    assert "model.zzzz: unknown key (not part of the schema; check the spelling)\n" in message + "\n"
