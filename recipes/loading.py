@@ -403,22 +403,37 @@ def deep_merge(base: Any, override: Any, _nested: bool = False) -> Any:
     return merged
 
 
+MAX_EXTENDS = 32  # recipes an `extends` chain may pass through (presets use one or two)
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """The mapping in a YAML file a user names (a recipe, a grid): the path checked (`recipes.paths`),
+    its size refused before it is read, UTF-8 and `load_yaml`'s bounds, each a message naming the file."""
+    path = check_input_path(path, what)
+    where = f"{what} {str(path)!r}"
+    size = path.stat().st_size
+    if size > yaml_limit("bytes"):
+        raise over_limit(where, "bytes", f"{size:,} bytes")
+    try:
+        raw = load_yaml(path.read_text(), source=where)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{where} is not valid YAML: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: a {what} is a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
 def read_recipe_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The raw mapping of a recipe file, with ``extends: <preset or path>`` resolved (recursively)."""
-    path = check_input_path(path, "recipe")
-    if path.resolve() in _chain:
+    if Path(path).resolve() in _chain:
         raise UserError(f"recipe {str(path)!r} extends itself through {[str(p) for p in _chain]}")
-    size = path.stat().st_size
-    if size > yaml_limit("bytes"):  # refused before reading it
-        raise over_limit(f"recipe {str(path)!r}", "bytes", f"{size:,} bytes")
-    try:
-        raw = load_yaml(path.read_text(), source=f"recipe {str(path)!r}") or {}
-    except UnicodeDecodeError as exc:
-        raise UserError(f"recipe {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"recipe {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"recipe {str(path)!r}: a recipe is a YAML mapping, got {type(raw).__name__}")
+    if len(_chain) >= MAX_EXTENDS:
+        raise UserError(f"recipe {str(path)!r}: `extends` goes {MAX_EXTENDS} files deep; a chain that long is a loop")
+    raw = read_yaml_mapping(path, "recipe")
     parent = raw.pop("extends", None)
     if parent is None:
         return raw

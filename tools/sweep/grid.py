@@ -35,7 +35,7 @@ from pydantic import Field, ValidationError, model_validator
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel, validation_problems
 from recipes.averaging import WeightSpec
-from recipes.paths import PLAIN_NAME, check_input_path
+from recipes.paths import PLAIN_NAME
 
 Overrides = dict[str, Any]
 
@@ -161,16 +161,10 @@ class Grid:
 
 def read_grid(path: Path) -> GridConfig:
     """Parse and validate a grid file, reporting every problem with its key path."""
-    from recipes.loading import load_yaml
+    from recipes.loading import read_yaml_mapping
 
-    check_input_path(path, "grid")
-    try:
-        # refuses a key given twice (an axis label would vanish), and documents over the YAML bounds
-        raw = load_yaml(path.read_text(), source=f"grid {str(path)!r}") or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"grid {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"grid {str(path)!r}: a grid is a YAML mapping, got {type(raw).__name__}")
+    # the recipes' reader: refuses a key given twice (an axis label would vanish) and YAML over the bounds
+    raw = read_yaml_mapping(path, "grid")
     try:
         return GridConfig.model_validate(raw)
     except ValidationError as exc:
