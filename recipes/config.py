@@ -140,6 +140,21 @@ MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes no more
 
 RUN_NAME = PLAIN_NAME
 STORE_KEYS = {"vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"}
+# transformers config keys that `recipes.model.build_model_config` fills from the recipe's own fields.
+OWN_KEYS = {
+    "hidden_size": "model.hidden_size",
+    "num_hidden_layers": "model.num_layers",
+    "num_attention_heads": "model.num_heads",
+    "num_key_value_heads": "model.num_kv_heads",
+    "intermediate_size": "model.intermediate_size",
+    "tie_word_embeddings": "model.tie_embeddings",
+    "rope_theta": "model.rope_theta",
+    "initializer_range": "model.init_std",
+    "max_position_embeddings": "data.seq_len",
+    "num_local_experts": "model.moe.num_experts",
+    "num_experts_per_tok": "model.moe.top_k",
+    "router_aux_loss_coef": "model.moe.aux_loss_coef",
+}
 
 
 class ModelConfig(StrictModel):
@@ -178,6 +193,12 @@ class ModelConfig(StrictModel):
                 f"model.extra may not set {taken}: they come from the token store and its tokenizer "
                 "(change the tokenizer or data.seq_len instead)"
             )
+        # A transformers key the schema already sets from its own field would silently win over it (the
+        # recipe would say one width and train another): name the field to set instead.
+        twins = {key: OWN_KEYS[key] for key in sorted(set(self.extra) & set(OWN_KEYS))}
+        if twins:
+            fields = ", ".join(f"{key} -> {field}" for key, field in twins.items())
+            raise ValueError(f"model.extra sets keys the recipe has fields for; set those instead ({fields})")
         return self
 
     @model_validator(mode="after")

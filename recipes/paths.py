@@ -86,6 +86,9 @@ def check_input_path(path: str | os.PathLike[str], what: str, kind: Kind = "file
         found = describe(path)
         if found.startswith("a symbolic link"):
             raise UserError(f"{what} {str(path)!r} is {found}") from None
+        blocker = next((p for p in path.parents if os.path.lexists(p) and not p.is_dir()), None)
+        if blocker is not None:
+            raise UserError(f"{what} {str(path)!r} does not exist: {str(blocker)!r} is a file, not a folder") from None
         raise UserError(f"{what} {str(path)!r} does not exist") from None
     except OSError as exc:
         raise UserError(f"{what} {str(path)!r} cannot be read: {exc.strerror}") from None
@@ -107,11 +110,19 @@ def check_under(path: Path, root: Path, what: str) -> Path:
     return path
 
 
-def check_output_path(path: str | os.PathLike[str], what: str) -> Path:
+def check_output_path(path: str | os.PathLike[str], what: str, inputs: dict[str, Path] | None = None) -> Path:
     """Before any work: a file can be written at ``path`` (it replaces a regular file there). Refused:
-    a folder or a FIFO/device at the path, a regular file where a parent folder must be, and a
-    nearest existing parent folder that this user cannot write into."""
+    a folder or a FIFO/device at the path, a regular file where a parent folder must be, a nearest
+    existing parent folder that this user cannot write into, and (``inputs``: {description: file or
+    folder}) the path of an input of the same command or a path inside an input folder."""
     path = check_path_text(path, what)
+    resolved = path.resolve()
+    for description, source in (inputs or {}).items():
+        source = source.resolve()
+        if resolved == source:
+            raise UserError(f"{what} {str(path)!r} is {description} this command reads; write the output elsewhere")
+        if source in resolved.parents:
+            raise UserError(f"{what} {str(path)!r} lies inside {description} ({str(source)!r}); write it elsewhere")
     found = describe(path)
     if found not in ("nothing", "a file"):
         raise UserError(f"{what} {str(path)!r} is {found}; give the name of a regular file to write")

@@ -40,6 +40,7 @@ CHUNK_STEPS = 1 << 16
 # ~900 bytes per window with 3 domains, ~2,200 with 10; the estimate below stays above both.
 PLAN_BYTES_PER_WINDOW = 400
 PLAN_BYTES_PER_WINDOW_DOMAIN = 200
+PLAN_BYTES_PER_SNAPSHOT = 200  # the averaging window's step list, weights and their tuples
 PLAN_MAX_MB = ("CURRIMIX_PLAN_MAX_MB", 2048)
 
 
@@ -56,18 +57,32 @@ def plan_budget_mb() -> int:
 
 def check_plan_budget(recipe: Recipe) -> None:
     """Refuse, before anything is built, a plan whose estimated memory is over the budget (a recipe
-    asking for 10^12 steps would otherwise grow until the kernel kills it)."""
+    asking for 10^12 steps would otherwise grow until the kernel kills it), naming the key that asks."""
     steps, resolution = recipe.training.steps, recipe.mixture.resolution_steps
+    snapshots = recipe.averaging.snapshots or 0
+    if snapshots > steps:  # refused here: the window would list every snapshot step before saying so
+        raise UserError(
+            f"averaging.snapshots: an averaging window of {snapshots:,} snapshots does not fit in a run of "
+            f"{steps:,} steps (one snapshot per step at most); use fewer snapshots"
+        )
     windows = -(-steps // resolution) + 64  # + phase boundaries, a handful in any mixer
     domains = len(recipe.data.domains)
-    mb = windows * (PLAN_BYTES_PER_WINDOW + PLAN_BYTES_PER_WINDOW_DOMAIN * domains) / 2**20
-    if mb > plan_budget_mb():
+    window_mb = windows * (PLAN_BYTES_PER_WINDOW + PLAN_BYTES_PER_WINDOW_DOMAIN * domains) / 2**20
+    snapshot_mb = snapshots * PLAN_BYTES_PER_SNAPSHOT / 2**20
+    budget = plan_budget_mb()
+    if window_mb + snapshot_mb <= budget:
+        return
+    raise_it = f"or raise the budget with the environment variable {PLAN_MAX_MB[0]}"
+    if snapshot_mb > window_mb:
         raise UserError(
-            f"training.steps: {steps:,} steps in windows of mixture.resolution_steps={resolution} make a plan of "
-            f"about {mb:,.0f} MB, over the plan's memory budget of {plan_budget_mb():,} MB; train fewer steps, "
-            f"raise mixture.resolution_steps (at most 4096), or raise the budget with the environment "
-            f"variable {PLAN_MAX_MB[0]}"
+            f"averaging.snapshots: {snapshots:,} snapshots make a plan of about {window_mb + snapshot_mb:,.0f} MB, "
+            f"over the plan's memory budget of {budget:,} MB; average fewer snapshots, {raise_it}"
         )
+    raise UserError(
+        f"training.steps: {steps:,} steps in windows of mixture.resolution_steps={resolution} make a plan of "
+        f"about {window_mb + snapshot_mb:,.0f} MB, over the plan's memory budget of {budget:,} MB; train fewer "
+        f"steps, raise mixture.resolution_steps (at most 4096), {raise_it}"
+    )
 
 
 def window_edges(total_steps: int, resolution: int, breakpoints: list[int]) -> np.ndarray:

@@ -132,7 +132,8 @@ def test_max_epochs_nan_or_negative_is_refused(corpus_dir: Path, tmp_path: Path,
         ("training.grad_clip=.inf", "training.grad_clip"),
         ("seed=4294967296", "seed"),
         ("model.extra={hidden_act: nope}", "model.extra.hidden_act"),
-        ("model.extra={num_key_value_heads: 3}", "model.extra.num_key_value_heads"),
+        ("model.extra={num_key_value_heads: 3}", "(num_key_value_heads -> model.num_kv_heads)"),
+        ("model.extra={hidden_size: 64, max_position_embeddings: 8}", "hidden_size -> model.hidden_size"),
         ("model.extra={attention_bias: maybe}", "model.extra.attention_bias"),
         ("model.arch=no-such-arch", "model.arch='no-such-arch' is not a transformers model type"),
     ],
@@ -286,3 +287,15 @@ def test_unknown_keys_suggest_the_closest_key_of_their_section(corpus_dir: Path,
     ):
         assert f"did you mean `{suggestion.strip('`')}`?" in message, suggestion
     assert "model.zzzz: unknown key (not part of the schema; check the spelling)\n" in message + "\n"
+
+
+def test_averaging_snapshots_count_in_the_plan_budget(corpus_dir: Path, tmp_path: Path) -> None:
+    raw = recipe_dict(corpus_dir, tmp_path)
+    raw["training"]["steps"] = 10**9
+    raw["mixture"]["resolution_steps"] = 4096
+    raw["averaging"] = {"snapshots": 10**9, "every_steps": 1}  # fits the steps, not the memory
+    with pytest.raises(UserError, match="averaging.snapshots: 1,000,000,000 snapshots make a plan of about"):
+        recipe_from_dict(raw)
+    raw["averaging"] = {"snapshots": 10**9 + 1, "every_steps": 1}
+    with pytest.raises(UserError, match="does not fit in a run of 1,000,000,000 steps"):
+        recipe_from_dict(raw)

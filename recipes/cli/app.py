@@ -95,11 +95,12 @@ def _blocking_file(path: Path) -> Path | None:
     return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
 
 
-def check_output_file(path: Path, what: str) -> None:
-    """Before any work: a file can be written at ``path`` (see `recipes.paths.check_output_path`)."""
+def check_output_file(path: Path, what: str, inputs: dict[str, Path] | None = None) -> None:
+    """Before any work: a file can be written at ``path``, and it is none of ``inputs`` (see
+    `recipes.paths.check_output_path`)."""
     from recipes.paths import check_output_path
 
-    check_output_path(path, what)
+    check_output_path(path, what, inputs)
 
 
 def _report(message: str) -> None:

@@ -32,15 +32,19 @@ def plan(
     ] = False,
 ) -> None:
     """Print the run's timeline: LR, mixture, curriculum, repeats, averaging window (`--png` plots it)."""
-    from recipes.loading import dump_recipe
+    from recipes.loading import PRESETS_DIR, dump_recipe, resolve_recipe_path
     from recipes.plan import build_plan
     from recipes.plan_report import coverage_summary, plan_summary, print_coverage, print_summary
 
     r = load(recipe, set_)
-    outputs = {"--png": png, "--json": json_out}
-    for what, path in outputs.items():
+    inputs = {
+        "the recipe": resolve_recipe_path(recipe),
+        "the presets folder": PRESETS_DIR,
+        "the token store": r.store_path,
+    }
+    for what, path in {"--png": png, "--json": json_out}.items():
         if path is not None:
-            check_output_file(path, what)
+            check_output_file(path, what, inputs)
     if png is not None and json_out is not None and png.resolve() == json_out.resolve():
         raise UserError(f"--png and --json name the same file {str(png)!r}; give two names")
     if show_recipe:
