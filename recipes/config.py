@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -157,6 +158,19 @@ OWN_KEYS = {
 }
 
 
+def _not_json(value: Any, where: str = "") -> list[tuple[str, str]]:
+    """(key path, what is wrong) for every value under ``value`` that JSON cannot hold faithfully."""
+    if isinstance(value, dict):
+        return [bad for k, v in value.items() for bad in _not_json(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [bad for i, v in enumerate(value) for bad in _not_json(v, f"{where}.{i}")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(where, f"{value} is not a finite number")]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return []
+    return [(where, f"a YAML {type(value).__name__} is not a JSON value")]
+
+
 class ModelConfig(StrictModel):
     """The `model` section: a transformers causal LM built from these fields (or a local folder)."""
 
@@ -182,6 +196,18 @@ class ModelConfig(StrictModel):
         description="Start from the weights of this local model folder "
         "instead of a random init (its config wins over the fields above).",
     )
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_values(cls, extra: dict[str, Any]) -> dict[str, Any]:
+        # The extra keys land in config.json (saved with every checkpoint and model) and in the recipe's
+        # fingerprint: JSON values only, and finite numbers (a NaN epsilon trains garbage silently).
+        bad = [f"{key} ({why})" for key, why in _not_json(extra)]
+        if bad:
+            raise ValueError(
+                f"model.extra takes JSON values (text, finite numbers, true/false, null, lists, mappings): {bad}"
+            )
+        return extra
 
     @model_validator(mode="after")
     def _extra_keys(self) -> "ModelConfig":

@@ -41,6 +41,7 @@ CHUNK_STEPS = 1 << 16
 PLAN_BYTES_PER_WINDOW = 400
 PLAN_BYTES_PER_WINDOW_DOMAIN = 200
 PLAN_BYTES_PER_SNAPSHOT = 200  # the averaging window's step list, weights and their tuples
+PLAN_BYTES_PER_BATCH_ROW = 64  # drawing one batch: ids, domains, positions, shuffle keys, loss weights
 PLAN_MAX_MB = ("CURRIMIX_PLAN_MAX_MB", 2048)
 
 
@@ -69,19 +70,24 @@ def check_plan_budget(recipe: Recipe) -> None:
     domains = len(recipe.data.domains)
     window_mb = windows * (PLAN_BYTES_PER_WINDOW + PLAN_BYTES_PER_WINDOW_DOMAIN * domains) / 2**20
     snapshot_mb = snapshots * PLAN_BYTES_PER_SNAPSHOT / 2**20
-    budget = plan_budget_mb()
-    if window_mb + snapshot_mb <= budget:
+    batch = recipe.training.global_batch_size
+    batch_mb = batch * PLAN_BYTES_PER_BATCH_ROW / 2**20
+    total, budget = window_mb + snapshot_mb + batch_mb, plan_budget_mb()
+    if total <= budget:
         return
-    raise_it = f"or raise the budget with the environment variable {PLAN_MAX_MB[0]}"
-    if snapshot_mb > window_mb:
-        raise UserError(
-            f"averaging.snapshots: {snapshots:,} snapshots make a plan of about {window_mb + snapshot_mb:,.0f} MB, "
-            f"over the plan's memory budget of {budget:,} MB; average fewer snapshots, {raise_it}"
-        )
+    # Name the key that asks for most of it, with what lowers it.
+    _, asks, fix = max(
+        (
+            window_mb,
+            f"training.steps: {steps:,} steps in windows of mixture.resolution_steps={resolution}",
+            "train fewer steps, raise mixture.resolution_steps (at most 4096)",
+        ),
+        (snapshot_mb, f"averaging.snapshots: {snapshots:,} averaging snapshots", "average fewer snapshots"),
+        (batch_mb, f"training.global_batch_size: batches of {batch:,} sequences", "use a smaller batch"),
+    )
     raise UserError(
-        f"training.steps: {steps:,} steps in windows of mixture.resolution_steps={resolution} make a plan of "
-        f"about {window_mb + snapshot_mb:,.0f} MB, over the plan's memory budget of {budget:,} MB; train fewer "
-        f"steps, raise mixture.resolution_steps (at most 4096), {raise_it}"
+        f"{asks} make the plan need about {total:,.0f} MB, over its memory budget of {budget:,} MB; "
+        f"{fix}, or raise the budget with the environment variable {PLAN_MAX_MB[0]}"
     )
 
 

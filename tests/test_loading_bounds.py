@@ -294,7 +294,9 @@ def test_averaging_snapshots_count_in_the_plan_budget(corpus_dir: Path, tmp_path
     raw["training"]["steps"] = 10**9
     raw["mixture"]["resolution_steps"] = 4096
     raw["averaging"] = {"snapshots": 10**9, "every_steps": 1}  # fits the steps, not the memory
-    with pytest.raises(UserError, match="averaging.snapshots: 1,000,000,000 snapshots make a plan of about"):
+    with pytest.raises(
+        UserError, match="averaging.snapshots: 1,000,000,000 averaging snapshots make the plan need about"
+    ):
         recipe_from_dict(raw)
     raw["averaging"] = {"snapshots": 10**9 + 1, "every_steps": 1}
     with pytest.raises(UserError, match="does not fit in a run of 1,000,000,000 steps"):
