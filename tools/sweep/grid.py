@@ -161,7 +161,7 @@ class Grid:
 
 def read_grid(path: Path) -> GridConfig:
     """Parse and validate a grid file, reporting every problem with its key path."""
-    from recipes.loading import read_yaml_mapping
+    from recipes.yaml_reader import read_yaml_mapping
 
     # the recipes' reader: refuses a key given twice (an axis label would vanish) and YAML over the bounds
     raw = read_yaml_mapping(path, "grid")
