@@ -18,6 +18,7 @@ from recipes.paths import check_input_path
 # the bounds stop what would otherwise exhaust the machine before validation even starts: a
 # 700-byte "billion laughs" of nested aliases expands to 10^9 values, 5000 nested brackets overflow
 # the parser's recursion, and a recursive alias (`&a [*a]`) is an infinite value.
+# (Measured: 600,000 expanded values in model.extra take `recipe show` 26 s and 630 MB.)
 YAML_LIMITS = {
     "bytes": ("CURRIMIX_YAML_MAX_BYTES", 1 << 20, "bytes"),
     "depth": ("CURRIMIX_YAML_MAX_DEPTH", 64, "levels of nesting"),
