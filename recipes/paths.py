@@ -128,7 +128,9 @@ def check_output_path(path: str | os.PathLike[str], what: str, inputs: dict[str,
         raise UserError(f"{what} {str(path)!r} is {found}; give the name of a regular file to write")
     existing = next((p for p in path.parents if os.path.lexists(p)), Path("."))
     if not existing.is_dir():
-        raise UserError(f"{what} {str(path)!r} cannot be written: {str(existing)!r} is a file, not a folder")
+        raise UserError(
+            f"{what} {str(path)!r} cannot be written: {str(existing)!r} is {describe(existing)}, not a folder"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(
             f"{what} {str(path)!r} cannot be written: no permission to write in {str(existing)!r}; "
