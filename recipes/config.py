@@ -126,7 +126,9 @@ class MoEConfig(StrictModel):
 
     num_experts: int = Field(8, ge=2, description="Experts per MoE layer.")
     top_k: int = Field(2, ge=1, description="Experts each token is routed to.")
-    aux_loss_coef: float = Field(0.01, ge=0, description="Weight of the router load-balancing loss.")
+    aux_loss_coef: float = Field(
+        0.01, ge=0, allow_inf_nan=False, description="Weight of the router load-balancing loss."
+    )
     backend: Literal["auto", "megablocks", "transformers"] = Field(
         "auto",
         description="Expert computation: `megablocks` (dropless grouped-GEMM kernels; needs the `moe` "
@@ -141,6 +143,7 @@ MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes no more
 
 RUN_NAME = PLAIN_NAME
 STORE_KEYS = {"vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"}
+ROPE_ARCHS = {"llama", "mistral", "mixtral", "qwen2", "qwen3"}  # rotary embeddings over whole heads
 # transformers config keys that `recipes.model.build_model_config` fills from the recipe's own fields.
 OWN_KEYS = {
     "hidden_size": "model.hidden_size",
@@ -187,8 +190,9 @@ class ModelConfig(StrictModel):
         None, ge=8, description="MLP width; None = about 8/3 x hidden, rounded to a multiple of 64."
     )
     tie_embeddings: bool = Field(True, description="Share input and output embeddings.")
-    rope_theta: float = Field(10000.0, gt=0, description="RoPE base.")
-    init_std: float = Field(0.02, gt=0, description="Std of the normal weight init.")
+    # Finite: an infinite init std gives infinite weights and a NaN loss at the first step.
+    rope_theta: float = Field(10000.0, gt=0, allow_inf_nan=False, description="RoPE base.")
+    init_std: float = Field(0.02, gt=0, allow_inf_nan=False, description="Std of the normal weight init.")
     moe: MoEConfig | None = Field(None, description="Mixture-of-experts MLPs (pure PyTorch on every device).")
     extra: dict[str, Any] = Field(default_factory=dict, description="Any other transformers config keys.")
     init_from: PathText | None = Field(
@@ -231,6 +235,13 @@ class ModelConfig(StrictModel):
     def _heads(self) -> "ModelConfig":
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
+        head_dim = self.hidden_size // self.num_heads
+        if self.arch in ROPE_ARCHS and "head_dim" not in self.extra and head_dim % 2:
+            # transformers refuses it only when it builds the model (RoPE rotates pairs of dimensions)
+            raise ValueError(
+                f"hidden_size={self.hidden_size} / num_heads={self.num_heads} gives heads of {head_dim} dimensions; "
+                f"{self.arch}'s rotary embedding needs an even number"
+            )
         if self.num_kv_heads and self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads={self.num_heads} is not divisible by num_kv_heads={self.num_kv_heads}")
         if self.moe and self.moe.top_k > self.moe.num_experts:
