@@ -17,7 +17,7 @@ from curriculum.registry import validation_problems
 from mixers import DomainInfo, build_mixer
 from recipes.config import Recipe
 from recipes.key_hints import moved_key_hints, nul_bytes, with_hint
-from recipes.paths import PLAIN_NAME, check_input_path, check_path_text
+from recipes.paths import PLAIN_NAME, check_input_path, check_path_text, resolved
 from recipes.yaml_reader import load_yaml, read_yaml_mapping  # noqa: F401  (load_yaml: part of this module's API)
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -140,7 +140,8 @@ MAX_EXTENDS = 32  # recipes an `extends` chain may pass through (presets use one
 
 def read_recipe_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The raw mapping of a recipe file, with ``extends: <preset or path>`` resolved (recursively)."""
-    if Path(path).resolve() in _chain:
+    path = check_input_path(path, "recipe")
+    if resolved(path, "recipe") in _chain:
         raise UserError(f"recipe {str(path)!r} extends itself through {[str(p) for p in _chain]}")
     if len(_chain) >= MAX_EXTENDS:
         raise UserError(f"recipe {str(path)!r}: `extends` goes {MAX_EXTENDS} files deep; a chain that long is a loop")
@@ -157,6 +158,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe (following ``extends``), apply ``--set`` overrides and validate it."""
     path = Path(path)
     raw = apply_overrides(read_recipe_yaml(path), overrides or [])
+    if "extends" in raw:  # only a --set can bring it back: the file's own was followed and removed
+        raise UserError("--set extends=...: `extends` is followed only in a recipe file; write it at the top of one")
     return recipe_from_dict(raw, source=f"recipe {str(path)!r}")
 
 

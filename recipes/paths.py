@@ -102,10 +102,18 @@ def check_input_path(path: str | os.PathLike[str], what: str, kind: Kind = "file
     return path
 
 
+def resolved(path: Path, what: str) -> Path:
+    """``path`` with symbolic links followed, or a UserError for a link loop (Python raises RuntimeError)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        raise UserError(f"{what} {str(path)!r} goes through a loop of symbolic links") from None
+
+
 def check_under(path: Path, root: Path, what: str) -> Path:
     """``path`` (symbolic links followed) lies inside ``root``."""
-    resolved, root = path.resolve(), root.resolve()
-    if resolved != root and root not in resolved.parents:
+    resolved_path, root = resolved(path, what), root.resolve()
+    if resolved_path != root and root not in resolved_path.parents:
         raise UserError(f"{what} {str(path)!r} lies outside {str(root)!r}")
     return path
 
@@ -116,12 +124,12 @@ def check_output_path(path: str | os.PathLike[str], what: str, inputs: dict[str,
     existing parent folder that this user cannot write into, and (``inputs``: {description: file or
     folder}) the path of an input of the same command or a path inside an input folder."""
     path = check_path_text(path, what)
-    resolved = path.resolve()
+    target = resolved(path, what)
     for description, source in (inputs or {}).items():
-        source = source.resolve()
-        if resolved == source:
+        source = resolved(source, description)
+        if target == source:
             raise UserError(f"{what} {str(path)!r} is {description} this command reads; write the output elsewhere")
-        if source in resolved.parents:
+        if source in target.parents:
             raise UserError(f"{what} {str(path)!r} lies inside {description} ({str(source)!r}); write it elsewhere")
     found = describe(path)
     if found not in ("nothing", "a file"):

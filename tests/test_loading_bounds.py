@@ -213,6 +213,13 @@ def test_a_recipe_path_says_what_is_there(corpus_dir: Path, tmp_path: Path) -> N
         with pytest.raises(UserError, match="recipe") as info:
             load_recipe(resolve_recipe_path(str(path)))
         assert phrase in str(info.value), path
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    for looped in ("loop1", "loop1/r.yaml"):
+        with pytest.raises(UserError, match="Too many levels of symbolic links"):
+            load_recipe(resolve_recipe_path(str(tmp_path / looped)))
+    with pytest.raises(UserError, match="goes through a loop of symbolic links"):
+        check_output_path(tmp_path / "loop1", "--json")
     good = _write(tmp_path, recipe_dict(corpus_dir, tmp_path))
     (tmp_path / "via-link.yaml").symlink_to(good)
     assert load_recipe(tmp_path / "via-link.yaml").name == "tiny"  # a link to a recipe is fine
