@@ -11,12 +11,15 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from curriculum.errors import UserError
 from recipes.cli.app import RecipeArg, SetOpt, check_output_file, command, console, load
+
+if TYPE_CHECKING:
+    from recipes.plan import Plan
 
 
 @command()
@@ -59,10 +62,11 @@ def plan(
         console.print(f"wrote {path}", markup=False, highlight=False)
 
 
-def _write_together(p: object, summary: dict, png: Path | None, json_out: Path | None) -> list[Path]:
+def _write_together(p: "Plan", summary: dict, png: Path | None, json_out: Path | None) -> list[Path]:
     """Write the asked-for outputs under temp names beside them, then rename them all into place."""
     temps: dict[Path, Path] = {}
     final = None
+    done: list[Path] = []
     try:
         if json_out is not None:
             final = json_out
@@ -76,9 +80,11 @@ def _write_together(p: object, summary: dict, png: Path | None, json_out: Path |
             plot_plan(p, temps[png])
         for final, temp in temps.items():
             os.replace(temp, final)
+            done.append(final)
     except OSError as exc:
         why = exc.strerror or str(exc)
-        raise UserError(f"cannot write {str(final)!r}: {why}; nothing was written (choose another path)") from None
+        written = f"only {[str(d) for d in done]} was written" if done else "nothing was written"
+        raise UserError(f"cannot write {str(final)!r}: {why}; {written} (choose another path)") from None
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)
