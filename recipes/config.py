@@ -191,7 +191,9 @@ class ModelConfig(StrictModel):
     )
     tie_embeddings: bool = Field(True, description="Share input and output embeddings.")
     # Finite: an infinite init std gives infinite weights and a NaN loss at the first step.
-    rope_theta: float = Field(10000.0, gt=0, allow_inf_nan=False, description="RoPE base.")
+    rope_theta: float = Field(
+        10000.0, gt=1, allow_inf_nan=False, description="RoPE base (above 1, so frequencies fall across dimensions)."
+    )
     init_std: float = Field(0.02, gt=0, allow_inf_nan=False, description="Std of the normal weight init.")
     moe: MoEConfig | None = Field(None, description="Mixture-of-experts MLPs (pure PyTorch on every device).")
     extra: dict[str, Any] = Field(default_factory=dict, description="Any other transformers config keys.")
