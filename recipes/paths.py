@@ -60,7 +60,7 @@ def describe(path: Path) -> str:
     """What is at ``path``, in words (for messages): 'a file', 'a folder', 'a FIFO (named pipe)', ..."""
     try:
         mode = path.lstat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # missing, a file where a folder should be, a link loop on the way
         return "nothing"
     if stat.S_ISLNK(mode):
         target = os.readlink(path)
