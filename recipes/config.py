@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from curriculum.documents import SourceConfig
+from curriculum.errors import UserError
 from curriculum.orders import ORDERINGS
 from curriculum.orders.stream import PastEpoch, Subset
 from curriculum.registry import StrictModel
 from curriculum.scorers import SCORERS
 from mixers import MIXERS
 from recipes.averaging import WEIGHTINGS, EMAWeights
+from recipes.paths import PLAIN_NAME, check_path_text
 from recipes.schedules import SCHEDULES
 
 ScorerSpec = SCORERS.config_union()
@@ -31,6 +33,20 @@ MixerSpec = MIXERS.config_union()
 OrderingSpec = ORDERINGS.config_union()
 ScheduleSpec = SCHEDULES.config_union()
 WeightSpec = WEIGHTINGS.config_union()
+
+
+def _usable_path(value: str | None) -> str | None:
+    """A path field's text can reach the file system (no NUL byte, no over-long name): checked here so
+    the message names the key, not a ValueError from deep inside `mkdir`."""
+    if value is not None:
+        try:
+            check_path_text(value, "the path")
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_usable_path)]
 
 
 class DomainConfig(StrictModel):
@@ -48,7 +64,7 @@ class DomainConfig(StrictModel):
 class TokenizerConfig(StrictModel):
     """The tokenizer: a local folder, or a byte-level BPE trained on the documents at `prepare`."""
 
-    path: str | None = Field(
+    path: PathText | None = Field(
         None,
         description="A local tokenizer folder (transformers format). None trains a "
         "byte-level BPE on the training documents and saves it with the store.",
@@ -66,7 +82,7 @@ class DataConfig(StrictModel):
     """The `data` section: the domains and the packed token store `prepare` writes."""
 
     domains: dict[str, DomainConfig] = Field(min_length=1, description="Domains by name, each with its sources.")
-    store: str | None = Field(
+    store: PathText | None = Field(
         None, description="Token store folder (written by `prepare`, read by `train`); default `<run_dir>/store`."
     )
     seq_len: int = Field(1024, ge=8, le=1 << 20, description="Tokens per packed training sequence.")
@@ -110,7 +126,9 @@ class MoEConfig(StrictModel):
 
     num_experts: int = Field(8, ge=2, description="Experts per MoE layer.")
     top_k: int = Field(2, ge=1, description="Experts each token is routed to.")
-    aux_loss_coef: float = Field(0.01, ge=0, description="Weight of the router load-balancing loss.")
+    aux_loss_coef: float = Field(
+        0.01, ge=0, allow_inf_nan=False, description="Weight of the router load-balancing loss."
+    )
     backend: Literal["auto", "megablocks", "transformers"] = Field(
         "auto",
         description="Expert computation: `megablocks` (dropless grouped-GEMM kernels; needs the `moe` "
@@ -120,8 +138,40 @@ class MoEConfig(StrictModel):
     )
 
 
-RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+Beta = Annotated[float, Field(ge=0, lt=1)]
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes no more
+
+RUN_NAME = PLAIN_NAME
 STORE_KEYS = {"vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"}
+ROPE_ARCHS = {"llama", "mistral", "mixtral", "qwen2", "qwen3"}  # rotary embeddings over whole heads
+# transformers config keys that `recipes.model.build_model_config` fills from the recipe's own fields.
+OWN_KEYS = {
+    "hidden_size": "model.hidden_size",
+    "num_hidden_layers": "model.num_layers",
+    "num_attention_heads": "model.num_heads",
+    "num_key_value_heads": "model.num_kv_heads",
+    "intermediate_size": "model.intermediate_size",
+    "tie_word_embeddings": "model.tie_embeddings",
+    "rope_theta": "model.rope_theta",
+    "initializer_range": "model.init_std",
+    "max_position_embeddings": "data.seq_len",
+    "num_local_experts": "model.moe.num_experts",
+    "num_experts_per_tok": "model.moe.top_k",
+    "router_aux_loss_coef": "model.moe.aux_loss_coef",
+}
+
+
+def _not_json(value: Any, where: str = "") -> list[tuple[str, str]]:
+    """(key path, what is wrong) for every value under ``value`` that JSON cannot hold faithfully."""
+    if isinstance(value, dict):
+        return [bad for k, v in value.items() for bad in _not_json(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [bad for i, v in enumerate(value) for bad in _not_json(v, f"{where}.{i}")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(where, f"{value} is not a finite number")]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return []
+    return [(where, f"a YAML {type(value).__name__} is not a JSON value")]
 
 
 class ModelConfig(StrictModel):
@@ -140,15 +190,30 @@ class ModelConfig(StrictModel):
         None, ge=8, description="MLP width; None = about 8/3 x hidden, rounded to a multiple of 64."
     )
     tie_embeddings: bool = Field(True, description="Share input and output embeddings.")
-    rope_theta: float = Field(10000.0, gt=0, description="RoPE base.")
-    init_std: float = Field(0.02, gt=0, description="Std of the normal weight init.")
+    # Finite: an infinite init std gives infinite weights and a NaN loss at the first step.
+    rope_theta: float = Field(
+        10000.0, gt=1, allow_inf_nan=False, description="RoPE base (above 1, so frequencies fall across dimensions)."
+    )
+    init_std: float = Field(0.02, gt=0, allow_inf_nan=False, description="Std of the normal weight init.")
     moe: MoEConfig | None = Field(None, description="Mixture-of-experts MLPs (pure PyTorch on every device).")
     extra: dict[str, Any] = Field(default_factory=dict, description="Any other transformers config keys.")
-    init_from: str | None = Field(
+    init_from: PathText | None = Field(
         None,
         description="Start from the weights of this local model folder "
         "instead of a random init (its config wins over the fields above).",
     )
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_values(cls, extra: dict[str, Any]) -> dict[str, Any]:
+        # The extra keys land in config.json (saved with every checkpoint and model) and in the recipe's
+        # fingerprint: JSON values only, and finite numbers (a NaN epsilon trains garbage silently).
+        bad = [f"{key} ({why})" for key, why in _not_json(extra)]
+        if bad:
+            raise ValueError(
+                f"model.extra takes JSON values (text, finite numbers, true/false, null, lists, mappings): {bad}"
+            )
+        return extra
 
     @model_validator(mode="after")
     def _extra_keys(self) -> "ModelConfig":
@@ -160,12 +225,25 @@ class ModelConfig(StrictModel):
                 f"model.extra may not set {taken}: they come from the token store and its tokenizer "
                 "(change the tokenizer or data.seq_len instead)"
             )
+        # A transformers key the schema already sets from its own field would silently win over it (the
+        # recipe would say one width and train another): name the field to set instead.
+        twins = {key: OWN_KEYS[key] for key in sorted(set(self.extra) & set(OWN_KEYS))}
+        if twins:
+            fields = ", ".join(f"{key} -> {field}" for key, field in twins.items())
+            raise ValueError(f"model.extra sets keys the recipe has fields for; set those instead ({fields})")
         return self
 
     @model_validator(mode="after")
     def _heads(self) -> "ModelConfig":
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
+        head_dim = self.hidden_size // self.num_heads
+        if self.arch in ROPE_ARCHS and "head_dim" not in self.extra and head_dim % 2:
+            # transformers refuses it only when it builds the model (RoPE rotates pairs of dimensions)
+            raise ValueError(
+                f"hidden_size={self.hidden_size} / num_heads={self.num_heads} gives heads of {head_dim} dimensions; "
+                f"{self.arch}'s rotary embedding needs an even number"
+            )
         if self.num_kv_heads and self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads={self.num_heads} is not divisible by num_kv_heads={self.num_kv_heads}")
         if self.moe and self.moe.top_k > self.moe.num_experts:
@@ -185,10 +263,11 @@ class MixtureConfig(StrictModel):
         description="`sample`: batches follow the mixture (upsampling). `weight`: batches follow the "
         "natural (token-proportional) mix and each domain's loss is scaled by target/natural (upweighting).",
     )
-    max_epochs: dict[str, float] = Field(
+    # ge=0 also refuses NaN (every comparison with NaN is false), which would otherwise disable the cap.
+    max_epochs: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict,
         description="Cap on passes over a domain, e.g. "
-        "{default: 4, math: 8}; a plan that needs more is refused (or warned).",
+        "{default: 4, math: 8}; a plan that needs more is refused (or warned); `.inf` = no cap.",
     )
     on_cap: Literal["error", "warn"] = Field("error", description="What a plan over a `max_epochs` cap does.")
     resolution_steps: int = Field(
@@ -235,10 +314,16 @@ class TrainingConfig(StrictModel):
         ge=1,
         description="Sequences per forward pass per process; gradient accumulation = global / (micro x processes).",
     )
-    weight_decay: float = Field(0.1, ge=0, description="AdamW decoupled weight decay (matrices only).")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
-    eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
-    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; None = off.")
+    # The optimizer settings carry the bounds torch.optim.AdamW enforces (and finiteness, which it does
+    # not), so a bad value is a key-named message when the recipe loads, not an error at the first step.
+    weight_decay: float = Field(
+        0.1, ge=0, allow_inf_nan=False, description="AdamW decoupled weight decay (matrices only)."
+    )
+    betas: tuple[Beta, Beta] = Field((0.9, 0.95), description="AdamW betas, each in [0, 1).")
+    eps: float = Field(1e-8, gt=0, allow_inf_nan=False, description="AdamW epsilon.")
+    grad_clip: float | None = Field(
+        1.0, gt=0, allow_inf_nan=False, description="Clip the global gradient norm; None = off."
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         description="`bf16`: torch.autocast to bfloat16 around forward and loss, fp32 master weights, "
@@ -359,8 +444,10 @@ class Recipe(StrictModel):
         description="Run name; the default run folder is `runs/<name>`. (A recipe file may also "
         "start with `extends: <preset or file>` to inherit everything it does not set.)"
     )
-    seed: int = Field(0, ge=0, description="Seeds model init, shuffles and the data order.")
-    run_dir: str | None = Field(None, description="Output folder of `train`; default `runs/<name>`.")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Seeds model init, shuffles and the data order (0 to 2**32 - 1)."
+    )
+    run_dir: PathText | None = Field(None, description="Output folder of `train`; default `runs/<name>`.")
     data: DataConfig
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -4,6 +4,7 @@ problem reported at once (key path and fix), and the resolved recipe written bac
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,33 +16,11 @@ from curriculum.errors import UserError
 from curriculum.registry import validation_problems
 from mixers import DomainInfo, build_mixer
 from recipes.config import Recipe
+from recipes.key_hints import moved_key_hints, nul_bytes, with_hint
+from recipes.paths import PLAIN_NAME, check_input_path, check_path_text, resolved
+from recipes.yaml_reader import load_yaml, read_yaml_mapping  # noqa: F401  (load_yaml: part of this module's API)
 
 PRESETS_DIR = Path(__file__).parent / "presets"
-
-
-class UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice in one mapping (plain YAML keeps the last
-    one silently, so a recipe with two `steps:` would train with whichever came second)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"key {key!r} is given twice in one mapping (lines {seen[key]} and {line}); keep one",
-                    key_node.start_mark,
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def load_yaml(text: str) -> Any:
-    """YAML from a recipe file: safe types only, duplicate keys refused."""
-    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -52,7 +31,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not all(path):
         raise UserError(f"--set {item!r}: expected key.path=value, with no empty part in the key path")
     try:
-        value = yaml.safe_load(raw) if raw else ""
+        value = load_yaml(raw, source=f"--set {item!r}") if raw else ""
     except yaml.YAMLError as exc:
         raise UserError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
     return path, value
@@ -64,37 +43,43 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     for item in overrides:
         path, value = _parse_override(item)
         node: Any = raw
-        for i, part in enumerate(path[:-1]):
+        for i, part in enumerate(path):
+            where = ".".join(path[:i])
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
                     raise UserError(
                         f"--set {item!r}: {'.'.join(path[: i + 1])} is not an index of a {len(node)}-item list"
                     )
-                node = node[int(part)]
+                index: Any = int(part)
+            elif isinstance(node, dict):
+                index = part
             else:
-                if node.get(part) is None:
-                    node[part] = {}
-                elif not isinstance(node[part], (dict, list)):
-                    raise UserError(f"--set {item!r}: {'.'.join(path[: i + 1])} is a value, not a section")
-                node = node[part]
-        last = path[-1]
-        if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                raise UserError(f"--set {item!r}: {last} is not an index of a {len(node)}-item list")
-            node[int(last)] = value
-        else:
-            node[last] = value
+                raise UserError(
+                    f"--set {item!r}: {where} is a value, not a section or a list (it is {node!r}), so it has no {part!r}"
+                )
+            if i == len(path) - 1:
+                node[index] = value
+                break
+            if isinstance(node, dict) and node.get(part) is None:
+                node[part] = {}  # a section the recipe left out (or null): the schema then checks the key
+            node = node[index]
     return raw
 
 
 def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    """Validate a recipe mapping, reporting every problem at once."""
+    """Validate a recipe mapping, reporting every problem at once; then check what the model, the
+    optimizer and the plan will be asked to do (`check_semantics`)."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: a recipe is a YAML mapping, got {type(raw).__name__}")
+    problems = nul_bytes(raw)
+    if problems:
+        raise UserError(f"{source} has {len(problems)} problem(s):", problems)
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         problems = validation_problems(exc, raw, top="(recipe)")
+        hints = moved_key_hints(raw)
+        problems = [with_hint(p, hints, raw) for p in problems]
         raise UserError(f"{source} has {len(problems)} problem(s):", problems) from None
     problems = check_semantics(recipe)
     if problems:
@@ -103,16 +88,38 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
 
 
 def check_semantics(recipe: Recipe) -> list[str]:
-    """Checks that need the domain names: the mixer builds (its weights name real domains and are
-    distributions). Sizes are not known before `prepare`, so every domain counts as size 1 here."""
+    """Checks past the schema, each reported with its key: the mixer builds (its weights name real
+    domains and are distributions; sizes are not known before `prepare`, so every domain counts as
+    size 1 here), the plan fits its memory budget, and transformers can build the model and run it
+    (on the meta device: no weights, no time)."""
+    from recipes.plan import check_plan_budget
+
     problems: list[str] = []
     names = tuple(recipe.data.domains)
     ones = np.ones(len(names), dtype=np.int64)
-    try:
-        build_mixer(recipe.mixture.mixer, DomainInfo(names, ones, ones), where="mixture.mixer")
-    except UserError as exc:
-        problems.append(str(exc))
+    for check in (
+        lambda: build_mixer(recipe.mixture.mixer, DomainInfo(names, ones, ones), where="mixture.mixer"),
+        lambda: check_plan_budget(recipe),
+        lambda: _check_model(recipe),
+    ):
+        try:
+            check()
+        except UserError as exc:
+            problems.append(str(exc))
     return problems
+
+
+def _check_model(recipe: Recipe) -> None:
+    """Ask transformers to build the model (on the meta device) when the recipe hands it something the
+    schema cannot check: `model.extra`, `init_from`, another `arch` than llama, or MoE. A plain llama
+    section is the schema's alone, so `recipe show` and `plan` do not import torch and transformers
+    (seconds) for it."""
+    model = recipe.model
+    if not (model.extra or model.init_from or model.moe or model.arch != "llama"):
+        return
+    from recipes.model import check_buildable
+
+    check_buildable(model, vocab_size=recipe.tokenizer.vocab_size, seq_len=recipe.data.seq_len)
 
 
 def deep_merge(base: Any, override: Any, _nested: bool = False) -> Any:
@@ -128,20 +135,17 @@ def deep_merge(base: Any, override: Any, _nested: bool = False) -> Any:
     return merged
 
 
+MAX_EXTENDS = 32  # recipes an `extends` chain may pass through (presets use one or two)
+
+
 def read_recipe_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The raw mapping of a recipe file, with ``extends: <preset or path>`` resolved (recursively)."""
-    if not path.is_file():
-        raise UserError(f"recipe {str(path)!r} does not exist")
-    if path.resolve() in _chain:
+    path = check_input_path(path, "recipe")
+    if resolved(path, "recipe") in _chain:
         raise UserError(f"recipe {str(path)!r} extends itself through {[str(p) for p in _chain]}")
-    try:
-        raw = load_yaml(path.read_text()) or {}
-    except UnicodeDecodeError as exc:
-        raise UserError(f"recipe {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"recipe {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"recipe {str(path)!r}: a recipe is a YAML mapping, got {type(raw).__name__}")
+    if len(_chain) >= MAX_EXTENDS:
+        raise UserError(f"recipe {str(path)!r}: `extends` goes {MAX_EXTENDS} files deep; a chain that long is a loop")
+    raw = read_yaml_mapping(path, "recipe")
     parent = raw.pop("extends", None)
     if parent is None:
         return raw
@@ -154,6 +158,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe (following ``extends``), apply ``--set`` overrides and validate it."""
     path = Path(path)
     raw = apply_overrides(read_recipe_yaml(path), overrides or [])
+    if "extends" in raw:  # only a --set can bring it back: the file's own was followed and removed
+        raise UserError("--set extends=...: `extends` is followed only in a recipe file; write it at the top of one")
     return recipe_from_dict(raw, source=f"recipe {str(path)!r}")
 
 
@@ -163,18 +169,20 @@ def referenced_recipe(referrer: Path, name: str) -> Path:
 
 
 def preset_path(name: str) -> Path:
-    """Path of a shipped preset (`recipes/presets/<name>.yaml`)."""
-    path = PRESETS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        choices = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-        raise UserError(f"no preset {name!r}; presets: {choices}")
-    return path
+    """Path of a shipped preset (`recipes/presets/<name>.yaml`); a preset name is one plain name, so it
+    never reads a file outside the presets (``../../x/evil``)."""
+    choices = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or name not in choices:
+        shown = name if isinstance(name, str) and len(name) <= 200 else f"{str(name)[:200]}..."
+        raise UserError(f"no preset {shown!r}; presets: {choices} (or give the path of a .yaml recipe file)")
+    return check_input_path(PRESETS_DIR / f"{name}.yaml", "preset", under=PRESETS_DIR)
 
 
 def resolve_recipe_path(name_or_path: str) -> Path:
-    """A recipe argument is a YAML path, or the name of a preset."""
-    path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
+    """A recipe argument is a YAML path (or anything at that path: a folder or FIFO gets its own
+    message), or the name of a preset."""
+    path = check_path_text(name_or_path, "recipe")
+    if path.suffix in {".yaml", ".yml"} or os.path.lexists(path) or "/" in name_or_path:
         return path
     return preset_path(name_or_path)
 

@@ -17,10 +17,21 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
 )
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from curriculum.errors import UserError
 from recipes.config import ModelConfig
 from recipes.moe import experts_implementation
+from recipes.paths import describe
+
+# What `from_pretrained` loads weights from (single file or sharded index), safetensors first.
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 # Dense architectures whose MoE twin is Mixtral (same attention, MLP swapped for routed experts).
 _MOE_TWIN = {"llama": "mixtral", "mistral": "mixtral", "mixtral": "mixtral"}
@@ -74,10 +85,69 @@ def build_model_config(
             output_router_logits=True,
         )
     kwargs.update(cfg.extra)
+    if arch not in CONFIG_MAPPING:
+        raise UserError(f"model.arch={arch!r} is not a transformers model type; e.g. llama, mistral, qwen2, gpt_neox")
     try:
         return AutoConfig.for_model(arch, **kwargs)
-    except (ValueError, KeyError) as exc:
-        raise UserError(f"model.arch={arch!r} is not a transformers model type ({exc})") from None
+    except Exception as exc:  # transformers' own config checks: ValueError, TypeError, its strict dataclass errors
+        raise UserError(transformers_refusal(cfg, exc)) from None
+
+
+def transformers_refusal(cfg: ModelConfig, exc: BaseException, what: str = "model") -> str:
+    """A transformers error about the model's settings as a message naming the key: ``model.extra.<key>``
+    when the error names one of `model.extra`'s keys or values, else ``what``."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2]) or type(exc).__name__
+    if isinstance(exc, KeyError) and exc.args:  # a lookup by value: ACT2FN["nope"], a rope type
+        culprit = next((k for k, v in cfg.extra.items() if exc.args[0] in (v, k) or str(exc.args[0]) in str(v)), None)
+        text = f"transformers has no {exc.args[0]!r} there"
+    else:
+        culprit = next((k for k in cfg.extra if k in text), None)
+    where = f"model.extra.{culprit}" if culprit else what
+    return f"{where}: transformers cannot build a {cfg.arch!r} model from these settings: {text}"
+
+
+def check_buildable(cfg: ModelConfig, *, vocab_size: int, seq_len: int) -> None:
+    """What building the model will ask of its settings, asked before any weight exists: the transformers
+    config (``model.extra`` included, or ``init_from``'s config.json), the model built on the meta device
+    (no memory, no time: activation names and layer shapes are looked up there), and the head counts the
+    attention forward needs, which ``model.extra`` can change behind the schema's back. (A forward pass
+    on the meta device is not possible: transformers' mask code reads tensor values.) Raises UserError."""
+    if cfg.init_from:
+        config, what = init_from_config(cfg.init_from), "model.init_from"
+    else:
+        config, what = build_model_config(cfg, vocab_size=vocab_size, seq_len=seq_len, eos_id=0, pad_id=None), "model"
+    try:
+        with torch.device("meta"):
+            AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    except NotImplementedError:
+        pass  # an operation without a meta kernel: nothing learned, the real build will tell
+    except Exception as exc:
+        raise UserError(transformers_refusal(cfg, exc, what)) from None
+    heads = getattr(config, "num_attention_heads", None)
+    kv_heads = getattr(config, "num_key_value_heads", None)
+    if isinstance(heads, int) and isinstance(kv_heads, int) and (kv_heads < 1 or heads % kv_heads):
+        key = "model.extra.num_key_value_heads" if "num_key_value_heads" in cfg.extra else what
+        raise UserError(f"{key}: {heads} attention heads cannot be shared by {kv_heads} key/value heads")
+
+
+def init_from_config(folder: str) -> PretrainedConfig:
+    """The config of the model folder ``model.init_from`` names, checked to be a loadable causal LM."""
+    path = Path(folder)
+    where = f"model.init_from={folder!r}"
+    if not path.is_dir():
+        raise UserError(f"{where} is {describe(path)}, not a model folder (written by `save_pretrained`)")
+    if not (path / "config.json").is_file():
+        raise UserError(f"{where} is not a model folder (no config.json)")
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise UserError(f"{where} has no weights ({' or '.join(WEIGHT_FILES)})")
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{where}: its config.json cannot be read by transformers: {first}") from None
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise UserError(f"{where} holds a {config.model_type!r} model, which is not a causal language model")
+    return config
 
 
 def build_model(
@@ -98,8 +168,7 @@ def build_model(
         kernels["experts_implementation"] = experts_implementation(moe_backend)
     if cfg.init_from:
         path = Path(cfg.init_from)
-        if not (path / "config.json").is_file():
-            raise UserError(f"model.init_from={cfg.init_from!r} is not a model folder (no config.json)")
+        init_from_config(cfg.init_from)
         return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32, **kernels)
     config = build_model_config(cfg, vocab_size=vocab_size, seq_len=seq_len, eos_id=eos_id, pad_id=pad_id)
     with torch.random.fork_rng(devices=[]):

@@ -64,6 +64,18 @@ def position_steps(plan: Plan, domain: int, positions: np.ndarray) -> np.ndarray
     return np.minimum(alloc.edges[window] + inside, plan.total_steps - 1)
 
 
+LR_RANGE_POINTS = 1 << 16  # steps sampled for a segment's LR range when it has more than this
+
+
+def lr_sample_steps(a: int, b: int) -> np.ndarray:
+    """The steps [a, b) where a segment's LR range is read: all of them up to `LR_RANGE_POINTS`, else that
+    many evenly spaced ones including both ends (schedules are monotone between a few breakpoints, so the
+    range is off by at most one sample's spacing), so memory does not grow with the step count."""
+    if b - a <= LR_RANGE_POINTS:
+        return np.arange(a, b)
+    return np.unique(np.linspace(a, b - 1, LR_RANGE_POINTS).astype(np.int64))
+
+
 def plan_summary(plan: Plan) -> dict[str, Any]:
     """The plan as plain data (what `plan` prints and writes with --json)."""
     split = plan.store.train
@@ -92,7 +104,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
             lrs = plan.schedule.lr(position_steps(plan, d, positions))
             bins = quintile_of(quantiles)
             lr_tokens += np.bincount(bins, weights=lrs * seq_len * weight, minlength=QUINTILES)
-        lrs = plan.schedule.lr(np.arange(a, b))
+        lrs = plan.schedule.lr(lr_sample_steps(a, b))
         segments.append(
             {
                 "phase": name,
@@ -138,6 +150,29 @@ def _fmt_tokens(n: float) -> str:
     return f"{n:.0f}"
 
 
+def new_table(*columns: str, title: str) -> Table:
+    """A report table whose cells are never cut: a cell too wide for its column folds onto the next line
+    instead of ending in "…" (rich's default would print "3.00e-05…")."""
+    table = Table(title=title)
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    return table
+
+
+def print_table(table: Table, console: Console) -> None:
+    """Print ``table`` whole: on a terminal, folded to its width; elsewhere (a pipe, a log file, where rich
+    would assume 80 columns) at the table's natural width, so every number stays on one line."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    saved = console.width
+    console.width = max(saved, console.measure(table, options=console.options.update(width=1 << 14)).maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = saved
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     names = list(summary["domains"])
     console.print(
@@ -145,7 +180,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         f"{summary['global_batch_size']} sequences x {summary['seq_len']} tokens = "
         f"{_fmt_tokens(summary['tokens'])} tokens (mixture realised by {summary['realise']})"
     )
-    table = Table(
+    table = new_table(
         "phase",
         "steps",
         "LR range",
@@ -163,7 +198,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             table.add_row(
                 seg["phase"] if first else "",
                 f"{seg['steps'][0]:,}-{seg['steps'][1]:,}" if first else "",
-                f"{seg['lr_range'][0]:.2e}-{seg['lr_range'][1]:.2e}" if first else "",
+                f"{seg['lr_range'][0]:.2e} - {seg['lr_range'][1]:.2e}" if first else "",
                 n,
                 _fmt_tokens(seg["tokens"][n]),
                 f"{seg['share'][n]:.1%}",
@@ -171,18 +206,18 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
                 "-" if score is None else f"{score:.3g}",
                 end_section=i == len(names) - 1,
             )
-    console.print(table)
+    print_table(table, console)
     console.print(
         "mean batch quality (within-domain quantile, 0.5 = average): "
         + ", ".join(f"{seg['phase']} {seg['mean_quality_quantile']:.2f}" for seg in summary["segments"])
     )
     lr_tokens = np.asarray(summary["lr_x_tokens_by_quality_quintile"])
-    quint = Table(
+    quint = new_table(
         *(f"Q{i + 1}" for i in range(len(lr_tokens))),
         title="sum of LR x tokens per quality quintile (Q1 lowest, within each domain)",
     )
     quint.add_row(*(f"{v:.3g} ({v / max(lr_tokens.sum(), 1e-30):.0%})" for v in lr_tokens))
-    console.print(quint)
+    print_table(quint, console)
     avg = summary["averaging"]
     if avg:
         console.print(
@@ -249,7 +284,7 @@ def coverage_summary(plan: Plan) -> dict[str, dict[str, Any]]:
 
 def print_coverage(coverage: dict[str, dict[str, Any]], console: Console) -> None:
     """The coverage table, then one warning line per domain that needs one."""
-    table = Table(
+    table = new_table(
         "domain",
         "order",
         "subset",
@@ -272,7 +307,7 @@ def print_coverage(coverage: dict[str, dict[str, Any]], console: Console) -> Non
             "-" if qr is None else f"{qr[0]:.2f} .. {qr[1]:.2f}",
             "-" if qr is None else f"{c['start_quantile']:.2f} -> {c['end_quantile']:.2f}",
         )
-    console.print(table)
+    print_table(table, console)
     for c in coverage.values():
         if c["warning"]:
             console.print(f"warning: {c['warning']}", style="yellow", markup=False, highlight=False)

@@ -131,3 +131,28 @@ def test_recipe_show_prints_the_resolved_recipe(corpus_dir: Path, tmp_path: Path
     assert shown["averaging"]["weights"] == {"name": "ema", "alpha": 0.2, "form": "normalized"}  # defaults filled in
     assert shown["training"]["weight_decay"] == 0.1
     assert recipe_from_dict(shown).training.steps == 7  # and it loads again as it is
+
+
+def test_plan_writes_nothing_unless_asked(corpus_dir: Path, tiny_store: Path, tmp_path: Path) -> None:
+    raw = recipe_dict(corpus_dir, tmp_path / "run", tiny_store)
+    raw["schedule"]["peak_lr"] = 3e-5
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    before = sorted(tmp_path.rglob("*"))
+    result = runner.invoke(app, ["plan", str(path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(tmp_path.rglob("*")) == before  # no plan.png in the run folder as a side effect
+    # Not a terminal (a pipe, a log): the tables print at their natural width, no number is cut.
+    assert "…" not in result.output and "3.00e-05" in result.output, result.output
+
+
+def test_plan_checks_every_output_before_writing_any(corpus_dir: Path, tiny_store: Path, tmp_path: Path) -> None:
+    raw = recipe_dict(corpus_dir, tmp_path / "run", tiny_store)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    (tmp_path / "file").write_text("x")
+    png = tmp_path / "p.png"
+    for bad in (tmp_path / "file" / "s.json", tmp_path, Path("/proc/currimix-plan.json")):
+        result = runner.invoke(app, ["plan", str(path), "--png", str(png), "--json", str(bad)])
+        assert result.exit_code == 2 and ("--json" in result.output or "cannot write" in result.output), result.output
+        assert not png.exists() and not list(tmp_path.glob(".*tmp*"))

@@ -191,3 +191,27 @@ def test_plan_owns_the_timing_of_logs_evals_checkpoints_and_snapshots(make_recip
     assert [d for d in done if plan.is_checkpoint_step(d)] == [5, 10]
     assert [d for d in done if plan.is_checkpoint_step(d, stop_at=7)] == [5, 7, 10]
     assert [d for d in done if plan.is_snapshot_step(d)] == [7, 10]
+
+
+def test_long_plans_stay_within_their_budget(make_recipe) -> None:
+    """The window edges are numpy (not a Python set per step) and a segment's LR range is read at a
+    bounded number of steps, both ends included, so `plan` at 10^7 steps needs no per-step memory."""
+    from recipes.plan import window_edges
+    from recipes.plan_report import LR_RANGE_POINTS, lr_sample_steps, plan_summary
+
+    edges = window_edges(10**7, 4096, [5, 10**7 - 1])
+    assert edges[0] == 0 and edges[-1] == 10**7 and {5, 10**7 - 1} <= set(edges[:3].tolist() + edges[-2:].tolist())
+    sampled = lr_sample_steps(3, 10**9)
+    assert len(sampled) <= LR_RANGE_POINTS and sampled[0] == 3 and sampled[-1] == 10**9 - 1
+    np.testing.assert_array_equal(lr_sample_steps(3, 10), np.arange(3, 10))
+
+    plan = build_plan(
+        make_recipe(
+            training={"steps": 200_000, "global_batch_size": 8, "micro_batch_size": 4, "trackers": ["jsonl"]},
+            mixture={"mixer": {"name": "static", "weights": "natural"}, "resolution_steps": 4096, "on_cap": "warn"},
+            averaging={"snapshots": None},
+        )
+    )
+    (segment,) = plan_summary(plan)["segments"]
+    exact = plan.schedule.lr(np.arange(200_000))
+    assert segment["lr_range"] == [pytest.approx(exact.min()), pytest.approx(exact.max())]

@@ -53,6 +53,8 @@ USER_OS_ERRORS = {
     errno.ENOTDIR,
     errno.EISDIR,
     errno.EEXIST,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
 }
 
 
@@ -81,6 +83,16 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def describe_os_error(exc: OSError) -> str:
     """One sentence for a file-system error: the path, the cause, and a file blocking the path."""
     path = Path(exc.filename) if exc.filename else None
+    if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+        from recipes.paths import check_path_text
+
+        try:
+            if path is not None:
+                check_path_text(path, "the path")  # names the over-long name, when that is the cause
+        except UserError as named:
+            return f"cannot use {str(path)[:80]!r}...: {named}"
+        why = "a symbolic link loop" if exc.errno == errno.ELOOP else "a path too long for the file system"
+        return f"cannot use {str(path)!r}: {why}; choose another path"
     blocker = _blocking_file(path) if path is not None else None
     if blocker is not None:
         return f"cannot create {str(path)!r}: {str(blocker)!r} is a file, not a folder"
@@ -90,16 +102,16 @@ def describe_os_error(exc: OSError) -> str:
 
 def _blocking_file(path: Path) -> Path | None:
     """The regular file standing where ``path`` needs a folder (itself, or one of its parents)."""
-    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    # os.path's tests never raise (an over-long or looping path is simply not there)
+    return next((p for p in (path, *path.parents) if os.path.exists(p) and not os.path.isdir(p)), None)
 
 
-def check_output_file(path: Path, what: str) -> None:
-    """Before any work: ``path`` can be written (no part of its folder is a regular file, it is not a folder)."""
-    blocker = _blocking_file(path.parent)  # the file itself may exist: it is replaced
-    if blocker is not None:
-        raise UserError(f"{what} {str(path)!r} cannot be written: {str(blocker)!r} is a file, not a folder")
-    if path.is_dir():
-        raise UserError(f"{what} {str(path)!r} is a folder; give a file name")
+def check_output_file(path: Path, what: str, inputs: dict[str, Path] | None = None) -> None:
+    """Before any work: a file can be written at ``path``, and it is none of ``inputs`` (see
+    `recipes.paths.check_output_path`)."""
+    from recipes.paths import check_output_path
+
+    check_output_path(path, what, inputs)
 
 
 def _report(message: str) -> None:

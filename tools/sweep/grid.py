@@ -36,6 +36,7 @@ from pydantic import Field, ValidationError, model_validator
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel, validation_problems
 from recipes.averaging import WeightSpec
+from recipes.paths import PLAIN_NAME
 from tools.testbed import QualityDialConfig
 
 Overrides = dict[str, Any]
@@ -106,15 +107,28 @@ class GridConfig(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "GridConfig":
-        from recipes.config import RUN_NAME
+    def _plain_names(self) -> "GridConfig":
+        # The grid's name, a size and an averaging label become folders (runs/sweeps/<name>/<size>, a run's
+        # averaged/<label>): one plain name each,
+        # so `..`, `/abs` or `a/b` can never put a sweep's outputs outside the sweep folder.
+        bad = [f"name {self.name!r}"] if not PLAIN_NAME.fullmatch(self.name) else []
+        bad += [f"size {size!r}" for size in self.sizes if not PLAIN_NAME.fullmatch(size)]
+        bad += [f"averaging label {label!r}" for label in self.averaging if not PLAIN_NAME.fullmatch(label)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: each becomes a folder, so it must be one plain name (letters, digits, '.', '_' "
+                "or '-', not starting with '.')"
+            )
+        return self
 
+    @model_validator(mode="after")
+    def _consistent(self) -> "GridConfig":
         for axis, values in self.axes.items():
             if not values:
                 raise ValueError(f"axis {axis!r} has no values")
             for label in [axis, *values]:
                 # Labels become part of each variant's run name and folder (<grid>-<axis>-<label>__seed0).
-                if not RUN_NAME.fullmatch(label):
+                if not PLAIN_NAME.fullmatch(label):
                     raise ValueError(
                         f"axis {axis!r}: {label!r} must be a plain name (letters, digits, '.', '_' or '-', not "
                         "starting with '.'): it becomes part of each variant's run name; e.g. 10pct, not 10%"
@@ -191,16 +205,10 @@ class Grid:
 
 def read_grid(path: Path) -> GridConfig:
     """Parse and validate a grid file, reporting every problem with its key path."""
-    from recipes.loading import load_yaml
+    from recipes.yaml_reader import read_yaml_mapping
 
-    if not path.is_file():
-        raise UserError(f"grid {str(path)!r} does not exist")
-    try:
-        raw = load_yaml(path.read_text()) or {}  # refuses a key given twice (an axis label would vanish)
-    except yaml.YAMLError as exc:
-        raise UserError(f"grid {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"grid {str(path)!r}: a grid is a YAML mapping, got {type(raw).__name__}")
+    # the recipes' reader: refuses a key given twice (an axis label would vanish) and YAML over the bounds
+    raw = read_yaml_mapping(path, "grid")
     try:
         return GridConfig.model_validate(raw)
     except ValidationError as exc:
@@ -214,7 +222,7 @@ def load_grid(path: str | Path, size: str = "cpu", out_dir: str | Path | None = 
 
     path = Path(path)
     config = read_grid(path)
-    if size not in config.sizes:
+    if size not in config.sizes:  # a size given on the command line is one of these plain names
         raise UserError(f"grid {str(path)!r} has no size {size!r}; sizes: {sorted(config.sizes)}")
     base_path = referenced_recipe(path, config.base)
     out = Path(out_dir) if out_dir else Path("runs") / "sweeps" / config.name / size
