@@ -159,12 +159,22 @@ def test_claims_get_verdicts(corpus_dir, tiny_store, tmp_path: Path) -> None:
     claims = [
         {**claim, "claim": "ascending is better", "terms": [[1, {"order": "ascending"}], [-1, {"order": "random"}]]},
         {**claim, "claim": "random is better", "terms": [[1, {"order": "random"}], [-1, {"order": "ascending"}]]},
-        {**claim, "claim": "noise", "terms": [[1, {"order": "random", "averaging": "ema2"}], [-1, {"order": "random"}]]},
+        {
+            **claim,
+            "claim": "noise",
+            "terms": [[1, {"order": "random", "averaging": "ema2"}], [-1, {"order": "random"}]],
+        },
     ]
     grid = load_grid(write_grid(tmp_path, corpus_dir, tiny_store, claims=claims), "cpu", tmp_path / "o")
-    losses = {("ascending", "last"): [4.0, 4.1, 4.2], ("random", "last"): [4.5, 4.55, 4.8], ("random", "ema2"): [4.4, 4.7, 4.7]}
+    losses = {
+        ("ascending", "last"): [4.0, 4.1, 4.2],
+        ("random", "last"): [4.5, 4.55, 4.8],
+        ("random", "ema2"): [4.4, 4.7, 4.7],
+    }
     rows = [
-        {"order": o, "averaging": a, "seed": s, "val/mean": v} for (o, a), vs in losses.items() for s, v in enumerate(vs)
+        {"order": o, "averaging": a, "seed": s, "val/mean": v}
+        for (o, a), vs in losses.items()
+        for s, v in enumerate(vs)
     ]
     table = claims_table(grid, rows)
     assert "| ascending is better | val/mean | -0.517 [" in table and "| 3/3 | **reproduces** |" in table
