@@ -45,8 +45,8 @@ def provenance(grid_name: str, results: list[dict[str, Any]], command: str) -> s
             f"- **Runs**: {len(results)} ({len(seeds)} seeds: {', '.join(map(str, seeds))}); code at commit(s) "
             + ", ".join(f"`{c}`" for c in commits),
             f"- **Machine**: {'; '.join(machines)}; finished {dates}",
-            f"- **Compute**: {seconds / 60:.1f} min of training + evaluation, summed over runs (run one at a time, "
-            "this is the grid's wall time on an otherwise idle machine of that kind)",
+            f"- **Compute**: {seconds / 60:.1f} min of training + evaluation summed over runs (the runs go one at "
+            "a time, so this is the grid's wall time, under whatever else the machine was doing)",
         ]
     )
 
