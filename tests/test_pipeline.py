@@ -50,3 +50,29 @@ def test_quickstart_corpus_has_unique_document_ids(tmp_path: Path) -> None:
     for path in build_corpus(tmp_path, code_bytes=3_000_000, noisy_documents=10).values():
         ids = [json.loads(line)["id"] for line in path.read_text().splitlines()]
         assert len(ids) == len(set(ids)), path
+
+
+@pytest.mark.slow
+def test_quickstart_compares_random_and_ascending_order(tmp_path: Path) -> None:
+    """`currimix quickstart` end to end at a few steps: one store, two runs that differ only in order."""
+    from typer.testing import CliRunner
+
+    from recipes.cli import app
+
+    steps = [
+        "training.steps=8",
+        "schedule.warmup_steps=2",
+        "training.eval_every_steps=8",
+        "checkpoint.every_steps=8",
+        "averaging.every_steps=2",
+    ]
+    args = ["quickstart", "--out", str(tmp_path / "qs"), "--no-progress"]
+    result = CliRunner().invoke(app, args + [a for s in steps for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    assert "ascending" in result.output and "clean code" in result.output  # (the table wraps at 80 columns)
+    for order in ("random", "ascending"):
+        recipe = json.loads((tmp_path / "qs" / order / "final" / "currimix.json").read_text())
+        assert recipe["step"] == 8
+        assert (tmp_path / "qs" / order / "averaged" / "currimix.json").is_file()
+    dial = [json.loads(line) for line in (tmp_path / "qs" / "dial" / "dial.jsonl").read_text().splitlines()]
+    assert min(r["quality"] for r in dial) < 0.01 and max(r["quality"] for r in dial) > 0.99
