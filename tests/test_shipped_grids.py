@@ -1,7 +1,8 @@
 """Every shipped grid, at every size, passes `currimix sweep GRID --size SIZE --print-commands`.
 
 That command validates what a sweep would train before anything heavy starts: the grid file, every
-variant's recipe (base + axes + size + seed), that the variants share one token store, and that the
+variant's recipe (base + axes + size + seed), that the variants share one token store (or, with
+`stores: per-data`, one store per data section), and that the
 averaged models have their snapshots. A renamed key or a stricter rule that breaks a shipped grid
 fails here, not on a user's machine (README and docs/results.md name these files).
 """
@@ -45,10 +46,15 @@ def test_shipped_grid_prints_its_commands(grid: Path, size: str, tmp_path: Path,
     n_cells = 1
     for values in config.axes.values():
         n_cells *= len(values)
-    assert len(commands) == 1 + n_cells * len(config.seeds)
-    seeds = set()
-    for args in commands[1:]:
+    prepares = [args for args in commands if args[:2] == ["currimix", "prepare"]]
+    assert len(commands) == len(prepares) + n_cells * len(config.seeds)
+    seeds, stores = set(), set()
+    for args in commands[len(prepares) :]:
         recipe = load_recipe(args[5])  # what `train` will read
-        assert recipe.data.store == str(out / "store")
+        stores.add(recipe.data.store)
         seeds.add(yaml.safe_load(Path(args[5]).read_text())["seed"])
     assert seeds == set(config.seeds)
+    # one store, or with `stores: per-data` one per distinct data section, each prepared once
+    expected = {str(out / "store")} if config.stores == "shared" else stores
+    assert stores == expected and len(prepares) == len(stores)
+    assert all(Path(s).parent == out / "stores" for s in stores) or config.stores == "shared"

@@ -11,6 +11,10 @@
         "1": {mixture.mixer: {name: temperature, tau: 1}}
         "5": {mixture.mixer: {name: temperature, tau: 5}}
     corpus: {builder: quality-dial, source: ..., out: runs/testbed/quality-dial}   # optional, built first
+    fit:                              # optional: scorers the grid fits (`currimix sweep` only), skipped when done
+      ngram: {scorer: {name: ngram}, positive: [{path: ref.jsonl}], out: runs/scorers/ngram}
+    stores: per-data                  # optional: variants whose data differ get one store each (default: shared)
+    truth: {domain: dial, field: quality}   # optional: Spearman of each variant's scorer vs a true-quality column
     averaging:                        # optional: models computed from each run's own snapshots
       last: null                      # the final model
       ema6: {last: 6, weights: {name: ema, alpha: 0.2}}
@@ -21,6 +25,12 @@ Overrides are dotted recipe keys with YAML values, applied in order: base recipe
 order they are listed), size, then ``seed``; the size comes after the axes so that it can rescale
 what an axis chose (``schedule.peak_lr`` of whichever schedule, ``training.steps``). Averaging variants never retrain: they average the
 last ``last`` averaging snapshots of the run the recipe already takes.
+
+By default a grid's variants share one token store (``<out>/store``) and a variant that changes the
+data or tokenizer sections is refused. ``stores: per-data`` lifts that for grids whose axes change the
+data (e.g. a scorer per variant): each distinct data section gets its own store,
+``<out>/stores/<data key>``, and the runner checks that every store trained the same tokenizer (losses
+are only comparable under one tokenizer).
 """
 
 from __future__ import annotations
@@ -68,6 +78,48 @@ class Claim(StrictModel):
     )
 
 
+class FitSource(StrictModel):
+    """Documents a fitted scorer learns from: a JSON-lines (or any `load_documents`) file, optionally sampled."""
+
+    path: str = Field(description="Documents file, relative to the working directory (like the recipes' sources).")
+    sample: int | None = Field(
+        None, ge=1, description="Use this many documents drawn at random with the fit's seed; None = all of them."
+    )
+
+
+class FitSpec(StrictModel):
+    """A trainable scorer the grid fits before it prepares its stores (tools/sweep/fitting.py).
+
+    Deterministic for a spec, and skipped when ``out`` already holds a fit of this exact spec, so a
+    fresh clone fits once and a rerun never refits. The variants name the result as the scorer's
+    ``path`` (e.g. ``data.domains.dial.scorer: {name: ngram, path: <out>}``).
+    """
+
+    scorer: dict[str, Any] = Field(description="The scorer config without `path`: {name: ngram, order: 4, ...}.")
+    positive: list[FitSource] = Field(min_length=1, description="Good documents (a reference LM learns only these).")
+    negative: list[FitSource] = Field(default_factory=list, description="Bad documents (the classifier's negatives).")
+    seed: int = Field(0, ge=0, description="Seed of the document samples.")
+    out: str = Field(description="Folder the fitted scorer is written to (scorer.json + state).")
+
+    @model_validator(mode="after")
+    def _trainable(self) -> "FitSpec":
+        from curriculum.scorers import SCORERS, parse_scorer_config
+
+        if "path" in self.scorer:
+            raise ValueError("scorer: drop `path`; the fit writes to `out`")
+        name = parse_scorer_config(self.scorer).name
+        if not getattr(SCORERS._lookup(name)[0], "trainable", False):
+            raise ValueError(f"the {name} scorer has nothing to fit; list only trainable scorers under `fit`")
+        return self
+
+
+class TruthCheck(StrictModel):
+    """How well each variant's scorer ranks a domain's documents against a known quality column."""
+
+    domain: str = Field(description="The domain whose documents are scored (e.g. dial, the training pool).")
+    field: str = Field(description="The column holding the true quality (e.g. quality of the quality-dial corpus).")
+
+
 class GridConfig(StrictModel):
     """The schema of a grid file (see the module docstring)."""
 
@@ -104,6 +156,21 @@ class GridConfig(StrictModel):
         None,
         description="A corpus the base recipe reads, built (deterministically, once per config) before the "
         "store: the quality-dial testbed (tools/testbed.py).",
+    )
+    fit: dict[str, FitSpec] = Field(
+        default_factory=dict,
+        description="Scorers fitted by `currimix sweep` before the stores are prepared (not by --print-commands): "
+        "label -> {scorer, positive, negative, seed, out}.",
+    )
+    stores: Literal["shared", "per-data"] = Field(
+        "shared",
+        description="`shared`: every variant reads one token store (a variant changing the data is refused); "
+        "`per-data`: one store per distinct data section, under <out>/stores/, all with the same tokenizer.",
+    )
+    truth: TruthCheck | None = Field(
+        None,
+        description="Record truth/spearman per run: the Spearman correlation of the variant's scorer on "
+        "`domain` with the documents' `field` (left out where the score picks nothing: random subset and order).",
     )
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""Running a grid: prepare its one store, train each variant in turn, average, evaluate, record.
+"""Running a grid: fit its scorers, prepare its store(s), train each variant in turn, average, evaluate, record.
 
 Every variant's result is one JSON file in its run folder (``sweep-result.json``), written last
 and atomically, and keyed by the variant's recipe fingerprint: a rerun skips variants whose
@@ -24,25 +24,59 @@ from curriculum.store import store_marker
 from recipes.checkpoint import step_folder
 from recipes.config import Recipe
 from recipes.loading import apply_overrides, read_recipe_yaml, recipe_from_dict
+from tools.sweep.fitting import fit_keys_of, fit_scorers, truth_spearman
 from tools.sweep.grid import Grid, Variant
 
 RESULT_FILE = "sweep-result.json"
 
 
+def data_key(recipe: Recipe) -> str:
+    """The data and tokenizer sections less the store folder: variants with equal keys can share a store."""
+    dumped = recipe.model_dump(mode="json")
+    dumped["data"].pop("store")
+    return json.dumps([dumped["data"], dumped["tokenizer"]], sort_keys=True)
+
+
 def check_shared_store(grid: Grid, recipes: list[Recipe]) -> None:
     """Every variant must read the same documents with the same tokenizer: they share one store."""
-
-    def data_key(r: Recipe) -> str:
-        dumped = r.model_dump(mode="json")
-        dumped["data"].pop("store")
-        return json.dumps([dumped["data"], dumped["tokenizer"]], sort_keys=True)
-
     first = data_key(recipes[0])
     for variant, recipe in zip(grid.variants, recipes):
         if data_key(recipe) != first:
             raise UserError(
                 f"grid {grid.config.name!r}: variant {variant.cell} changes the data or tokenizer sections; "
-                "a grid's variants share one token store, so put data changes in separate grids"
+                "a grid's variants share one token store, so put data changes in separate grids, or set "
+                "`stores: per-data` in the grid (one store per data section, same tokenizer)"
+            )
+
+
+def per_data_stores(grid: Grid, raws: list[dict[str, Any]], recipes: list[Recipe]) -> list[tuple[dict, Recipe]]:
+    """`stores: per-data`: each variant's recipe pointed at ``<out>/stores/<key>``, the key a hash of its
+    data and tokenizer sections and of the fits of the scorers it reads (a refit scorer makes another store)."""
+    out = []
+    for variant, raw, recipe in zip(grid.variants, raws, recipes):
+        dumped = recipe.model_dump(mode="json")["data"]
+        key = json.dumps([data_key(recipe), fit_keys_of(grid.config.fit, dumped)], sort_keys=True)
+        store = grid.out_dir / "stores" / hashlib.sha256(key.encode()).hexdigest()[:12]
+        raw = apply_overrides(raw, [f"data.store={store}"])
+        out.append((raw, recipe_from_dict(raw, source=f"grid {grid.config.name!r} variant {variant.slug}")))
+    return out
+
+
+def check_same_tokenizer(stores: list[Path]) -> None:
+    """The stores of one grid must hold byte-identical tokenizers: losses in nats per token are only
+    comparable under one tokenizer (prepare trains it on the same documents, so this holds unless the
+    data sections differ in what the tokenizer reads)."""
+    digests = {}
+    for store in stores:
+        files = sorted((store / "tokenizer").glob("*.json"))
+        digests[store] = hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()
+    first = stores[0]
+    for store in stores[1:]:
+        if digests[store] != digests[first]:
+            raise UserError(
+                f"the grid's token stores {str(first)!r} and {str(store)!r} trained different tokenizers, so their "
+                "losses are not comparable; train one (`currimix prepare RECIPE --tokenizer-only`) and set "
+                "`tokenizer.path` to it in the grid's base recipe"
             )
 
 
@@ -57,22 +91,37 @@ def check_snapshots(grid: Grid, recipe: Recipe) -> None:
             )
 
 
+def build_corpus(grid: Grid) -> None:
+    """The grid's `corpus`, if any (deterministic; a build of the same config is kept)."""
+    if grid.config.corpus is not None:
+        from tools.testbed import build_quality_dial
+
+        build_quality_dial(grid.config.corpus)
+
+
+def build_inputs(grid: Grid, log: Callable[[str], None] = print) -> None:
+    """What the stores are made from, in order: the corpus, then the scorers fitted on it."""
+    build_corpus(grid)
+    if grid.config.fit:
+        fit_scorers(grid.config.fit, log)
+
+
 def write_recipes(grid: Grid) -> list[Recipe]:
     """Validate every variant's recipe and write it under ``<out>/recipes/``: the base plus the
     variant's overrides, as given (a fully resolved dump would spell out defaults, which some
     configs refuse to read back, e.g. `over` next to a step tau schedule). A grid's `corpus` is built
     first: the recipes name its files."""
-    if grid.config.corpus is not None:
-        from tools.testbed import build_quality_dial
-
-        build_quality_dial(grid.config.corpus)
+    build_corpus(grid)
     base = read_recipe_yaml(grid.base_path)  # `extends` resolved; read once for every variant
     raws = [apply_overrides(base, list(v.overrides)) for v in grid.variants]
     recipes = [
         recipe_from_dict(raw, source=f"grid {grid.config.name!r} variant {v.slug}")
         for v, raw in zip(grid.variants, raws)
     ]
-    check_shared_store(grid, recipes)
+    if grid.config.stores == "shared":
+        check_shared_store(grid, recipes)
+    else:
+        raws, recipes = map(list, zip(*per_data_stores(grid, raws, recipes)))
     for variant, raw, recipe in zip(grid.variants, raws, recipes):
         check_snapshots(grid, recipe)
         path = grid.recipe_file(variant)
@@ -84,13 +133,17 @@ def write_recipes(grid: Grid) -> list[Recipe]:
 def commands(grid: Grid) -> list[list[str]]:
     """The cluster form: one `prepare` then one `accelerate launch ... train` per variant (argument lists).
 
-    Run the prepare command once, the train commands anywhere (in any order, on any number of
-    GPUs), then `currimix sweep <grid>` again on a machine that sees the run folders: it finds the
-    runs finished, averages, evaluates and writes the tables without training anything.
+    Run the prepare commands first (one per token store: one unless `stores: per-data`), the train
+    commands anywhere (in any order, on any number of GPUs), then `currimix sweep <grid>` again on a
+    machine that sees the run folders: it finds the runs finished, averages, evaluates and writes the
+    tables without training anything. A grid with `fit:` scorers needs them fitted before its prepare
+    commands: `currimix sweep <grid> --report-only` fits them and prepares the stores, training nothing.
     """
-    write_recipes(grid)
-    first = grid.recipe_file(grid.variants[0])
-    out = [["currimix", "prepare", str(first)]]
+    recipes = write_recipes(grid)
+    firsts: dict[Path, Variant] = {}
+    for variant, recipe in zip(grid.variants, recipes):
+        firsts.setdefault(recipe.store_path, variant)
+    out = [["currimix", "prepare", str(grid.recipe_file(v))] for v in firsts.values()]
     for variant in grid.variants:
         out.append(
             [
@@ -110,9 +163,11 @@ def commands(grid: Grid) -> list[list[str]]:
 def result_key(grid: Grid, recipe: Recipe) -> str:
     """What a recorded result depends on: the recipe, the averaged models and the evaluation size."""
     evaluated = {k: (v.model_dump(mode="json") if v else None) for k, v in grid.config.averaging.items()}
-    marker = store_marker(grid.store_dir)
+    marker = store_marker(recipe.store_path)
     data = json.loads(marker.read_text()).get("data_fingerprint") if marker is not None else None
     key = [recipe.fingerprint(), data, evaluated, grid.config.eval_sequences_per_domain]
+    if grid.config.truth is not None:  # only then: the keys of results recorded before it existed stay valid
+        key.append(grid.config.truth.model_dump(mode="json"))
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -135,18 +190,18 @@ def run_grid(
     log: Callable[[str], None] = print,
     train_missing: bool = True,
 ) -> list[dict[str, Any]]:
-    """Run every variant not yet recorded (in order) and return all variants' results."""
-    from tools.prepare import prepare_store
-
+    """Fit the grid's scorers and prepare its stores where needed, run every variant not yet recorded (in
+    order) and return all variants' results."""
+    build_inputs(grid, log)  # before write_recipes: the per-data store keys hash the fitted scorers' inputs
     recipes = write_recipes(grid)
-    wanted = recipes[0].data_fingerprint()
-    marker = store_marker(grid.store_dir)
-    stale = marker is not None and json.loads(marker.read_text()).get("data_fingerprint") != wanted
-    if stale or marker is None:
-        # The store belongs to this sweep folder: a grid whose data changed rebuilds it (and its runs
-        # then no longer match their recorded results, whose keys include the plan's data fingerprint).
-        log(f"{'rebuilding the stale' if stale else 'preparing the'} grid token store in {grid.store_dir}")
-        prepare_store(recipes[0], overwrite=stale, show_progress=progress)
+    stores: dict[Path, Recipe] = {}
+    for recipe in recipes:
+        stores.setdefault(recipe.store_path, recipe)
+    for store, recipe in stores.items():
+        prepare_if_needed(store, recipe, progress, log)
+    if len(stores) > 1:
+        check_same_tokenizer(list(stores))
+    truths: dict[str, float | None] = {}
     commit = code_commit()  # once: the code this process loaded, whatever happens to the tree meanwhile
     results = []
     for i, (variant, recipe) in enumerate(zip(grid.variants, recipes), 1):
@@ -163,9 +218,34 @@ def run_grid(
             continue
         log(f"[{i}/{len(recipes)}] {variant.cell} seed {variant.seed}: {'evaluating' if trained else 'training'}")
         result = run_variant(grid, variant, recipe, key, progress=progress, trained=trained, commit=commit)
+        if grid.config.truth is not None and scores_pick_data(recipe, grid.config.truth.domain):
+            scorer = data_key(recipe)
+            if scorer not in truths:
+                truths[scorer] = truth_spearman(recipe, grid.config.truth)
+            for metrics in result["models"].values():
+                metrics["truth/spearman"] = truths[scorer]
         _write_text(run_dir / RESULT_FILE, json.dumps(result, indent=1))
         results.append(result)
     return results
+
+
+def prepare_if_needed(store: Path, recipe: Recipe, progress: bool, log: Callable[[str], None]) -> None:
+    """Prepare a grid's store unless it is finished for this data; a stale one is rebuilt."""
+    from tools.prepare import prepare_store
+
+    marker = store_marker(store)
+    stale = marker is not None and json.loads(marker.read_text()).get("data_fingerprint") != recipe.data_fingerprint()
+    if stale or marker is None:
+        # The store belongs to this sweep folder: a grid whose data changed rebuilds it (and its runs
+        # then no longer match their recorded results, whose keys include the plan's data fingerprint).
+        log(f"{'rebuilding the stale' if stale else 'preparing the'} grid token store in {store}")
+        prepare_store(recipe, overwrite=stale, show_progress=progress)
+
+
+def scores_pick_data(recipe: Recipe, domain: str) -> bool:
+    """Whether the domain's scores decide what a run sees or when: not for a random subset in random order."""
+    order = recipe.curriculum.per_domain.get(domain, recipe.curriculum.order)
+    return recipe.curriculum.subset != "random" or order.name != "random"
 
 
 def run_state(run_dir: Path, recipe: Recipe, log: Callable[[str], None]) -> str:
