@@ -71,7 +71,7 @@ class Claim(StrictModel):
     metric: str = Field(description="The metric column the contrast is computed on (e.g. val/clean).")
     terms: list[tuple[float, dict[str, str]]] = Field(
         min_length=1,
-        description="[coefficient, cell] pairs; a cell names every axis (averaging defaults to the first).",
+        description="[coefficient, cell] pairs; a cell names every axis (averaging defaults to the final model).",
     )
     expect: Literal["negative", "positive"] = Field(
         description="The sign the claim predicts for the contrast (a loss: negative = lower = better)."

@@ -71,9 +71,10 @@ def compare(cell: dict[int, Row], ref: dict[int, Row], metric: str) -> Paired | 
 
 
 def cell_of(grid: Grid, spec: dict[str, str]) -> tuple[str, ...]:
-    """The cell key a claim term names (averaging defaults to the grid's first averaged model)."""
-    first = next(iter(grid.config.averaging))
-    return tuple(spec.get(k, first if k == "averaging" else "") for k in cell_keys(grid))
+    """The cell key a claim term names (averaging defaults to the final model, the label whose spec is null)."""
+    averaging = grid.config.averaging
+    final = next((label for label, spec in averaging.items() if spec is None), next(iter(averaging)))
+    return tuple(spec.get(k, final if k == "averaging" else "") for k in cell_keys(grid))
 
 
 def contrast(grid: Grid, grouped: dict[tuple[str, ...], dict[int, Row]], claim: Claim) -> Paired | None:
