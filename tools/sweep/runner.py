@@ -28,6 +28,7 @@ from tools.sweep.fitting import fit_keys_of, fit_scorers, truth_spearman
 from tools.sweep.grid import Grid, Variant
 
 RESULT_FILE = "sweep-result.json"
+PACKAGES = ("curriculum", "mixers", "recipes", "tools")
 
 
 def data_key(recipe: Recipe) -> str:
@@ -352,7 +353,8 @@ def code_commit() -> str | None:
         if sha.returncode != 0:
             return None
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # only the code's folders: a results page being rewritten does not make its numbers' code dirty
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *PACKAGES, "pyproject.toml"],
             cwd=repo,
             capture_output=True,
             text=True,
