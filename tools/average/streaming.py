@@ -52,6 +52,7 @@ from recipes.averaging import (
     parse_weight_spec,
     resolve_weights,
 )
+from recipes.paths import resolved
 from tools.average.inputs import (
     MARKER_FILE,
     CheckpointSource,
@@ -149,6 +150,14 @@ def average_checkpoints(
     acc_dtype = DTYPES[accumulate_dtype]
     device = _check_device(device)
     max_shard_bytes = parse_size(shard_size)
+    too_big = [w for w in weight_values if abs(w) > torch.finfo(acc_dtype).max]
+    if too_big:  # torch refuses to scale by a number its accumulator cannot hold (a RuntimeError)
+        raise UserError(
+            f"weights {too_big} do not fit the {accumulate_dtype} accumulator; normalize the weights "
+            "(--normalize) or use --accumulate-dtype float64"
+        )
+    for path in [*inputs, Path(output), *([Path(config_from)] if config_from else [])]:
+        resolved(path, "average path")  # a loop of symbolic links is a message, not a RuntimeError
     if len(set(p.resolve() for p in inputs)) != len(inputs):
         raise UserError(f"the same checkpoint is given twice in {[str(p) for p in inputs]}")
     _refuse_overlap_paths(Path(output), [*inputs, *([Path(config_from)] if config_from else [])])
