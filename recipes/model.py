@@ -8,6 +8,7 @@ change. FLOPs per token and the device's peak give MFU.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -170,11 +171,45 @@ def build_model(
         path = Path(cfg.init_from)
         init_from_config(cfg.init_from)
         return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32, **kernels)
+    check_fits_in_memory(cfg, vocab_size)
     config = build_model_config(cfg, vocab_size=vocab_size, seq_len=seq_len, eos_id=eos_id, pad_id=pad_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **kernels)
+        try:
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **kernels)
+        except (MemoryError, RuntimeError) as exc:  # "DefaultCPUAllocator: can't allocate memory"
+            if not isinstance(exc, MemoryError) and "allocat" not in str(exc):
+                raise
+            raise UserError(
+                f"model: {estimated_parameters(cfg, vocab_size):,} parameters (about) could not be allocated in "
+                "this machine's memory; lower model.hidden_size, model.num_layers or model.intermediate_size"
+            ) from None
     return model
+
+
+def estimated_parameters(cfg: ModelConfig, vocab_size: int) -> int:
+    """Parameters of the model the recipe's `model` section builds, from its sizes alone (no weights):
+    attention, the (expert) MLPs and the embeddings; norms and biases are left out."""
+    h, layers = cfg.hidden_size, cfg.num_layers
+    kv_width = (cfg.num_kv_heads or cfg.num_heads) * (h // cfg.num_heads)
+    mlp = 3 * h * (cfg.intermediate_size or default_intermediate_size(h)) * (cfg.moe.num_experts if cfg.moe else 1)
+    return layers * (2 * h * h + 2 * h * kv_width + mlp) + vocab_size * h * (1 if cfg.tie_embeddings else 2)
+
+
+def check_fits_in_memory(cfg: ModelConfig, vocab_size: int) -> None:
+    """Refuse a model whose fp32 weights alone exceed this machine's memory before building it: a
+    recipe asking for 10^8 layers would otherwise allocate until the kernel kills the process."""
+    params = estimated_parameters(cfg, vocab_size)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no check
+        return
+    if 4 * params > memory:
+        raise UserError(
+            f"model: about {params:,} parameters need {4 * params / 1e9:,.1f} GB in fp32 to build, more than this "
+            f"machine's {memory / 1e9:,.1f} GB of memory; lower model.hidden_size ({cfg.hidden_size}), "
+            f"model.num_layers ({cfg.num_layers}) or model.intermediate_size"
+        )
 
 
 def transformer_blocks(model: PreTrainedModel) -> list[torch.nn.Module]:

@@ -396,13 +396,34 @@ def train(
                 show_progress=show_progress,
                 previous=previous,
             )
-        except BaseException:
+        except BaseException as exc:
             if previous is not None:
                 previous.restore()
+            if is_out_of_memory(exc):
+                raise UserError(out_of_memory_message(recipe)) from None
             raise
         if previous is not None:
             previous.discard()
         return summary
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed: torch's (CUDA) OutOfMemoryError, Python's MemoryError, or the CPU
+    allocator's RuntimeError ("can't allocate memory")."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+
+
+def out_of_memory_message(recipe: Recipe) -> str:
+    t = recipe.training
+    return (
+        f"out of memory while training {recipe.name!r} (model of hidden_size {recipe.model.hidden_size}, "
+        f"{recipe.model.num_layers} layers; training.micro_batch_size={t.micro_batch_size}, "
+        f"data.seq_len={recipe.data.seq_len}): lower training.micro_batch_size (global_batch_size stays, "
+        "by gradient accumulation), turn on training.activation_checkpointing, or make the model smaller; "
+        "continue with --resume from the last checkpoint"
+    )
 
 
 def run_training(
