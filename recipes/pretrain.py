@@ -51,6 +51,7 @@ from recipes.losses import sequence_losses
 from recipes.model import build_model, flops_per_token, peak_flops, prepare_for_speed
 from recipes.moe import load_balance_record, router_load
 from recipes.nonfinite import NonFiniteGuard
+from recipes.paths import describe
 from recipes.plan import Plan, build_plan, model_settings
 from recipes.prefetch import BatchFeed, MicroBatch, StepData, load_step
 from recipes.run_folder import PreviousRun, claim_run_folder, holds_results
@@ -388,6 +389,7 @@ def train(
         check_run_dir_writable(run_dir)
         previous = claim_run_folder(run_dir, resume=resume, overwrite=overwrite, main=_is_main())
         try:
+            check_artifact_folders(run_dir)
             summary = run_training(
                 recipe,
                 resume=resume,
@@ -576,6 +578,17 @@ def check_run_dir_writable(run_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise UserError(f"cannot write to the run folder {str(run_dir)!r}: {exc.strerror or exc}") from None
+
+
+def check_artifact_folders(run_dir: Path) -> None:
+    """The folders a run writes into are folders (or absent): a file named ``checkpoints`` would
+    otherwise fail the first save, after the training it took, as if the disk were full."""
+    for name in ("checkpoints", "snapshots", "final"):
+        path = run_dir / name
+        if os.path.lexists(path) and not path.is_dir():
+            raise UserError(
+                f"{str(path)!r} is {describe(path)}, where the run keeps its {name} folder; move it away or remove it"
+            )
 
 
 @contextlib.contextmanager
