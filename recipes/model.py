@@ -168,9 +168,7 @@ def build_model(
     if moe_backend is not None:
         kernels["experts_implementation"] = experts_implementation(moe_backend)
     if cfg.init_from:
-        path = Path(cfg.init_from)
-        init_from_config(cfg.init_from)
-        return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32, **kernels)
+        return load_init_from(cfg.init_from, vocab_size, kernels)
     check_fits_in_memory(cfg, vocab_size)
     config = build_model_config(cfg, vocab_size=vocab_size, seq_len=seq_len, eos_id=eos_id, pad_id=pad_id)
     with torch.random.fork_rng(devices=[]):
@@ -185,6 +183,40 @@ def build_model(
                 "this machine's memory; lower model.hidden_size, model.num_layers or model.intermediate_size"
             ) from None
     return model
+
+
+def load_init_from(folder: str, vocab_size: int, kernels: dict[str, str]) -> PreTrainedModel:
+    """The weights ``model.init_from`` names, verified against the folder's marker when currimix wrote
+    it, loadable, and with an embedding for every token id of the store's tokenizer (a smaller
+    vocabulary fails deep in the embedding with an IndexError at the first step)."""
+    from recipes.checkpoint import MARKER_FILE, verify_folder
+
+    where = f"model.init_from={folder!r}"
+    config = init_from_config(folder)
+    if (Path(folder) / MARKER_FILE).is_file():
+        damage = verify_folder(Path(folder))
+        if damage:
+            raise UserError(f"{where} is damaged: {damage}")
+    model_vocab = getattr(config, "vocab_size", None)
+    if isinstance(model_vocab, int) and model_vocab < vocab_size:
+        raise UserError(
+            f"{where} has a vocabulary of {model_vocab} tokens, the store's tokenizer {vocab_size}: token ids "
+            "past its embedding would fail; start from a model trained with this tokenizer"
+        )
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32, **kernels)
+    except Exception as exc:  # safetensors' SafetensorError, transformers' size-mismatch RuntimeError, OSError
+        if is_allocation_failure(exc):
+            raise
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        raise UserError(
+            f"{where} cannot be loaded ({lines[0] if lines else type(exc).__name__}); its config.json or weights "
+            "are damaged or do not belong together"
+        ) from None
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
 
 
 def estimated_parameters(cfg: ModelConfig, vocab_size: int) -> int:
