@@ -52,3 +52,23 @@ def test_other_runtime_errors_still_raise(make_recipe, monkeypatch, tmp_path) ->
     monkeypatch.setattr(pretrain, "run_training", bug)
     with pytest.raises(RuntimeError, match="a bug of ours"):
         pretrain.train(make_recipe(tmp_path / "run"), show_progress=False)
+
+
+def test_score_commands_leave_no_datasets_cache_behind(tmp_path, monkeypatch) -> None:
+    """`datasets` keeps an Arrow copy of what it loads in its cache (~/.cache/huggingface by
+    default): outside the folders the user chose, and as large as the corpus."""
+    import datasets
+    from typer.testing import CliRunner
+
+    from recipes.cli import app
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    (tmp_path / "d.jsonl").write_text('{"text": "a document about the weather"}\n{"text": "another one"}\n')
+    out = tmp_path / "scored.jsonl"
+    result = CliRunner().invoke(
+        app, ["score", "apply", str(tmp_path / "d.jsonl"), "--scorer", "length", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+    assert not cache.exists() or not any(cache.rglob("*.arrow"))

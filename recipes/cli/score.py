@@ -46,6 +46,18 @@ SET_HELP = "Scorer option KEY=VALUE (VALUE read as YAML; dotted keys nest, list 
 CONFIG_HELP = "YAML/JSON file with the scorer config mapping ({name: ..., ...}); --set overrides it."
 
 
+def scratch_cache() -> str:
+    """A temporary folder for the `datasets` cache of the documents a score command reads, removed
+    when the process ends. Without it `datasets` keeps an Arrow copy of every input under
+    ~/.cache/huggingface: a write outside the folders the user chose, as large as the corpus."""
+    import atexit
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="currimix-score-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 # ----------------------------------------------------------------------------- parsing helpers
 def parse_source(spec: str) -> "SourceConfig":
     """``PATH[?key=value&...]`` -> SourceConfig (``where.COL=V`` keys become `where` filters)."""
@@ -115,7 +127,7 @@ def _texts(specs: list[str], what: str) -> list[str]:
 
     texts: list[str] = []
     for i, spec in enumerate(specs):
-        ds = load_documents(parse_source(spec), source_name=f"{what}{i}")
+        ds = load_documents(parse_source(spec), source_name=f"{what}{i}", cache_dir=scratch_cache())
         texts.extend(ds["text"])
     return texts
 
@@ -236,7 +248,12 @@ def apply(
     if not column.strip():
         raise UserError("--column is empty; give the score column a name (default: quality_score)")
     built = build_scorer(scorer_config(scorer, config, set_))
-    ds = load_documents(parse_source(source), source_name="input", num_proc=num_proc if num_proc > 1 else None)
+    ds = load_documents(
+        parse_source(source),
+        source_name="input",
+        cache_dir=scratch_cache(),
+        num_proc=num_proc if num_proc > 1 else None,
+    )
     if column in ds.column_names:
         raise UserError(f"--column {column!r} already exists in the documents; choose another name")
     scores = built.score_dataset(ds, batch_size=batch_size, num_proc=num_proc, desc=f"score {built.config.name}")
@@ -261,7 +278,7 @@ def inspect(
     from curriculum.documents import load_documents
     from curriculum.scorers.heuristic import RULES, rule_penalties, rule_values
 
-    ds = load_documents(parse_source(source), source_name="input")
+    ds = load_documents(parse_source(source), source_name="input", cache_dir=scratch_cache())
     if len(ds) == 0:
         raise UserError(f"{source}: no documents")
     take = len(ds) if summary else min(limit, len(ds))
@@ -314,7 +331,7 @@ def evaluate(
     from curriculum.scorers.metrics import roc_auc, spearman
 
     built = build_scorer(scorer_config(scorer, config, set_))
-    ds = load_documents(parse_source(source), source_name="input")
+    ds = load_documents(parse_source(source), source_name="input", cache_dir=scratch_cache())
     if label not in ds.column_names:
         raise UserError(f"--label {label!r}: no such column (columns: {ds.column_names})")
     scores = built.score_dataset(ds, num_proc=num_proc, desc=f"score {built.config.name}")
