@@ -52,11 +52,12 @@ from recipes.averaging import (
     parse_weight_spec,
     resolve_weights,
 )
-from recipes.paths import resolved
+from recipes.paths import describe, resolved
 from tools.average.inputs import (
     MARKER_FILE,
     CheckpointSource,
     check_compatible,
+    load_config,
     open_checkpoint,
 )
 from tools.average.writer import (
@@ -163,11 +164,17 @@ def average_checkpoints(
     _refuse_overlap_paths(Path(output), [*inputs, *([Path(config_from)] if config_from else [])])
     check_output_folder(Path(output).absolute(), overwrite)  # checked again when writing; this saves the work
 
+    if config_from is not None:  # checked even when no input needs it: a wrong folder is a mistake
+        if not Path(config_from).is_dir():
+            raise UserError(f"--config-from {str(config_from)!r} is {describe(Path(config_from))}, not a model folder")
+        load_config(Path(config_from))
     sources = [open_checkpoint(p, config_from) for p in inputs]
     try:
         _refuse_overlap(Path(output), sources)
         check_compatible(sources)
         notes = [n for s in sources for n in s.notes]
+        if config_from is not None and all(s.config_dir != Path(config_from) for s in sources):
+            notes.append(f"--config-from {str(config_from)!r} was not used: every input has its own config")
         negative = [f"{w:g} ({s.label})" for s, w in zip(sources, weight_values) if w < 0]
         if negative:
             notes.append(
