@@ -376,6 +376,7 @@ class TrainingConfig(StrictModel):
         if twice:
             raise ValueError(f"{twice} listed more than once; name each tracker once")
         return trackers
+
     log_batch_ids: bool = Field(
         False,
         description="Record each step's global batch (sequence ids) in the "
