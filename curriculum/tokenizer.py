@@ -51,8 +51,13 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
         raise UserError(f"tokenizer folder {str(path)!r} does not exist")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"tokenizer folder {str(path)!r} could not be loaded: {exc}") from None
+    except Exception as exc:  # a damaged tokenizer.json: KeyError, TypeError, the Rust library's Exception
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        reason = f"{type(exc).__name__}: {lines[0]}" if isinstance(exc, KeyError) or not lines else lines[0]
+        raise UserError(
+            f"tokenizer folder {str(path)!r} could not be loaded ({reason}); its files are damaged or not a "
+            "tokenizer saved by `save_pretrained`"
+        ) from None
     if not tokenizer.is_fast:
         raise UserError(f"tokenizer {str(path)!r} is not a fast (Rust) tokenizer; currimix needs one for speed")
     if tokenizer.eos_token_id is None:

@@ -367,6 +367,16 @@ class TrainingConfig(StrictModel):
     trackers: list[Literal["jsonl", "tensorboard"]] = Field(
         ["jsonl", "tensorboard"], description="Where metrics go (in the run folder)."
     )
+
+    @field_validator("trackers")
+    @classmethod
+    def _trackers_once(cls, trackers: list[str]) -> list[str]:
+        # Two jsonl trackers append every record twice to the one metrics.jsonl.
+        twice = sorted({name for name in trackers if trackers.count(name) > 1})
+        if twice:
+            raise ValueError(f"{twice} listed more than once; name each tracker once")
+        return trackers
+
     log_batch_ids: bool = Field(
         False,
         description="Record each step's global batch (sequence ids) in the "

@@ -101,12 +101,31 @@ def check_semantics(recipe: Recipe) -> list[str]:
         lambda: build_mixer(recipe.mixture.mixer, DomainInfo(names, ones, ones), where="mixture.mixer"),
         lambda: check_plan_budget(recipe),
         lambda: _check_model(recipe),
+        lambda: _check_run_folder(recipe),
     ):
         try:
             check()
         except UserError as exc:
             problems.append(str(exc))
     return problems
+
+
+def _check_run_folder(recipe: Recipe) -> None:
+    """The run folder is no input's folder: `train` writes checkpoints into it and `--overwrite` moves
+    things out of it, while `prepare --overwrite` replaces the whole store (and a run inside it)."""
+    from recipes.paths import resolved
+
+    run_dir = resolved(recipe.run_path, "run_dir")
+    inputs = {"data.store (the token store)": recipe.store_path}
+    if recipe.model.init_from:
+        inputs["model.init_from (the model it starts from)"] = Path(recipe.model.init_from)
+    for key, folder in inputs.items():
+        folder = resolved(folder, key)
+        if run_dir == folder or folder in run_dir.parents:
+            where = "is" if run_dir == folder else "lies inside"
+            raise UserError(
+                f"run_dir {str(recipe.run_path)!r} {where} {key} {str(folder)!r}; give the run a folder of its own"
+            )
 
 
 def _check_model(recipe: Recipe) -> None:

@@ -8,6 +8,7 @@ change. FLOPs per token and the device's peak give MFU.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -167,14 +168,80 @@ def build_model(
     if moe_backend is not None:
         kernels["experts_implementation"] = experts_implementation(moe_backend)
     if cfg.init_from:
-        path = Path(cfg.init_from)
-        init_from_config(cfg.init_from)
-        return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32, **kernels)
+        return load_init_from(cfg.init_from, vocab_size, kernels)
+    check_fits_in_memory(cfg, vocab_size)
     config = build_model_config(cfg, vocab_size=vocab_size, seq_len=seq_len, eos_id=eos_id, pad_id=pad_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **kernels)
+        try:
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **kernels)
+        except (MemoryError, RuntimeError) as exc:  # "DefaultCPUAllocator: can't allocate memory"
+            if not isinstance(exc, MemoryError) and "allocat" not in str(exc):
+                raise
+            raise UserError(
+                f"model: {estimated_parameters(cfg, vocab_size):,} parameters (about) could not be allocated in "
+                "this machine's memory; lower model.hidden_size, model.num_layers or model.intermediate_size"
+            ) from None
     return model
+
+
+def load_init_from(folder: str, vocab_size: int, kernels: dict[str, str]) -> PreTrainedModel:
+    """The weights ``model.init_from`` names, verified against the folder's marker when currimix wrote
+    it, loadable, and with an embedding for every token id of the store's tokenizer (a smaller
+    vocabulary fails deep in the embedding with an IndexError at the first step)."""
+    from recipes.checkpoint import MARKER_FILE, verify_folder
+
+    where = f"model.init_from={folder!r}"
+    config = init_from_config(folder)
+    if (Path(folder) / MARKER_FILE).is_file():
+        damage = verify_folder(Path(folder))
+        if damage:
+            raise UserError(f"{where} is damaged: {damage}")
+    model_vocab = getattr(config, "vocab_size", None)
+    if isinstance(model_vocab, int) and model_vocab < vocab_size:
+        raise UserError(
+            f"{where} has a vocabulary of {model_vocab} tokens, the store's tokenizer {vocab_size}: token ids "
+            "past its embedding would fail; start from a model trained with this tokenizer"
+        )
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32, **kernels)
+    except Exception as exc:  # safetensors' SafetensorError, transformers' size-mismatch RuntimeError, OSError
+        if is_allocation_failure(exc):
+            raise
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        raise UserError(
+            f"{where} cannot be loaded ({lines[0] if lines else type(exc).__name__}); its config.json or weights "
+            "are damaged or do not belong together"
+        ) from None
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
+def estimated_parameters(cfg: ModelConfig, vocab_size: int) -> int:
+    """Parameters of the model the recipe's `model` section builds, from its sizes alone (no weights):
+    attention, the (expert) MLPs and the embeddings; norms and biases are left out."""
+    h, layers = cfg.hidden_size, cfg.num_layers
+    kv_width = (cfg.num_kv_heads or cfg.num_heads) * (h // cfg.num_heads)
+    mlp = 3 * h * (cfg.intermediate_size or default_intermediate_size(h)) * (cfg.moe.num_experts if cfg.moe else 1)
+    return layers * (2 * h * h + 2 * h * kv_width + mlp) + vocab_size * h * (1 if cfg.tie_embeddings else 2)
+
+
+def check_fits_in_memory(cfg: ModelConfig, vocab_size: int) -> None:
+    """Refuse a model whose fp32 weights alone exceed this machine's memory before building it: a
+    recipe asking for 10^8 layers would otherwise allocate until the kernel kills the process."""
+    params = estimated_parameters(cfg, vocab_size)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no check
+        return
+    if 4 * params > memory:
+        raise UserError(
+            f"model: about {params:,} parameters need {4 * params / 1e9:,.1f} GB in fp32 to build, more than this "
+            f"machine's {memory / 1e9:,.1f} GB of memory; lower model.hidden_size ({cfg.hidden_size}), "
+            f"model.num_layers ({cfg.num_layers}) or model.intermediate_size"
+        )
 
 
 def transformer_blocks(model: PreTrainedModel) -> list[torch.nn.Module]:

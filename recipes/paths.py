@@ -40,10 +40,15 @@ def check_plain_name(name: str, what: str) -> str:
 
 def check_path_text(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` can be handed to the operating system: no NUL byte, no name over 255 bytes, not over
-    4095 bytes in all."""
+    4095 bytes in all, and no leading ``~`` (never expanded outside a shell)."""
     text = os.fspath(path)
     if "\0" in text:
         raise UserError(f"{what} {text!r} contains a NUL byte, which no file name may hold")
+    if text == "~" or text.startswith("~/"):  # a shell expands it; here it would be a folder named '~'
+        raise UserError(
+            f"{what} {text!r} starts with '~', which only a shell expands (currimix would create a folder "
+            f"named '~'); write the full path, e.g. {os.path.expanduser(text)!r}"
+        )
     encoded = os.fsencode(text)
     if len(encoded) > PATH_MAX_BYTES:
         raise UserError(f"{what} is {len(encoded)} bytes long, over the {PATH_MAX_BYTES}-byte limit of a path")

@@ -151,6 +151,12 @@ class Plan:
                 f"the recipe's domains {sorted(recipe.data.domains)} differ from the store's "
                 f"{store.domain_names} ({str(store.root)!r}); run `prepare --overwrite`"
             )
+        if recipe.data.seq_len != store.seq_len:  # training reads the store's sequences: the recipe would lie
+            raise UserError(
+                f"data.seq_len={recipe.data.seq_len}, but the token store {str(store.root)!r} was prepared with "
+                f"sequences of {store.seq_len} tokens; set data.seq_len: {store.seq_len}, or point data.store "
+                "at a new folder and run `prepare`"
+            )
 
         self.mixer = build_mixer(recipe.mixture.mixer, self.domains, where="mixture.mixer")
         self.phase_list: list[Phase] = self.mixer.phases()

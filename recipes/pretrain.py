@@ -51,6 +51,7 @@ from recipes.losses import sequence_losses
 from recipes.model import build_model, flops_per_token, peak_flops, prepare_for_speed
 from recipes.moe import load_balance_record, router_load
 from recipes.nonfinite import NonFiniteGuard
+from recipes.paths import describe
 from recipes.plan import Plan, build_plan, model_settings
 from recipes.prefetch import BatchFeed, MicroBatch, StepData, load_step
 from recipes.run_folder import PreviousRun, claim_run_folder, holds_results
@@ -388,6 +389,7 @@ def train(
         check_run_dir_writable(run_dir)
         previous = claim_run_folder(run_dir, resume=resume, overwrite=overwrite, main=_is_main())
         try:
+            check_artifact_folders(run_dir)
             summary = run_training(
                 recipe,
                 resume=resume,
@@ -396,13 +398,34 @@ def train(
                 show_progress=show_progress,
                 previous=previous,
             )
-        except BaseException:
+        except BaseException as exc:
             if previous is not None:
                 previous.restore()
+            if is_out_of_memory(exc):
+                raise UserError(out_of_memory_message(recipe)) from None
             raise
         if previous is not None:
             previous.discard()
         return summary
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed: torch's (CUDA) OutOfMemoryError, Python's MemoryError, or the CPU
+    allocator's RuntimeError ("can't allocate memory")."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+
+
+def out_of_memory_message(recipe: Recipe) -> str:
+    t = recipe.training
+    return (
+        f"out of memory while training {recipe.name!r} (model of hidden_size {recipe.model.hidden_size}, "
+        f"{recipe.model.num_layers} layers; training.micro_batch_size={t.micro_batch_size}, "
+        f"data.seq_len={recipe.data.seq_len}): lower training.micro_batch_size (global_batch_size stays, "
+        "by gradient accumulation), turn on training.activation_checkpointing, or make the model smaller; "
+        "continue with --resume from the last checkpoint"
+    )
 
 
 def run_training(
@@ -555,6 +578,17 @@ def check_run_dir_writable(run_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise UserError(f"cannot write to the run folder {str(run_dir)!r}: {exc.strerror or exc}") from None
+
+
+def check_artifact_folders(run_dir: Path) -> None:
+    """The folders a run writes into are folders (or absent): a file named ``checkpoints`` would
+    otherwise fail the first save, after the training it took, as if the disk were full."""
+    for name in ("checkpoints", "snapshots", "final"):
+        path = run_dir / name
+        if os.path.lexists(path) and not path.is_dir():
+            raise UserError(
+                f"{str(path)!r} is {describe(path)}, where the run keeps its {name} folder; move it away or remove it"
+            )
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ The caller holds the folder's lock (`curriculum.locks.folder_lock`) around all o
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import uuid
@@ -56,6 +57,8 @@ def describe_results(run_dir: Path) -> str:
         elif folder.is_dir():
             count = sum(1 for p in folder.glob("step_*"))
             parts.append(f"{count} {name}")
+        elif os.path.lexists(folder):  # what holds_results saw: never an empty "holds a run ()"
+            parts.append(f"{name} (not a folder)")
     if (run_dir / "metrics.jsonl").is_file():
         parts.append("metrics.jsonl")
     return ", ".join(parts)

@@ -13,17 +13,47 @@ from curriculum.store import TokenStore
 from recipes.evaluation import evaluate_domains, evaluate_quality
 
 
+def eval_device(device: str) -> torch.device:
+    """``auto``, ``cpu`` or ``cuda`` (``cuda:N``) as a device this machine has."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu" and device.split(":")[0] != "cuda":
+        raise UserError(f"--device {device!r}: choose auto, cpu or cuda")
+    if device != "cpu" and not torch.cuda.is_available():
+        raise UserError(f"--device {device!r}: this machine (or this torch build) has no CUDA device; use cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:  # "cuda:x"
+        raise UserError(f"--device {device!r}: {exc}") from None
+
+
 def load_for_eval(
     model_dir: str | Path, store: TokenStore, device: str = "auto"
 ) -> tuple[torch.nn.Module, torch.device]:
-    """A saved model folder (anything `from_pretrained` loads) in fp32 on ``device``, checked against the store."""
+    """A saved model folder (anything `from_pretrained` loads) in fp32 on ``device``, checked against the store.
+
+    A folder currimix wrote (a snapshot, final/, an average) carries a marker listing its files'
+    sizes and checksums: they are verified first, so damaged weights are named, never evaluated."""
+    from recipes.checkpoint import MARKER_FILE, verify_folder
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise UserError(f"{str(model_dir)!r} is not a model folder (no config.json)")
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32).to(dev)
+    dev = eval_device(device)
+    if (model_dir / MARKER_FILE).is_file():
+        damage = verify_folder(model_dir)
+        if damage:
+            raise UserError(f"model folder {str(model_dir)!r} is damaged: {damage}")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
+    except Exception as exc:  # transformers/safetensors raise OSError, ValueError, RuntimeError, SafetensorError
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        reason = lines[0] if lines else type(exc).__name__
+        raise UserError(
+            f"model folder {str(model_dir)!r} cannot be loaded ({reason}); its config.json or weights are "
+            "damaged or do not belong together"
+        ) from None
+    model = model.to(dev)
     if model.config.vocab_size < store.vocab_size:
         raise UserError(
             f"model {str(model_dir)!r} has a vocabulary of {model.config.vocab_size}, the store's "

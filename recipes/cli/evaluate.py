@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from recipes.cli.app import command, print_losses, quiet_transformers
+from recipes.cli.app import check_output_file, command, print_losses, quiet_transformers
 
 
 @command("eval")
@@ -18,14 +20,17 @@ def eval_(
     ],
     store: Annotated[Path, typer.Option(help="Token store folder to evaluate on.")],
     split: Annotated[str, typer.Option(help="Store split: val or train.")] = "val",
-    per_domain: Annotated[int, typer.Option(help="Sequences per domain (evenly spaced).")] = 64,
-    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 8,
+    per_domain: Annotated[int, typer.Option(min=1, help="Sequences per domain (evenly spaced).")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON.")] = None,
 ) -> None:
     """Per-domain validation loss of one or more models, side by side."""
     from tools.evaluate import evaluate_folder
 
+    if json_out is not None:  # before any work, and never over a file of the models or the store it reads
+        inputs = {f"the model folder {str(m)!r}": m for m in models}
+        check_output_file(json_out, "--json", {**inputs, "the token store": store})
     quiet_transformers()
     results = {
         str(m): evaluate_folder(
@@ -34,5 +39,12 @@ def eval_(
         for m in models
     }
     print_losses(results, title=f"{split} loss per domain ({store})")
+    diverged = [
+        m for m, losses in results.items() if any(not math.isfinite(v) for v in losses.values() if v is not None)
+    ]
+    for m in diverged:
+        typer.echo(f"note: {m}: a loss is NaN or inf (its weights hold non-finite values, or it diverged)", err=True)
     if json_out:
-        json_out.write_text(json.dumps(results, indent=2))
+        tmp = json_out.with_name(f".{json_out.name}.tmp-{os.getpid()}")  # atomic: a kill leaves no half file
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, json_out)

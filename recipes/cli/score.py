@@ -25,6 +25,8 @@ from recipes.cli.app import app as main_app
 from recipes.cli.app import command
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from curriculum.documents import SourceConfig
 
 score_app = typer.Typer(
@@ -44,6 +46,18 @@ SET_HELP = "Scorer option KEY=VALUE (VALUE read as YAML; dotted keys nest, list 
 CONFIG_HELP = "YAML/JSON file with the scorer config mapping ({name: ..., ...}); --set overrides it."
 
 
+def scratch_cache() -> str:
+    """A temporary folder for the `datasets` cache of the documents a score command reads, removed
+    when the process ends. Without it `datasets` keeps an Arrow copy of every input under
+    ~/.cache/huggingface: a write outside the folders the user chose, as large as the corpus."""
+    import atexit
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="currimix-score-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 # ----------------------------------------------------------------------------- parsing helpers
 def parse_source(spec: str) -> "SourceConfig":
     """``PATH[?key=value&...]`` -> SourceConfig (``where.COL=V`` keys become `where` filters)."""
@@ -52,12 +66,22 @@ def parse_source(spec: str) -> "SourceConfig":
 
     from curriculum.documents import SourceConfig
     from curriculum.registry import validation_problems
+    from recipes.yaml_reader import load_yaml
 
     path, _, query = spec.partition("?")
     settings: dict[str, Any] = {"path": path}
     where: dict[str, Any] = {}
-    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
-        parsed = yaml.safe_load(value) if value else ""
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:  # "?=", "?a&&b": a field without key=value
+        raise UserError(f"source spec {spec!r}: {exc}; write PATH?key=value&key=value") from None
+    for key, value in pairs:
+        if not key:
+            raise UserError(f"source spec {spec!r}: a setting without a name (=value); write PATH?key=value")
+        try:  # bounded like a recipe's --set value (no alias bombs, nesting limits)
+            parsed = load_yaml(value, f"source spec setting {key!r}") if value else ""
+        except yaml.YAMLError as exc:
+            raise UserError(f"source spec {spec!r}: the value of {key!r} is not valid YAML ({exc.problem})") from None
         if key.startswith("where."):
             where[key[len("where.") :]] = parsed
         else:
@@ -103,7 +127,7 @@ def _texts(specs: list[str], what: str) -> list[str]:
 
     texts: list[str] = []
     for i, spec in enumerate(specs):
-        ds = load_documents(parse_source(spec), source_name=f"{what}{i}")
+        ds = load_documents(parse_source(spec), source_name=f"{what}{i}", cache_dir=scratch_cache())
         texts.extend(ds["text"])
     return texts
 
@@ -221,8 +245,15 @@ def apply(
 
     if out.exists():
         raise UserError(f"--out {out} already exists; give a new path (outputs are never overwritten)")
+    if not column.strip():
+        raise UserError("--column is empty; give the score column a name (default: quality_score)")
     built = build_scorer(scorer_config(scorer, config, set_))
-    ds = load_documents(parse_source(source), source_name="input", num_proc=num_proc if num_proc > 1 else None)
+    ds = load_documents(
+        parse_source(source),
+        source_name="input",
+        cache_dir=scratch_cache(),
+        num_proc=num_proc if num_proc > 1 else None,
+    )
     if column in ds.column_names:
         raise UserError(f"--column {column!r} already exists in the documents; choose another name")
     scores = built.score_dataset(ds, batch_size=batch_size, num_proc=num_proc, desc=f"score {built.config.name}")
@@ -247,7 +278,7 @@ def inspect(
     from curriculum.documents import load_documents
     from curriculum.scorers.heuristic import RULES, rule_penalties, rule_values
 
-    ds = load_documents(parse_source(source), source_name="input")
+    ds = load_documents(parse_source(source), source_name="input", cache_dir=scratch_cache())
     if len(ds) == 0:
         raise UserError(f"{source}: no documents")
     take = len(ds) if summary else min(limit, len(ds))
@@ -300,7 +331,7 @@ def evaluate(
     from curriculum.scorers.metrics import roc_auc, spearman
 
     built = build_scorer(scorer_config(scorer, config, set_))
-    ds = load_documents(parse_source(source), source_name="input")
+    ds = load_documents(parse_source(source), source_name="input", cache_dir=scratch_cache())
     if label not in ds.column_names:
         raise UserError(f"--label {label!r}: no such column (columns: {ds.column_names})")
     scores = built.score_dataset(ds, num_proc=num_proc, desc=f"score {built.config.name}")
@@ -310,8 +341,26 @@ def evaluate(
             good = np.array([str(v) == positive_value for v in reference])
             typer.echo(f"ROC-AUC {roc_auc(scores, good):.4f} over {len(ds)} documents ({good.sum()} positive)")
         else:
-            typer.echo(
-                f"Spearman {spearman(scores, np.asarray(reference, dtype=np.float64)):.4f} over {len(ds)} documents"
-            )
+            values = np.asarray(reference, dtype=np.float64)
+            typer.echo(f"Spearman {spearman(scores, _numeric_labels(values, label)):.4f} over {len(ds)} documents")
     except (ValueError, TypeError) as exc:
         raise UserError(f"--label {label!r}: {exc}") from None
+
+
+def _numeric_labels(values: np.ndarray, label: str) -> np.ndarray:
+    """Labels a rank correlation means something over: finite (a NaN label would rank as a number)
+    and not all equal (at least two documents)."""
+    import numpy as np
+
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise UserError(
+            f"--label {label!r}: {bad.size} document(s) have a NaN or infinite label (the first is row {bad[0]}); "
+            "remove them or give --positive-value for a named label"
+        )
+    if np.unique(values).size < 2:
+        raise UserError(
+            f"--label {label!r}: Spearman needs at least two documents with different labels "
+            f"(got {values.size} document(s), {np.unique(values).size} distinct label(s))"
+        )
+    return values

@@ -52,10 +52,12 @@ from recipes.averaging import (
     parse_weight_spec,
     resolve_weights,
 )
+from recipes.paths import describe, resolved
 from tools.average.inputs import (
     MARKER_FILE,
     CheckpointSource,
     check_compatible,
+    load_config,
     open_checkpoint,
 )
 from tools.average.writer import (
@@ -149,16 +151,30 @@ def average_checkpoints(
     acc_dtype = DTYPES[accumulate_dtype]
     device = _check_device(device)
     max_shard_bytes = parse_size(shard_size)
+    too_big = [w for w in weight_values if abs(w) > torch.finfo(acc_dtype).max]
+    if too_big:  # torch refuses to scale by a number its accumulator cannot hold (a RuntimeError)
+        raise UserError(
+            f"weights {too_big} do not fit the {accumulate_dtype} accumulator; normalize the weights "
+            "(--normalize) or use --accumulate-dtype float64"
+        )
+    for path in [*inputs, Path(output), *([Path(config_from)] if config_from else [])]:
+        resolved(path, "average path")  # a loop of symbolic links is a message, not a RuntimeError
     if len(set(p.resolve() for p in inputs)) != len(inputs):
         raise UserError(f"the same checkpoint is given twice in {[str(p) for p in inputs]}")
     _refuse_overlap_paths(Path(output), [*inputs, *([Path(config_from)] if config_from else [])])
     check_output_folder(Path(output).absolute(), overwrite)  # checked again when writing; this saves the work
 
+    if config_from is not None:  # checked even when no input needs it: a wrong folder is a mistake
+        if not Path(config_from).is_dir():
+            raise UserError(f"--config-from {str(config_from)!r} is {describe(Path(config_from))}, not a model folder")
+        load_config(Path(config_from))
     sources = [open_checkpoint(p, config_from) for p in inputs]
     try:
         _refuse_overlap(Path(output), sources)
         check_compatible(sources)
         notes = [n for s in sources for n in s.notes]
+        if config_from is not None and all(s.config_dir != Path(config_from) for s in sources):
+            notes.append(f"--config-from {str(config_from)!r} was not used: every input has its own config")
         negative = [f"{w:g} ({s.label})" for s, w in zip(sources, weight_values) if w < 0]
         if negative:
             notes.append(
