@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import ContextManager
 
 from curriculum.documents import resolve_files
 from curriculum.errors import UserError
-from curriculum.locks import folder_lock
+from curriculum.locks import folder_lock, pid_alive
 from curriculum.store import is_complete_store
 from curriculum.validation import is_token_store
 from recipes.config import Recipe
@@ -121,16 +120,6 @@ def _remove_if_stale(folder: Path, name: str) -> None:
     if kind not in ("tmp", "old") or not folder.is_dir():
         return
     pid = rest.split("-")[0]
-    if kind == "tmp" and pid.isdigit() and _process_alive(int(pid)):
+    if kind == "tmp" and pid.isdigit() and pid_alive(int(pid)):
         return
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
