@@ -80,6 +80,7 @@ def test_a_folder_of_other_files_is_never_replaced(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a testbed corpus"):
         build_quality_dial(config(tmp_path))
     assert (tmp_path / "dial" / "thesis.txt").read_text() == "mine"
+    assert not list(tmp_path.glob(".dial.*"))  # refused before anything was built
 
 
 def test_too_small_a_source_is_refused(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from pydantic import Field
 
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
-from curriculum.scorers.corruptions import _SENTENCE_END, char_noise
+from curriculum.scorers.corruptions import SENTENCE_END, char_noise
 
 MARKER = "corpus.json"
 
@@ -109,7 +109,7 @@ def damage(text: str, severity: float, rng: random.Random, *, letter_noise: floa
     ``letter_noise * severity`` of the letters replaced."""
     paragraphs = []
     for para in text.split("\n\n"):
-        sentences = _SENTENCE_END.split(para)
+        sentences = SENTENCE_END.split(para)
         out = []
         for sentence in sentences:
             if rng.random() < shuffle * severity:
@@ -134,6 +134,10 @@ def build_quality_dial(config: QualityDialConfig) -> dict[str, Any]:
     existing = read_corpus_marker(out)
     if existing is not None and existing.get("fingerprint") == config.fingerprint():
         return existing
+    if existing is None and out.exists():
+        raise UserError(
+            f"testbed folder {str(out)!r} exists and is not a testbed corpus (no {MARKER}); choose another `out`"
+        )
     chunks = chunk(read_texts(Path(config.source), config.text_field), config.chunk_chars)
     held = config.eval_documents + config.reference_documents
     if len(chunks) < held + 100:
@@ -176,14 +180,14 @@ def build_quality_dial(config: QualityDialConfig) -> dict[str, Any]:
         "characters": {"dial": sum(len(r["text"]) for r in dial), "clean": sum(map(len, clean))},
     }
     (tmp / MARKER).write_text(json.dumps(marker, indent=1))
-    if out.exists():
-        if read_corpus_marker(out) is None:
-            raise UserError(
-                f"testbed folder {str(out)!r} exists and is not a testbed corpus (no {MARKER}); choose another `out`"
-            )
-        shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
+    if out.exists():  # a corpus of another config: set aside, replaced, then removed (never a gap)
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
     return marker
 
 

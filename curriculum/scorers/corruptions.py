@@ -77,7 +77,8 @@ BOILERPLATE_POOLS: tuple[tuple[str, ...], tuple[str, ...]] = (_BOILERPLATE[0::2]
 _FUNCTION_WORDS = frozenset(
     "a an the of to in on at for by with from as and or but that which is are was were be".split()
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])")
+#: Where one sentence ends and the next begins (used by `sentence_shuffle` and the quality-dial testbed).
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])")
 _TYPOGRAPHIC = {"'": "’", '"': "”", " - ": " — ", "--": "–"}
 _LOWER = "abcdefghijklmnopqrstuvwxyz"
 
@@ -114,7 +115,7 @@ def boilerplate(text: str, rng: random.Random, pool: tuple[str, ...] = BOILERPLA
 
 def sentence_shuffle(text: str, rng: random.Random) -> str:
     paragraphs = re.split(r"(\n\s*\n)", text)  # keep the separators
-    sentences = [_SENTENCE_END.split(p) for p in paragraphs[0::2]]
+    sentences = [SENTENCE_END.split(p) for p in paragraphs[0::2]]
     flat = [s for p in sentences for s in p]
     rng.shuffle(flat)
     it = iter(flat)
