@@ -48,6 +48,8 @@ def plan(
     for what, path in {"--png": png, "--json": json_out}.items():
         if path is not None:
             check_output_file(path, what, inputs)
+    if png is not None and png.suffix.lower() != ".png":
+        raise UserError(f"--png {str(png)!r}: the plot is a PNG file, so its name must end in .png")
     if png is not None and json_out is not None and png.resolve() == json_out.resolve():
         raise UserError(f"--png and --json name the same file {str(png)!r}; give two names")
     if show_recipe:

@@ -176,6 +176,15 @@ def load_config(config_dir: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(config, dict):
         raise UserError(f"{path} should hold a JSON object")
+    model_type = config.get("model_type")
+    if model_type is not None and "auto_map" not in config:  # auto_map: a custom architecture, loaded by its code
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING_NAMES:
+            raise UserError(
+                f"{path}: model_type {model_type!r} is not a model type transformers knows, so the averaged "
+                "model could not be loaded; fix the config (or give a model folder's with --config-from)"
+            )
     return config
 
 

@@ -63,6 +63,8 @@ def check_replaceable(root: Path, overwrite: bool) -> None:
     check_creatable(root)
     if not root.exists():
         return
+    if not root.is_dir():  # --overwrite would not help: it only ever replaces a token store folder
+        raise UserError(f"data.store {str(root)!r} is a file, not a token store folder; point data.store at a folder")
     if not overwrite:
         raise UserError(f"token store {str(root)!r} already exists; pass --overwrite to rebuild it")
     if root.is_dir() and (is_token_store(root) or not any(root.iterdir())):
