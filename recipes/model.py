@@ -124,6 +124,13 @@ def check_buildable(cfg: ModelConfig, *, vocab_size: int, seq_len: int) -> None:
         pass  # an operation without a meta kernel: nothing learned, the real build will tell
     except Exception as exc:
         raise UserError(transformers_refusal(cfg, exc, what)) from None
+    positions = getattr(config, "max_position_embeddings", None)
+    if cfg.init_from and isinstance(positions, int) and positions < seq_len:
+        # RoPE models run past it without an error, on positions they were never trained at
+        raise UserError(
+            f"model.init_from: the model was made for at most {positions} positions (max_position_embeddings), "
+            f"but data.seq_len is {seq_len}; use a store with seq_len <= {positions}"
+        )
     heads = getattr(config, "num_attention_heads", None)
     kv_heads = getattr(config, "num_key_value_heads", None)
     if isinstance(heads, int) and isinstance(kv_heads, int) and (kv_heads < 1 or heads % kv_heads):
