@@ -52,6 +52,16 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture()
+def corpus(tmp_path: Path) -> Path:
+    """A small three-domain corpus in the test's own folder, free to damage (unlike `corpus_dir`)."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for seed, (name, n) in enumerate((("code", 60), ("prose", 80), ("web", 60))):
+        write_domain(folder / f"{name}.jsonl", name, n, seed)
+    return folder
+
+
 def recipe_dict(corpus: Path, run_dir: Path, store: Path | None = None, **sections: Any) -> dict[str, Any]:
     """A tiny complete recipe over the test corpus; keyword sections replace or extend defaults."""
     raw: dict[str, Any] = {

@@ -13,7 +13,7 @@ import pytest
 
 from curriculum.errors import UserError
 from recipes.loading import recipe_from_dict
-from tests.conftest import recipe_dict, write_domain
+from tests.conftest import recipe_dict
 from tools.prepare import prepare_store
 
 
@@ -21,15 +21,6 @@ def recipe(corpus: Path, store: Path, **data: object) -> object:
     raw = recipe_dict(corpus, store.parent / "run", store)
     raw["data"].update(data)
     return recipe_from_dict(raw)
-
-
-@pytest.fixture()
-def corpus(tmp_path: Path) -> Path:
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    for seed, (name, n) in enumerate((("code", 60), ("prose", 80), ("web", 60))):
-        write_domain(folder / f"{name}.jsonl", name, n, seed)
-    return folder
 
 
 def test_a_bad_line_inside_a_later_byte_range_is_named_by_its_file_line(corpus: Path, tmp_path: Path) -> None:

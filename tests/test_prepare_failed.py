@@ -12,17 +12,8 @@ import pytest
 from curriculum.errors import UserError
 from curriculum.store import TokenStore, verify_store
 from recipes.loading import recipe_from_dict
-from tests.conftest import recipe_dict, write_domain
+from tests.conftest import recipe_dict
 from tools.prepare import prepare_store
-
-
-@pytest.fixture()
-def corpus(tmp_path: Path) -> Path:
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    for seed, (name, n) in enumerate((("code", 60), ("prose", 80), ("web", 60))):
-        write_domain(folder / f"{name}.jsonl", name, n, seed)
-    return folder
 
 
 def _recipe(corpus: Path, store: Path) -> object:
