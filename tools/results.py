@@ -12,14 +12,13 @@ collects what is recorded).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from curriculum.errors import UserError
+from tools.files import write_atomic
 from tools.sweep import load_grid, run_grid, write_report
 from tools.sweep.runner import code_commit, machine
 
@@ -39,7 +38,7 @@ def short_commit(commit: str | None) -> str:
     return sha[:12] + ("-dirty" if dirty else "")
 
 
-def provenance(grid_name: str, results: list[dict[str, Any]], command: str) -> str:
+def provenance(results: list[dict[str, Any]], command: str) -> str:
     """Where the grid's numbers come from: commits, machines, dates, runs, seeds and compute time."""
     commits = sorted({short_commit(r.get("commit")) for r in results})
     machines = sorted({r.get("machine") or "not recorded" for r in results})
@@ -73,14 +72,11 @@ def grid_section(grid_path: str, size: str, docs: Path, *, train_missing: bool, 
     copied = {}
     for kind, suffix in (("csv", ".csv"), ("curves", "-curves.png"), ("final", "-final.png")):
         if kind in files:
-            target = assets / f"{name}{suffix}"
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(files[kind], tmp)
-            os.replace(tmp, target)
+            target = write_atomic(assets / f"{name}{suffix}", files[kind].read_bytes())
             copied[kind] = target.relative_to(docs)
     table = files["markdown"].read_text().rstrip()
     lines = [
-        provenance(name, results, f"currimix sweep {grid_path}" + ("" if size == "cpu" else f" --size {size}")),
+        provenance(results, f"currimix sweep {grid_path}" + ("" if size == "cpu" else f" --size {size}")),
         "",
         table,
         "",
@@ -117,7 +113,4 @@ def build_page(
         "Each grid below names the commit its runs were made at._\n\n"
     )
     page = header + DIRECTIVE.sub(lambda m: sections[m.group(1)], template)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_text(page)
-    os.replace(tmp, out_path)
-    return out_path
+    return write_atomic(out_path, page)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tools.files import write_atomic
 from tools.sweep.grid import Claim, Grid
 from tools.sweep.stats import Paired, paired
 
@@ -243,9 +244,7 @@ def write_report(grid: Grid, results: list[dict[str, Any]]) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "results.csv", "markdown": out / "results.md"}
     for key, text in (("csv", write_csv(grid, rows)), ("markdown", markdown_table(grid, rows))):
-        tmp = files[key].with_name(f".{files[key].name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, files[key])
+        write_atomic(files[key], text)
     if rows:
         files["curves"] = plot_curves(grid, results, out / "curves.png")
         files["final"] = plot_final(grid, rows, out / "final.png")

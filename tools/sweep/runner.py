@@ -24,6 +24,7 @@ from curriculum.store import store_marker
 from recipes.checkpoint import step_folder
 from recipes.config import Recipe
 from recipes.loading import apply_overrides, read_recipe_yaml, recipe_from_dict
+from tools.files import write_atomic
 from tools.sweep.fitting import fit_keys_of, fit_scorers, truth_spearman
 from tools.sweep.grid import Grid, Variant
 
@@ -127,7 +128,7 @@ def write_recipes(grid: Grid) -> list[Recipe]:
         check_snapshots(grid, recipe)
         path = grid.recipe_file(variant)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(path, yaml.safe_dump(raw, sort_keys=False))
+        write_atomic(path, yaml.safe_dump(raw, sort_keys=False))
     return recipes
 
 
@@ -225,7 +226,7 @@ def run_grid(
                 truths[scorer] = truth_spearman(recipe, grid.config.truth)
             for metrics in result["models"].values():
                 metrics["truth/spearman"] = truths[scorer]
-        _write_text(run_dir / RESULT_FILE, json.dumps(result, indent=1))
+        write_atomic(run_dir / RESULT_FILE, json.dumps(result, indent=1))
         results.append(result)
     return results
 
@@ -383,10 +384,3 @@ def flatten_metrics(losses: dict[str, dict[str, dict[str, float]]]) -> dict[str,
         if f"train/{name}" in out:
             out[f"gap/{name}"] = out[f"val/{name}"] - out[f"train/{name}"]
     return out
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
