@@ -5,7 +5,7 @@
 `gather` reads the tokens of every training batch and, in 1M-id windows, the scores behind a
 keyed rank order over all of a domain's shards. This script writes a synthetic store through the
 real writer with ``--shards`` one-shard domains sharing 1M sequences of 8 tokens (the default,
-200, stays under the store's 256 open memory maps, so opening costs are not what is timed), loads `curriculum/store.py` of each git revision under a private name, opens the same
+200, stays under the store's 256 open memory maps, so opening costs are not what is timed), loads `curriculum/store/reader.py` of each git revision under a private name, opens the same
 store with each, and times ``gather("tokens", ids)`` for random ids: a batch of 512 and a window of
 1,000,000 (the revisions are timed in a rotating order per round; the ratio is total vs total).
 Every revision's output is checked equal to the first's.
@@ -39,9 +39,9 @@ SIZES = (512, 1_000_000)
 
 
 def load_store_module(rev: str, folder: Path):
-    """`curriculum/store.py` of git revision ``rev``, loaded under a private name."""
+    """`curriculum/store/reader.py` of git revision ``rev``, loaded under a private name."""
     source = subprocess.run(
-        ["git", "show", f"{rev}:curriculum/store.py"], cwd=ROOT, capture_output=True, text=True, check=False
+        ["git", "show", f"{rev}:curriculum/store/reader.py"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     if source.returncode != 0:
         raise SystemExit(f"git show {rev}: {source.stderr.strip()}")

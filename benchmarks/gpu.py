@@ -8,7 +8,7 @@ One command, under 8 minutes on one H100/H200:
 Arms, each `--warmup` steps (not timed: compilation, allocator warm-up) then `--steps` timed steps
 on the same global batch (sequences x seq_len) from the same synthetic token store:
 
-* **currimix**: `recipes.pretrain.train` as a user runs it - bf16 autocast, per-block
+* **currimix**: `tools.train.pretrain.train` as a user runs it - bf16 autocast, per-block
   `torch.compile`, fused AdamW, SDPA (flash-attention-2 if installed), background prefetch.
 * **Trainer**: `transformers.Trainer` with `bf16=True`, the same attention kernel, its default
   fused AdamW, the same micro-batch and gradient accumulation, no compile (its default).
@@ -16,7 +16,7 @@ on the same global batch (sequences x seq_len) from the same synthetic token sto
   experts, and with megablocks' dMoE kernels when the `moe` extra is installed.
 
 Per arm: tokens/s over the timed steps, MFU = tokens/s x training FLOPs per token / the device's
-dense bf16 peak (`recipes.model.PEAK_BF16_FLOPS`; `--peak-tflops` overrides), and the fraction of
+dense bf16 peak (`tools.train.model.PEAK_BF16_FLOPS`; `--peak-tflops` overrides), and the fraction of
 the timed wall-clock the loop spent waiting for data (currimix: its own log; Trainer: time inside
 its data-loader `next()` calls). The token store is random tokens written through the real
 writer into a temp folder. Prints a markdown table under a line naming the commit and machine;
@@ -61,11 +61,11 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from benchmarks import harness  # noqa: E402
-from curriculum.store import TokenStore  # noqa: E402
+from curriculum.store.reader import TokenStore  # noqa: E402
 from recipes.loading import recipe_from_dict  # noqa: E402
-from recipes.model import build_model, flops_per_token, peak_flops  # noqa: E402
-from recipes.runtime import installed, resolve_runtime  # noqa: E402
-from recipes.trackers import read_metrics  # noqa: E402
+from tools.train.model import build_model, flops_per_token, peak_flops  # noqa: E402
+from tools.train.runtime import installed, resolve_runtime  # noqa: E402
+from tools.train.trackers import read_metrics  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ def timed_windows(run_dir: Path, warmup: int) -> tuple[float, float, float]:
 def bench_currimix(
     store: Path, work: Path, size: Size, model: dict, micro: int, global_: int, gpu: bool, backend: str | None = None
 ) -> dict[str, Any]:
-    from recipes.pretrain import train
+    from tools.train.pretrain import train
 
     if backend:
         model = {**model, "moe": {**model["moe"], "backend": backend}}
@@ -313,8 +313,8 @@ def _free() -> None:
 
 def flops_of(model_cfg: dict, size: Size) -> tuple[float, int]:
     """Training FLOPs per token and parameter count of a model section (built on the meta device)."""
-    from recipes.config import ModelConfig
-    from recipes.model import count_parameters
+    from tools.train.config import ModelConfig
+    from tools.train.model import count_parameters
 
     with torch.device("meta"):
         model = build_model(

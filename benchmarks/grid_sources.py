@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` f
 
 from benchmarks import harness  # noqa: E402
 from curriculum.documents import load_documents  # noqa: E402
-from curriculum.store import TokenStore, is_complete_store  # noqa: E402
+from curriculum.store.reader import TokenStore, is_complete_store  # noqa: E402
 from recipes.loading import load_recipe, recipe_from_dict  # noqa: E402
 
 DEFAULT_PRESET = harness.REPO / "recipes" / "presets" / "grid-curriculum.yaml"
@@ -56,7 +56,7 @@ def default_recipe():
     raw["run_dir"] = str(harness.cache_dir("grid_sources", raw["name"]) / "run")
     recipe = recipe_from_dict(raw)
     if not is_complete_store(recipe.store_path):
-        from tools.prepare import prepare_store
+        from curriculum.store.prepare import prepare_store
 
         print(f"preparing {recipe.store_path} (first use)", file=sys.stderr, flush=True)
         prepare_store(recipe, show_progress=False)
@@ -81,7 +81,7 @@ def main(path: str | None) -> None:
         for i, source in enumerate(config.sources):
             ids = set(load_documents(source, source_name=f"{domain}/{i}")["id"])
             # Ids the store generated (`<domain>/<source>:<file>@<byte>` or `...:<row>`, see
-            # curriculum/readers.py) differ from `load_documents`' row-numbered ones: match their prefix.
+            # curriculum/store/prepare/readers.py) differ from `load_documents`' row-numbered ones: match their prefix.
             generated = frame["id"].str.startswith(f"{domain}/{i}:")
             mine = frame[generated | frame["id"].isin(ids) | frame["id"].str.split("#").str[0].isin(ids)]
             tokens = mine["tokens"].to_numpy()

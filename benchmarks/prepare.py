@@ -97,7 +97,7 @@ def child(arm: str, work: Path) -> dict:
         seconds = time.perf_counter() - started
         docs = len(texts)
     else:
-        from tools.prepare import prepare_store
+        from curriculum.store.prepare import prepare_store
 
         workers = 2 if arm == "prepare/2" else 1
         store = work / f"store-{arm.replace('/', '-')}"
@@ -140,7 +140,7 @@ def old_report_seconds(plan) -> float:
     """The previous `plan_summary` loop (every sampled step's batch), timed; the baseline."""
     import numpy as np
 
-    from recipes.plan_report import QUINTILES, timeline_segments, within_domain_quantiles
+    from tools.train.plan_report import QUINTILES, timeline_segments, within_domain_quantiles
 
     started = time.perf_counter()
     split = plan.store.train
@@ -165,8 +165,8 @@ def old_report_seconds(plan) -> float:
 def report_child(work: Path, steps_list: tuple[int, ...]) -> dict:
     import warnings
 
-    from recipes.plan import build_plan
-    from recipes.plan_report import plan_summary
+    from tools.train.plan import build_plan
+    from tools.train.plan_report import plan_summary
 
     out = {}
     for steps in steps_list:
@@ -193,14 +193,14 @@ def setup(work: Path) -> None:
     """The fixed tokenizer (trained by prepare once) and the texts prepare reads (for the baselines)."""
     import pyarrow as pa  # noqa: F401
 
-    from curriculum.readers import read_unit
-    from tools.prepare import plan_units, prepare_store
+    from curriculum.store.prepare import plan_units, prepare_store
+    from curriculum.store.prepare.readers import read_unit
 
     r = recipe(work / "tok-store", None, scorers=False, workers=1)
     prepare_store(r, tokenizer_only=True, show_progress=False)
     (work / "tok-store" / "tokenizer").rename(work / "tokenizer")
     texts, files = [], []
-    for unit in plan_units(r):
+    for unit in plan_units(r.data):
         source = r.data.domains[unit["domain"]].sources[unit["source"]]
         table = read_unit(source, unit, source_name="x")
         texts.extend(table.column("text").to_pylist())

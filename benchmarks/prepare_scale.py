@@ -119,7 +119,7 @@ def child(kind: str, corpus: Path, store: Path, tokenizer: Path, scored: bool) -
     started = time.perf_counter()
     out: dict = {}
     if kind == "prepare":
-        from tools.prepare import prepare_store
+        from curriculum.store.prepare import prepare_store
 
         built = prepare_store(r, show_progress=False)
         out["units"] = built.meta["units"]
@@ -128,8 +128,8 @@ def child(kind: str, corpus: Path, store: Path, tokenizer: Path, scored: bool) -
         out["merge_s"] = built.meta["merge_seconds"]
         out["tokens"] = sum(s["tokens"] for s in built.meta["stats"]["train"].values())
     elif kind == "rank":
-        from curriculum.store import TokenStore
-        from recipes.plan import build_plan
+        from curriculum.store.reader import TokenStore
+        from tools.train.plan import build_plan
 
         plan = build_plan(r, TokenStore(store))
         out["ready_s"] = time.perf_counter() - started
@@ -142,7 +142,7 @@ def child(kind: str, corpus: Path, store: Path, tokenizer: Path, scored: bool) -
 
         from curriculum.orders import build_ordering
         from curriculum.permutation import derive_key
-        from recipes.plan import build_plan  # noqa: F401  (same imports as a rank: RSS compares data only)
+        from tools.train.plan import build_plan  # noqa: F401  (same imports as a rank: RSS compares data only)
 
         manifest = _json.loads((store / "manifest.json").read_text())
         for name in SHARES:

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` f
 
 from benchmarks import harness  # noqa: E402
 from recipes.loading import recipe_from_dict  # noqa: E402
-from recipes.plan import build_plan  # noqa: E402
+from tools.train.plan import build_plan  # noqa: E402
 
 SEQ_LEN = 8  # the store's own length; index throughput is reported for 2048-token sequences
 NOMINAL_SEQ_LEN = 2048

@@ -21,8 +21,8 @@ def write_synthetic_store(
 ) -> Path:
     """``domains[name]`` one-sequence documents each with a normal random score; ``pick_val(rng, n)``
     marks the validation ones and ``make_tokens(rng, n_tokens)`` gives their tokens (EOS id 0)."""
-    from curriculum.shards import write_shard
-    from tools.prepare.finalize import finalize_store
+    from curriculum.store.prepare.finalize import finalize_store
+    from curriculum.store.shards import write_shard
 
     rng = np.random.default_rng(seed)
     units = []

@@ -1,6 +1,6 @@
 """Document sources: the `SourceConfig` schema, file resolution, and whole-source loading for `currimix score`.
 
-`prepare` reads sources in units of work through `curriculum.readers` (pyarrow, no cache);
+`prepare` reads sources in units of work through `curriculum.store.prepare.readers` (pyarrow, no cache);
 `load_documents` here loads one whole source as a `datasets.Dataset` with a ``text`` column (str),
 an ``id`` column (str, unique within the source) and the source's other columns untouched, for the
 `score` commands (apply, inspect, evaluate, fit), which write datasets back out.

@@ -1,7 +1,7 @@
 """Checks on data inputs that name the file, the line and the cause instead of a library traceback.
 
 Each check is one small function, called from the reader (`curriculum.documents`), from `prepare`
-(`tools.prepare`, `curriculum.readers`) or from the store reader (`curriculum.store`), so the readers stay short and the
+(`curriculum.store.prepare`, `curriculum.store.prepare.readers`) or from the store reader (`curriculum.store.reader`), so the readers stay short and the
 checks move with them when the store's layout changes:
 
 - `check_json_lines`: a `.jsonl` file is UTF-8, non-empty, one JSON object per line, and every row
@@ -17,7 +17,7 @@ checks move with them when the store's layout changes:
 - `check_unique_ids` / `check_unique_id_batches`: document ids pick the validation split, so
   duplicates are refused (`prepare` checks a whole domain over its shards' document tables).
 - `read_store_meta` / `check_shard_table` / `load_store_array` / `check_domain_ids`: a damaged or
-  edited ``manifest.json`` (or format-1 ``meta.json``; its schema is `curriculum.manifest`), shard
+  edited ``manifest.json`` (or format-1 ``meta.json``; its schema is `curriculum.store.manifest`), shard
   table or ``.npy`` file of a token store is a UserError naming the file, the field and the fix.
 - `is_token_store`: what `prepare --overwrite` may replace (only a currimix store, finished or not).
 """
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import numpy as np
 
 from curriculum.errors import UserError
-from curriculum.manifest import manifest_problems
+from curriculum.store.manifest import manifest_problems
 
 if TYPE_CHECKING:
     import datasets
@@ -263,7 +263,7 @@ def drop_empty_documents(ds: "datasets.Dataset", where: str, num_proc: int | Non
 
 def report_empty_documents(where: str, total: int, kept: int) -> None:
     """After dropping the empty documents of ``total``: none kept is an error, some dropped a warning
-    with the count (for both readers: this Dataset one and `curriculum.readers`' pyarrow one)."""
+    with the count (for both readers: this Dataset one and `curriculum.store.prepare.readers`' pyarrow one)."""
     dropped = total - kept
     if dropped and not kept:
         raise UserError(f"{where}: all {total} documents have empty or null text; check `text_field`")

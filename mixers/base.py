@@ -1,7 +1,7 @@
 """The mixer protocol: target domain weights w_d(progress) over training, and the phases they define.
 
 A mixer only says *what fraction* of each global batch should come from each domain at each point
-of training. The plan (recipes/plan.py) turns those fractions into integer per-domain counts.
+of training. The plan (tools/train/plan.py) turns those fractions into integer per-domain counts.
 Progress is ``step / total_steps`` in [0, 1); a phase is a named [start, end) range of progress
 that LR schedules and the averaging window can refer to by name.
 """

@@ -13,11 +13,11 @@ import yaml
 from pydantic import ValidationError
 
 from curriculum.errors import UserError
+from curriculum.paths import PLAIN_NAME, check_input_path, check_path_text, resolved
 from curriculum.registry import validation_problems
 from mixers import DomainInfo, build_mixer
 from recipes.config import Recipe
 from recipes.key_hints import moved_key_hints, nul_bytes, with_hint
-from recipes.paths import PLAIN_NAME, check_input_path, check_path_text, resolved
 from recipes.yaml_reader import load_yaml, read_yaml_mapping  # noqa: F401  (load_yaml: part of this module's API)
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -92,7 +92,7 @@ def check_semantics(recipe: Recipe) -> list[str]:
     domains and are distributions; sizes are not known before `prepare`, so every domain counts as
     size 1 here), the plan fits its memory budget, and transformers can build the model and run it
     (on the meta device: no weights, no time)."""
-    from recipes.plan import check_plan_budget
+    from tools.train.plan import check_plan_budget
 
     problems: list[str] = []
     names = tuple(recipe.data.domains)
@@ -113,7 +113,7 @@ def check_semantics(recipe: Recipe) -> list[str]:
 def _check_run_folder(recipe: Recipe) -> None:
     """The run folder is no input's folder: `train` writes checkpoints into it and `--overwrite` moves
     things out of it, while `prepare --overwrite` replaces the whole store (and a run inside it)."""
-    from recipes.paths import resolved
+    from curriculum.paths import resolved
 
     run_dir = resolved(recipe.run_path, "run_dir")
     inputs = {"data.store (the token store)": recipe.store_path}
@@ -136,7 +136,7 @@ def _check_model(recipe: Recipe) -> None:
     model = recipe.model
     if not (model.extra or model.init_from or model.moe or model.arch != "llama"):
         return
-    from recipes.model import check_buildable
+    from tools.train.model import check_buildable
 
     check_buildable(model, vocab_size=recipe.tokenizer.vocab_size, seq_len=recipe.data.seq_len)
 
@@ -208,4 +208,4 @@ def resolve_recipe_path(name_or_path: str) -> Path:
 
 def dump_recipe(recipe: Recipe) -> str:
     """The resolved recipe (every default filled in) as YAML, loadable again with `load_recipe`."""
-    return yaml.safe_dump(recipe.model_dump(mode="json", exclude_none=False), sort_keys=False)
+    return recipe.to_yaml()

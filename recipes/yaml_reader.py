@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from curriculum.errors import UserError
-from recipes.paths import check_input_path
+from curriculum.paths import check_input_path
 
 # Bounds on a YAML document (a recipe, a `--set` value, a grid file), each with the environment
 # variable that raises it. Real recipes are a few kB, under 10 levels deep and a few hundred values;
@@ -159,7 +159,7 @@ def load_yaml(text: str, source: str = "the YAML") -> Any:
 
 
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
-    """The mapping in a YAML file a user names (a recipe, a grid): the path checked (`recipes.paths`),
+    """The mapping in a YAML file a user names (a recipe, a grid): the path checked (`curriculum.paths`),
     its size refused before it is read, UTF-8 and `load_yaml`'s bounds, each a message naming the file."""
     path = check_input_path(path, what)
     where = f"{what} {str(path)!r}"

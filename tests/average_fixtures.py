@@ -97,7 +97,7 @@ def save_raw(state: dict[str, torch.Tensor], like: Path, folder: Path) -> Path:
 
 
 def reference_weights(preset: str, k: int, alpha: float = 0.2, values: list[float] | None = None) -> list[float]:
-    """The presets' conventions, written out directly (not through recipes.averaging)."""
+    """The presets' conventions, written out directly (not through tools.average.weights)."""
     if preset == "sma":
         raw = [1.0] * k
     elif preset == "wma":

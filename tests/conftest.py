@@ -107,7 +107,7 @@ def recipe_dict(corpus: Path, run_dir: Path, store: Path | None = None, **sectio
 
 def losses_by_step(run_dir: Path) -> dict[int, float]:
     """The training loss a run logged at each step (from its metrics.jsonl)."""
-    from recipes.trackers import read_metrics
+    from tools.train.trackers import read_metrics
 
     return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
 
@@ -115,8 +115,8 @@ def losses_by_step(run_dir: Path) -> dict[int, float]:
 @pytest.fixture(scope="session")
 def tiny_store(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared store over the test corpus (seq_len 32, vocab ~300), built once per session."""
+    from curriculum.store.prepare import prepare_store
     from recipes.loading import recipe_from_dict
-    from tools.prepare import prepare_store
 
     base = tmp_path_factory.mktemp("store")
     recipe = recipe_from_dict(recipe_dict(corpus_dir, base / "run", base / "store"))
@@ -139,7 +139,7 @@ def make_recipe(corpus_dir: Path, tiny_store: Path, tmp_path: Path):
 def finished_run(corpus_dir: Path, tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-step tiny run: checkpoints and averaging snapshots at steps 2 and 4."""
     from recipes.loading import recipe_from_dict
-    from recipes.pretrain import train
+    from tools.train.pretrain import train
 
     run_dir = tmp_path_factory.mktemp("finished") / "run"
     raw = recipe_dict(

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recipes.allocation import Allocation, edf_window_counts, spread_window
+from tools.train.allocation import Allocation, edf_window_counts, spread_window
 
 
 @st.composite

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curriculum.errors import UserError
-from recipes.averaging import WEIGHTINGS, EMAWeights, resolve_weights
 from tools.average.select import select_run_checkpoints
+from tools.average.weights import WEIGHTINGS, EMAWeights, resolve_weights
 
 
 def test_presets_are_registered():

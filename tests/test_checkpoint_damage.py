@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from curriculum.errors import UserError
-from recipes.checkpoint import MARKER_FILE, read_marker, verify_folder
 from recipes.loading import recipe_from_dict
-from recipes.pretrain import train
 from tests.conftest import losses_by_step, recipe_dict
+from tools.train.checkpoint import MARKER_FILE, read_marker, verify_folder
+from tools.train.pretrain import train
 
 STEPS, EVERY, STOP = 6, 2, 4
 NEWEST = f"checkpoints/step_{STOP:08d}"

@@ -49,14 +49,15 @@ def test_negative_and_non_distribution_weights_are_refused(corpus_dir: Path, tmp
 
 
 def test_missing_files_are_named_before_anything_runs(corpus_dir: Path, tmp_path: Path) -> None:
-    from tools.prepare import check_inputs
+    from curriculum.store.prepare import check_inputs
 
     raw = recipe_dict(corpus_dir, tmp_path)
     raw["data"]["domains"]["code"]["sources"][0]["path"] = str(tmp_path / "nope.jsonl")
     raw["data"]["domains"]["web"]["sources"][0]["path"] = str(tmp_path / "missing/*.jsonl")
     raw["tokenizer"]["path"] = str(tmp_path / "no-tokenizer")
     with pytest.raises(UserError) as info:
-        check_inputs(recipe_from_dict(raw))
+        recipe = recipe_from_dict(raw)
+        check_inputs(recipe.data, recipe.tokenizer, recipe.name)
     message = str(info.value)
     assert "data.domains.code.sources.0.path" in message and "nope.jsonl" in message
     assert "data.domains.web.sources.0.path" in message

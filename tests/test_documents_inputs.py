@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from curriculum.documents import SourceConfig, load_documents, resolve_files
 from curriculum.errors import UserError
-from curriculum.readers import read_unit
+from curriculum.store.prepare.readers import read_unit
 from recipes.loading import recipe_from_dict
 from tests.conftest import recipe_dict
 
@@ -127,7 +127,7 @@ def test_source_paths_that_name_no_file_are_refused(tmp_path: Path) -> None:
 
 
 def test_pre_tokenized_lists_must_be_integers_without_nulls() -> None:
-    from tools.prepare.work import token_column
+    from curriculum.store.prepare.work import token_column
 
     with pytest.raises(UserError, match="lists of double"):
         token_column(pa.table({"t": [[1.5, 2.0]]}), "t", 100, "u")

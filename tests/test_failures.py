@@ -122,7 +122,7 @@ def test_checkpoint_folder_that_becomes_unwritable_mid_run_is_one_clear_error(
 
 
 def test_prepare_removes_temp_folders_of_killed_runs_only(tmp_path: Path) -> None:
-    from tools.prepare import remove_stale_temp_folders
+    from curriculum.store.prepare import remove_stale_temp_folders
 
     store = tmp_path / "store"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

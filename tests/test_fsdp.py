@@ -18,10 +18,10 @@ from accelerate.utils import FullyShardedDataParallelPlugin
 from accelerate.utils.launch import prepare_multi_gpu_env
 
 from recipes.loading import recipe_from_dict
-from recipes.pretrain import fsdp_plugin, train
-from recipes.runtime import Runtime
 from tests.conftest import losses_by_step, recipe_dict
 from tests.launch import run_command, two_cpu_ranks
+from tools.train.pretrain import fsdp_plugin, train
+from tools.train.runtime import Runtime
 
 
 def test_fsdp_is_fsdp2_per_block_with_reshardable_checkpoints() -> None:

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from curriculum.errors import UserError
+from curriculum.paths import check_input_path, check_output_path
 from recipes.loading import apply_overrides, load_recipe, load_yaml, preset_path, recipe_from_dict, resolve_recipe_path
-from recipes.paths import check_input_path, check_output_path
-from recipes.plan import check_plan_budget
 from tests.conftest import recipe_dict
+from tools.train.plan import check_plan_budget
 
 BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")

@@ -82,9 +82,9 @@ def test_the_lock_leaves_nothing_behind_and_locks_within_one_process_too(tmp_pat
 
 
 def test_prepare_refuses_a_store_folder_another_prepare_holds(corpus_dir: Path, tmp_path: Path) -> None:
+    from curriculum.store.prepare import prepare_store
     from recipes.loading import recipe_from_dict
     from tests.conftest import recipe_dict
-    from tools.prepare import prepare_store
 
     store = tmp_path / "data" / "store"
     recipe = recipe_from_dict(recipe_dict(corpus_dir, tmp_path / "run", store))

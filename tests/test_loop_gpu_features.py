@@ -14,13 +14,13 @@ from transformers import MixtralConfig
 from transformers.models.mixtral.modeling_mixtral import MixtralExperts
 
 from curriculum.errors import UserError
-from recipes import runtime as runtime_module
-from recipes.fused_loss import LossGroups, enable_fused_cross_entropy, reference_loss_sum
-from recipes.losses import sequence_losses
-from recipes.moe import TorchKernels, dmoe_experts_forward, register_experts_backend
-from recipes.prefetch import micro_batch
-from recipes.pretrain import setup, train
-from recipes.trackers import read_metrics
+from tools.train import runtime as runtime_module
+from tools.train.fused_loss import LossGroups, enable_fused_cross_entropy, reference_loss_sum
+from tools.train.losses import sequence_losses
+from tools.train.moe import TorchKernels, dmoe_experts_forward, register_experts_backend
+from tools.train.prefetch import micro_batch
+from tools.train.pretrain import setup, train
+from tools.train.trackers import read_metrics
 
 SHORT = {"steps": 4, "eval_every_steps": None, "log_batch_ids": True, "trackers": ["jsonl"]}
 NO_SNAPSHOTS = {"snapshots": None}
@@ -273,7 +273,7 @@ def test_gpu_loop_bf16_compile_fused_adamw_prefetch_and_resume(make_recipe, tmp_
 def test_megablocks_kernels_match_transformers_experts_on_gpu() -> None:
     pytest.importorskip("megablocks")
     pytest.importorskip("grouped_gemm")
-    from recipes.moe import MegablocksKernels
+    from tools.train.moe import MegablocksKernels
 
     config = MixtralConfig(hidden_size=128, intermediate_size=256, num_local_experts=8, num_experts_per_tok=2)
     torch.manual_seed(0)
@@ -294,7 +294,7 @@ def test_megablocks_kernels_match_transformers_experts_on_gpu() -> None:
 @needs_cuda
 def test_liger_fused_cross_entropy_matches_the_reference_on_gpu() -> None:
     pytest.importorskip("liger_kernel")
-    from recipes.fused_loss import liger_loss_sum
+    from tools.train.fused_loss import liger_loss_sum
 
     torch.manual_seed(0)
     weight = torch.randn(1000, 64, device="cuda", requires_grad=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipes.trackers import read_metrics
 from tests.conftest import recipe_dict
 from tests.launch import needs_accelerate, run_command, two_cpu_ranks
+from tools.train.trackers import read_metrics
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 

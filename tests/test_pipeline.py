@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipes.loading import recipe_from_dict
-from recipes.pipeline import run_recipe
+from recipes.runner import run_recipe
 from tests.conftest import recipe_dict
 from tools.corpus import build_corpus
 

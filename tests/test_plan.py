@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from curriculum.errors import UserError
-from curriculum.store import TokenStore
-from recipes.plan import build_plan
+from curriculum.store.reader import TokenStore
+from tools.train.plan import build_plan
 
 
 def realised_counts(plan, steps):
@@ -196,8 +196,8 @@ def test_plan_owns_the_timing_of_logs_evals_checkpoints_and_snapshots(make_recip
 def test_long_plans_stay_within_their_budget(make_recipe) -> None:
     """The window edges are numpy (not a Python set per step) and a segment's LR range is read at a
     bounded number of steps, both ends included, so `plan` at 10^7 steps needs no per-step memory."""
-    from recipes.plan import window_edges
-    from recipes.plan_report import LR_RANGE_POINTS, lr_sample_steps, plan_summary
+    from tools.train.plan import window_edges
+    from tools.train.plan_report import LR_RANGE_POINTS, lr_sample_steps, plan_summary
 
     edges = window_edges(10**7, 4096, [5, 10**7 - 1])
     assert edges[0] == 0 and edges[-1] == 10**7 and {5, 10**7 - 1} <= set(edges[:3].tolist() + edges[-2:].tolist())

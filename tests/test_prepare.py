@@ -13,10 +13,10 @@ import pytest
 from transformers import AutoTokenizer
 
 from curriculum.errors import UserError
-from curriculum.store import TokenStore
+from curriculum.store.prepare import prepare_store
+from curriculum.store.reader import TokenStore
 from recipes.loading import recipe_from_dict
 from tests.conftest import recipe_dict
-from tools.prepare import prepare_store
 
 
 def test_store_layout_and_counts(tiny_store: Path) -> None:
@@ -74,7 +74,7 @@ def test_validation_split_is_deterministic_and_disjoint(tiny_store: Path) -> Non
     train = shard_documents(tiny_store, "train").id.tolist()
     val = shard_documents(tiny_store, "val").id.tolist()
     assert not set(train) & set(val)
-    from tools.prepare import val_mask
+    from curriculum.store.prepare import val_mask
 
     ids = [f"x{i}" for i in range(2000)]
     mask = val_mask("d", ids, 0.1)
@@ -103,7 +103,7 @@ def test_interrupted_prepare_leaves_no_complete_store(
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("simulated crash while writing the manifest")
 
-    monkeypatch.setattr("tools.prepare.finalize_store", crash)
+    monkeypatch.setattr("curriculum.store.prepare.finalize_store", crash)
     with pytest.raises(KeyboardInterrupt):
         prepare_store(recipe, show_progress=False)
     assert not (tmp_path / "store" / "manifest.json").exists()

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from curriculum.errors import UserError
+from curriculum.store.prepare import prepare_store
 from recipes.loading import recipe_from_dict
 from tests.conftest import recipe_dict
-from tools.prepare import prepare_store
 
 
 def recipe(corpus: Path, store: Path, **data: object) -> object:
@@ -60,3 +60,26 @@ def test_overwrite_replaces_an_unfinished_sharded_prepare_but_not_user_files(cor
     with pytest.raises(UserError, match="is not a currimix token store"):
         prepare_store(recipe(corpus, mine, num_proc=1), overwrite=True, show_progress=False)
     assert (mine / "units.json").is_file()
+
+
+def test_a_recipe_that_only_builds_a_store_needs_no_training_section(corpus: Path, tmp_path: Path) -> None:
+    """`prepare` reads the `data` and `tokenizer` sections only: an evaluation store with a given
+    tokenizer needs no batch sizes. The commands that train refuse it, naming the section."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from recipes.cli import app
+
+    raw = recipe_dict(corpus, tmp_path / "run", tmp_path / "store")
+    del raw["training"]
+    path = tmp_path / "eval-store.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+    result = runner.invoke(app, ["prepare", str(path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "store" / "manifest.json").is_file()
+    for command in (["train", str(path), "--no-progress"], ["plan", str(path)]):
+        refused = runner.invoke(app, command)
+        assert refused.exit_code == 2, refused.output
+        assert "has no `training` section" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "run").exists()

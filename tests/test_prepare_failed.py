@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from curriculum.errors import UserError
-from curriculum.store import TokenStore, verify_store
+from curriculum.store.prepare import prepare_store
+from curriculum.store.reader import TokenStore, verify_store
 from recipes.loading import recipe_from_dict
 from tests.conftest import recipe_dict
-from tools.prepare import prepare_store
 
 
 def _recipe(corpus: Path, store: Path) -> object:

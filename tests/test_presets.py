@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from curriculum.store.prepare import prepare_store
 from recipes.loading import load_recipe, preset_path, read_recipe_yaml, recipe_from_dict
-from recipes.plan import build_plan
-from recipes.plan_report import plan_summary
 from tests.conftest import write_domain
 from tools.plotting import plot_plan
-from tools.prepare import prepare_store
+from tools.train.plan import build_plan
+from tools.train.plan_report import plan_summary
 
 PRESETS = sorted(p.stem for p in preset_path("quickstart").parent.glob("*.yaml"))
 SHARED = [p for p in PRESETS if p.startswith("shared-")]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from curriculum.errors import UserError
-from recipes.config import ModelConfig
-from recipes.model import build_model, count_parameters, estimated_parameters
+from tools.train.config import ModelConfig
+from tools.train.model import build_model, count_parameters, estimated_parameters
 
 
 @pytest.mark.parametrize(
@@ -32,24 +32,24 @@ def test_the_size_estimate_is_a_close_lower_bound(sizes: dict) -> None:
     ],
 )
 def test_out_of_memory_while_training_is_a_message(make_recipe, monkeypatch, tmp_path, error) -> None:
-    from recipes import pretrain
+    from tools.train import pretrain
 
     def oom(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(pretrain, "run_training", oom)
+    monkeypatch.setattr(pretrain, "train_loop", oom)
     with pytest.raises(UserError, match="out of memory while training 'tiny'.*lower training.micro_batch_size"):
         pretrain.train(make_recipe(tmp_path / "run"), show_progress=False)
     assert not (tmp_path / "run").exists()  # the folder it created is removed
 
 
 def test_other_runtime_errors_still_raise(make_recipe, monkeypatch, tmp_path) -> None:
-    from recipes import pretrain
+    from tools.train import pretrain
 
     def bug(*args, **kwargs):
         raise RuntimeError("a bug of ours")
 
-    monkeypatch.setattr(pretrain, "run_training", bug)
+    monkeypatch.setattr(pretrain, "train_loop", bug)
     with pytest.raises(RuntimeError, match="a bug of ours"):
         pretrain.train(make_recipe(tmp_path / "run"), show_progress=False)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from curriculum.errors import UserError
+from recipes.results import build_page, grid_paths
 from tests.test_sweep import write_grid
-from tools.results import build_page, grid_paths
 
 
 @pytest.mark.slow

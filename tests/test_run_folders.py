@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 
 from curriculum.errors import UserError
 from curriculum.locks import folder_lock
-from recipes import pretrain
-from recipes.checkpoint import MARKER_FILE, file_manifest, read_marker, resume_point
 from recipes.cli import app
-from recipes.trackers import read_metrics
 from tests.conftest import recipe_dict
+from tools.train import checkpointer, pretrain
+from tools.train.checkpoint import MARKER_FILE, file_manifest, read_marker, resume_point
+from tools.train.trackers import read_metrics
 
 runner = CliRunner()
 
@@ -73,7 +73,7 @@ def test_a_refused_train_never_removes_the_folder_the_holder_is_creating(
     run_dir = tmp_path / "new" / "run"
     recipe = _recipe_file(corpus_dir, tiny_store, run_dir, tmp_path)
     created: list[bool] = []
-    writable = pretrain.check_run_dir_writable
+    writable = checkpointer.check_run_dir_writable
 
     def holder_starts_meanwhile(path: Path) -> None:  # the holder creates the folder while we start
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ def test_a_refused_train_never_removes_the_folder_the_holder_is_creating(
         created.append(True)
         writable(path)
 
-    monkeypatch.setattr(pretrain, "check_run_dir_writable", holder_starts_meanwhile)
+    monkeypatch.setattr(checkpointer, "check_run_dir_writable", holder_starts_meanwhile)
     with folder_lock(run_dir, "train", "run folder", inside=True):
         result = runner.invoke(app, ["train", str(recipe), "--no-progress"])
         assert result.exit_code == 2 and "in use by" in result.output
@@ -133,13 +133,13 @@ def test_overwrite_keeps_the_old_run_aside_until_the_first_checkpoint(
     (run_copy / "notes.txt").write_text("mine")  # not a run artifact: --overwrite leaves it alone
     recipe = _recipe_file(corpus_dir, tiny_store, run_copy, tmp_path)
     seen: list[tuple[int, bool]] = []
-    save = pretrain.save_checkpoint
+    save = checkpointer.save_checkpoint
 
     def spy(acc, run_dir, step, *args, **kwargs):
         seen.append((step, any(run_dir.glob(".previous-run-*"))))
         return save(acc, run_dir, step, *args, **kwargs)
 
-    monkeypatch.setattr(pretrain, "save_checkpoint", spy)
+    monkeypatch.setattr(checkpointer, "save_checkpoint", spy)
     result = runner.invoke(app, ["train", str(recipe), "--overwrite", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert seen == [(2, True), (4, False)]  # kept aside until the new run had a checkpoint, then removed
@@ -159,7 +159,7 @@ def test_overwrite_puts_the_old_run_back_when_the_new_one_fails_before_a_checkpo
     def fail(*args, **kwargs):
         raise UserError("simulated failure before the first checkpoint")
 
-    monkeypatch.setattr(pretrain, "save_checkpoint", fail)
+    monkeypatch.setattr(checkpointer, "save_checkpoint", fail)
     result = runner.invoke(app, ["train", str(recipe), "--overwrite", "--no-progress"])
     assert result.exit_code == 2 and "simulated failure" in result.output
     assert "was put back" in result.output

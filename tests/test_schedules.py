@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from curriculum.errors import UserError
-from recipes.schedules import SCHEDULES, build_schedule, decay_curve
+from tools.train.schedules import SCHEDULES, build_schedule, decay_curve
 
 PEAK = 1e-3
 TOKENS_PER_STEP = 8 * 1024

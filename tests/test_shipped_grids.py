@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from recipes.loading import load_recipe, preset_path
-from tools.sweep.grid import read_grid
+from recipes.sweep.grid import read_grid
 
 GRIDS = sorted(preset_path("quickstart").parent.joinpath("grids").glob("*.yaml"))
 SHARED_DATA = Path("../shared/data")

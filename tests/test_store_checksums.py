@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from curriculum.checksums import BLOCK_BYTES, SAMPLED_BLOCKS, sampled_digest
 from curriculum.errors import UserError
-from curriculum.manifest import layout_digest
-from curriculum.store import TokenStore, verify_store
+from curriculum.store.checksums import BLOCK_BYTES, SAMPLED_BLOCKS, sampled_digest
+from curriculum.store.manifest import layout_digest
+from curriculum.store.reader import TokenStore, verify_store
 from recipes.cli import app
 
 runner = CliRunner()
@@ -138,7 +138,7 @@ def test_a_well_formed_edit_is_caught_by_the_layout_digest(store: Path) -> None:
 
 
 def test_a_damaged_shard_record_is_named(store: Path) -> None:
-    from curriculum.shards import read_shard_info
+    from curriculum.store.shards import read_shard_info
 
     folder = sorted((store / "shards").iterdir())[0]
     (folder / "shard.json").write_text("{not json")

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from recipes.plan import build_plan
-from recipes.plan_report import QUINTILES, plan_summary, sequence_quantiles, within_domain_quantiles
+from tools.train.plan import build_plan
+from tools.train.plan_report import QUINTILES, plan_summary, sequence_quantiles, within_domain_quantiles
 
 
 def brute_force(plan) -> tuple[list[dict], np.ndarray]:
@@ -59,7 +59,7 @@ def test_report_matches_every_batch(make_recipe, order: str) -> None:
 
 
 def test_quantiles_by_binary_search_match_ranking(tiny_store) -> None:
-    from curriculum.store import TokenStore
+    from curriculum.store.reader import TokenStore
 
     split = TokenStore(tiny_store).train
     ids = np.arange(len(split))

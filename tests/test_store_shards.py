@@ -15,10 +15,10 @@ import pytest
 
 from curriculum.errors import UserError
 from curriculum.orders import build_ordering, stable_rank_order
-from curriculum.store import TokenStore
+from curriculum.store.prepare import prepare_store
+from curriculum.store.reader import TokenStore
 from recipes.loading import recipe_from_dict
 from tests.conftest import recipe_dict, write_domain
-from tools.prepare import prepare_store
 
 UNIT_BYTES = 6000  # cuts each test file into several byte-range units
 
@@ -78,7 +78,7 @@ def documents_and_tokens(root: Path) -> dict[tuple[str, str], tuple[int, ...]]:
 def test_many_units_with_a_killed_one_hold_exactly_the_one_unit_store(
     corpus: Path, one_unit_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tools.prepare.work as work
+    import curriculum.store.prepare.work as work
 
     marker = tmp_path / "killed-once"
     real_write = work.write_shard
@@ -248,8 +248,8 @@ def test_legacy_single_folder_store_is_still_read(one_unit_store: Path, tmp_path
 
 
 def test_training_on_a_sharded_store_resumes_bitwise(corpus: Path, tmp_path: Path) -> None:
-    from recipes.pretrain import train
-    from recipes.trackers import read_metrics
+    from tools.train.pretrain import train
+    from tools.train.trackers import read_metrics
 
     store = tmp_path / "store"
     prepare_store(make(corpus, store, unit_bytes=UNIT_BYTES, num_proc=1), show_progress=False)
@@ -274,7 +274,7 @@ def test_training_on_a_sharded_store_resumes_bitwise(corpus: Path, tmp_path: Pat
 def test_slurm_submission_is_built_over_the_missing_units(corpus: Path, one_unit_store: Path, tmp_path: Path) -> None:
     """The Slurm path builds datatrove's executor (one array task per missing unit) without submitting."""
     pytest.importorskip("datatrove")
-    from tools.prepare import submit_slurm
+    from curriculum.store.prepare import submit_slurm
 
     recipe = make(corpus, tmp_path / "store", one_unit_store / "tokenizer", unit_bytes=UNIT_BYTES)
     executor = submit_slurm(recipe, submit=False, partition="cpu", time="01:00:00")
@@ -285,7 +285,7 @@ def test_slurm_submission_is_built_over_the_missing_units(corpus: Path, one_unit
 @pytest.mark.parametrize("seed", range(6))
 def test_chunked_merge_and_keyed_order_equal_whole_sorts(seed: int) -> None:
     """Small windows (chunk 7) over runs with many ties, a huge tie group and empty runs."""
-    from curriculum.merge import keyed_rank_order, merge_runs
+    from curriculum.store.merge import keyed_rank_order, merge_runs
 
     rng = np.random.default_rng(seed)
     runs = [np.sort(rng.integers(0, 6, size=rng.integers(0, 40)).astype(np.float32)) for _ in range(5)]

@@ -14,8 +14,8 @@ import pytest
 
 from curriculum.errors import UserError
 from curriculum.orders.stream import DomainStream, choose_subset
-from recipes.plan import build_plan
-from recipes.trackers import read_metrics
+from tools.train.plan import build_plan
+from tools.train.trackers import read_metrics
 
 
 def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
@@ -207,7 +207,7 @@ def test_phased_boundaries_are_fractions_of_training(make_recipe) -> None:
     ],
 )
 def test_resume_is_bitwise_with_subsets_and_training_time_phases(make_recipe, tmp_path: Path, curriculum) -> None:
-    from recipes.pretrain import train
+    from tools.train.pretrain import train
 
     common = {
         "curriculum": curriculum,
@@ -223,7 +223,7 @@ def test_resume_is_bitwise_with_subsets_and_training_time_phases(make_recipe, tm
 
 
 def test_plan_reports_coverage_and_warns_on_one_end(make_recipe) -> None:
-    from recipes.plan_report import coverage_summary
+    from tools.train.plan_report import coverage_summary
 
     short = {"steps": 6, "global_batch_size": 8, "micro_batch_size": 4}
     fair = coverage_summary(build_plan(make_recipe(training=short)))

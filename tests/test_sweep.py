@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from curriculum.errors import UserError
 from recipes.loading import load_recipe
+from recipes.sweep import load_grid, run_grid, write_report
+from recipes.sweep.grid import read_grid
+from recipes.sweep.report import compare
 from tests.conftest import recipe_dict
-from tools.sweep import load_grid, run_grid, write_report
-from tools.sweep.grid import read_grid
-from tools.sweep.report import compare
 
 
 def write_grid(folder: Path, corpus: Path, store: Path, **changes) -> Path:
@@ -72,13 +72,13 @@ def test_sweep_runs_each_variant_once_and_skips_on_rerun(corpus_dir, tiny_store,
     assert files["curves"].stat().st_size < 200_000 and files["final"].stat().st_size < 200_000
 
     # A rerun trains and evaluates nothing and writes the same tables.
-    import recipes.pretrain
+    import tools.train.pretrain
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished variant was trained again")
 
-    monkeypatch.setattr(recipes.pretrain, "train", no_training)
-    monkeypatch.setattr("tools.sweep.runner.run_variant", no_training)
+    monkeypatch.setattr(tools.train.pretrain, "train", no_training)
+    monkeypatch.setattr("recipes.sweep.runner.run_variant", no_training)
     messages: list[str] = []
     again = run_grid(grid, progress=False, log=messages.append)
     assert sum("skipped" in m for m in messages) == 4
@@ -119,7 +119,7 @@ def test_cli_prints_one_argument_list_per_variant(corpus_dir, tiny_store, tmp_pa
     ],
 )
 def test_grid_mistakes_are_named(corpus_dir, tiny_store, tmp_path: Path, changes, match: str) -> None:
-    from tools.sweep.runner import write_recipes
+    from recipes.sweep.runner import write_recipes
 
     with pytest.raises(UserError, match=match):
         write_recipes(load_grid(write_grid(tmp_path, corpus_dir, tiny_store, **changes), "cpu", tmp_path / "o"))
@@ -153,7 +153,7 @@ def test_paired_interval_rule() -> None:
 
 
 def test_claims_get_verdicts(corpus_dir, tiny_store, tmp_path: Path) -> None:
-    from tools.sweep.report import claims_table
+    from recipes.sweep.report import claims_table
 
     claim = {"metric": "val/mean", "expect": "negative"}
     claims = [
@@ -185,8 +185,8 @@ def test_claims_get_verdicts(corpus_dir, tiny_store, tmp_path: Path) -> None:
 
 
 def test_quality_quintiles_split_each_domain_into_fifths(tiny_store) -> None:
-    from curriculum.store import TokenStore
-    from recipes.evaluation import quality_quintiles
+    from curriculum.store.reader import TokenStore
+    from tools.evaluate.domains import quality_quintiles
 
     split = TokenStore(tiny_store).train
     for d in range(len(split.domain_names)):
@@ -200,8 +200,8 @@ def test_quality_quintiles_split_each_domain_into_fifths(tiny_store) -> None:
 
 
 def test_a_run_folder_from_another_plan_is_started_again(make_recipe, tmp_path: Path) -> None:
-    from recipes.plan import build_plan
-    from tools.sweep.runner import run_state
+    from recipes.sweep.runner import run_state
+    from tools.train.plan import build_plan
 
     recipe = make_recipe(run_dir=str(tmp_path / "run"))
     assert run_state(tmp_path / "run", recipe, print) == "new"

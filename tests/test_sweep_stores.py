@@ -13,11 +13,11 @@ import yaml
 from typer.testing import CliRunner
 
 from curriculum.errors import UserError
+from recipes.sweep import load_grid, run_grid
+from recipes.sweep.fitting import MARKER, fit_scorers, spearman
+from recipes.sweep.grid import FitSpec
+from recipes.sweep.runner import check_same_tokenizer, write_recipes
 from tests.test_sweep import write_grid
-from tools.sweep import load_grid, run_grid
-from tools.sweep.fitting import MARKER, fit_scorers, spearman
-from tools.sweep.grid import FitSpec
-from tools.sweep.runner import check_same_tokenizer, write_recipes
 
 
 def scorer_grid(tmp_path: Path, corpus: Path, **changes) -> Path:
@@ -74,14 +74,14 @@ def test_per_data_stores_fits_and_truth(corpus_dir, tmp_path: Path, monkeypatch)
 
     # A rerun fits nothing, prepares nothing and trains nothing.
     import curriculum.scorers.ngram
-    import tools.prepare
+    import curriculum.store.prepare
 
     def refused(*args, **kwargs):
         raise AssertionError("done work was redone")
 
     monkeypatch.setattr(curriculum.scorers.ngram.NgramScorer, "fit", refused)
-    monkeypatch.setattr(tools.prepare, "prepare_store", refused)
-    monkeypatch.setattr("tools.sweep.runner.run_variant", refused)
+    monkeypatch.setattr(curriculum.store.prepare, "prepare_store", refused)
+    monkeypatch.setattr("recipes.sweep.runner.run_variant", refused)
     again: list[str] = []
     run_grid(grid, progress=False, log=again.append)
     assert sum("skipped" in m for m in again) == 3 and not any("fitting" in m for m in again)
@@ -182,9 +182,9 @@ def test_spearman() -> None:
 
 def test_a_fresh_checkout_builds_the_corpus_before_fitting_on_it(tmp_path: Path) -> None:
     # testbed-scorers.yaml fits its scorers on the corpus's reference.jsonl, which the grid itself builds.
+    from recipes.sweep.grid import GridConfig
+    from recipes.sweep.runner import build_inputs
     from tests.test_testbed import config as dial_config
-    from tools.sweep.grid import GridConfig
-    from tools.sweep.runner import build_inputs
 
     corpus = dial_config(tmp_path)
     fit = {"scorer": {"name": "ngram", "order": 2}, "positive": [{"path": f"{corpus.out}/reference.jsonl"}]}

@@ -11,11 +11,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from curriculum.errors import UserError
-from recipes import checkpoint as checkpoint_module
-from recipes.checkpoint import read_marker, verify_folder
-from recipes.pretrain import LogTally, accumulate_gradients, setup, train
-from recipes.trackers import read_metrics
 from tests.conftest import losses_by_step
+from tools.train import checkpoint as checkpoint_module
+from tools.train.checkpoint import read_marker, verify_folder
+from tools.train.pretrain import LogTally, accumulate_gradients, setup, train
+from tools.train.trackers import read_metrics
 
 
 @pytest.mark.slow
@@ -79,7 +79,7 @@ def test_upsampling_and_upweighting_give_the_same_full_batch_gradient(make_recip
     Upsampling repeats each sequence of domain d m_d times in one full batch; upweighting sees every
     sequence once and scales domain d's loss by target / natural. The gradients must agree.
     """
-    from curriculum.store import TokenStore
+    from curriculum.store.reader import TokenStore
 
     store = TokenStore(make_recipe().store_path)
     sizes = np.diff(store.train.domain_offsets)

@@ -19,6 +19,8 @@ import sysconfig
 import warnings
 from pathlib import Path
 
+from curriculum.files import atomic_path
+
 _SKIP_DIRS = {
     "test",
     "tests",
@@ -140,10 +142,8 @@ def build_corpus(
     paths = {}
     for name, docs in (("code", code), ("prose", prose), ("web", web)):
         path = out_dir / f"{name}.jsonl"
-        tmp = path.with_suffix(".jsonl.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for doc in docs:
                 fh.write(json.dumps(doc) + "\n")
-        tmp.replace(path)
         paths[name] = path
     return paths

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -11,8 +10,9 @@ matplotlib.use("Agg")  # headless: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from recipes.plan import Plan  # noqa: E402
-from recipes.plan_report import sequence_quantiles, timeline_segments  # noqa: E402
+from curriculum.files import atomic_path  # noqa: E402
+from tools.train.plan import Plan  # noqa: E402
+from tools.train.plan_report import sequence_quantiles, timeline_segments  # noqa: E402
 
 MAX_POINTS = 2000
 
@@ -29,7 +29,7 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
     axes[0].plot(steps, plan.schedule.lr(steps), color="black")
     axes[0].set_ylabel("learning rate")
     axes[1].stackplot(steps, planned.T, labels=plan.domains.names, alpha=0.8)
-    if plan.recipe.mixture.realise == "weight":
+    if plan.spec.mixture.realise == "weight":
         axes[1].set_title("target mixture (batches follow the natural mix; losses are weighted)", fontsize=9)
     axes[1].set_ylabel("domain weight")
     axes[1].set_ylim(0, 1)
@@ -49,9 +49,8 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
                 ax.axvline(s - 0.5, color="tab:red", lw=0.8, ls="--")
         axes[0].plot([], [], color="tab:red", ls="--", label=f"{plan.averaging.method} snapshots")
         axes[0].legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"{plan.recipe.name}: plan {plan.fingerprint}")
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    fig.suptitle(f"{plan.spec.name}: plan {plan.fingerprint}")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")  # a PNG whatever ``path`` ends in, as before
+        plt.close(fig)
     return path

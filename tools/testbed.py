@@ -35,6 +35,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from curriculum.errors import UserError
+from curriculum.files import atomic_path
 from curriculum.registry import StrictModel
 from curriculum.scorers.corruptions import SENTENCE_END, char_noise
 
@@ -166,28 +167,28 @@ def build_quality_dial(config: QualityDialConfig) -> dict[str, Any]:
         dial.append(
             {"id": f"dial-{i:05d}", "text": damaged, "severity": round(severity, 6), "quality": round(1 - severity, 6)}
         )
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    _write_jsonl(tmp / "dial.jsonl", dial)
-    _write_jsonl(tmp / "clean.jsonl", [{"id": f"clean-{i:05d}", "text": t} for i, t in enumerate(clean)])
-    _write_jsonl(tmp / "reference.jsonl", [{"id": f"reference-{i:05d}", "text": t} for i, t in enumerate(reference)])
-    marker = {
-        "builder": config.builder,
-        "fingerprint": config.fingerprint(),
-        "config": config.model_dump(mode="json"),
-        "documents": {"dial": len(dial), "clean": len(clean), "reference": len(reference)},
-        "characters": {"dial": sum(len(r["text"]) for r in dial), "clean": sum(map(len, clean))},
-    }
-    (tmp / MARKER).write_text(json.dumps(marker, indent=1))
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():  # a corpus of another config: set aside, replaced, then removed (never a gap)
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
+    old = None
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        _write_jsonl(tmp / "dial.jsonl", dial)
+        _write_jsonl(tmp / "clean.jsonl", [{"id": f"clean-{i:05d}", "text": t} for i, t in enumerate(clean)])
+        _write_jsonl(
+            tmp / "reference.jsonl", [{"id": f"reference-{i:05d}", "text": t} for i, t in enumerate(reference)]
+        )
+        marker = {
+            "builder": config.builder,
+            "fingerprint": config.fingerprint(),
+            "config": config.model_dump(mode="json"),
+            "documents": {"dial": len(dial), "clean": len(clean), "reference": len(reference)},
+            "characters": {"dial": sum(len(r["text"]) for r in dial), "clean": sum(map(len, clean))},
+        }
+        (tmp / MARKER).write_text(json.dumps(marker, indent=1))
+        if out.exists():  # a corpus of another config: set aside, replaced, then removed (never a gap)
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+    if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
     return marker
 
 

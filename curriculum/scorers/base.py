@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from curriculum.errors import UserError
+from curriculum.files import atomic_path
 
 SCORE_COLUMN = "__currimix_score"
 STATE_FILE = "scorer.json"
@@ -144,18 +143,14 @@ class Scorer(ABC):
         if folder.exists() and any(folder.iterdir()) and not overwrite:
             raise UserError(f"{folder} already exists and is not empty; choose a new folder")
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-        try:
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
             config = self.config.model_dump(mode="json", exclude={"path"})
             meta = {"scorer": config["name"], "format_version": STATE_FORMAT_VERSION, "config": config}
             (tmp / STATE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
             self._save_state(tmp)
             if folder.exists():
                 shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return folder
 
     def load_state(self, folder: str | Path) -> None:

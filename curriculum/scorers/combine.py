@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
 from curriculum.scorers.base import Scorer
+from curriculum.scorers.build import build_scorer
 from curriculum.scorers.metrics import average_ranks
 from curriculum.scorers.registry import SCORERS
 
@@ -68,7 +69,6 @@ class CombineScorer(Scorer):
 
     def __init__(self, config: CombineConfig):
         super().__init__(config)
-        from curriculum.scorers import build_scorer  # the package imports this module
 
         self.parts = [build_scorer(p.scorer) for p in config.parts]
         self.weights = np.array([p.weight for p in config.parts], dtype=np.float64)

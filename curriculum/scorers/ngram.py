@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import Field
 
 from curriculum.errors import UserError
+from curriculum.files import atomic_path
 from curriculum.registry import StrictModel
 from curriculum.scorers.base import FIT, Scorer, clean_texts
 from curriculum.scorers.registry import SCORERS
@@ -222,8 +223,7 @@ class NgramModel:
                     unseen = a["gam1"][0] / a["den1"][0] / len(self.vocab)
                     lines.append(f"{np.log10(unseen):.7f}\t<unk>")
             sections.append(lines)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             fh.write("\\data\\\n")
             for k, lines in enumerate(sections, 1):
                 fh.write(f"ngram {k}={len(lines)}\n")
@@ -232,7 +232,6 @@ class NgramModel:
                 fh.write("\n".join(lines))
                 fh.write("\n")
             fh.write("\n\\end\\\n")
-        tmp.replace(path)
 
     def _encode(self, docs: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids of all docs concatenated (each <s>-padded, </s>-ended), and the positions

@@ -4,7 +4,7 @@
 `sweep`, `results` (docs/results.md from the grids), `evaluate` (eval), `average`, `score`. Every command
 takes a recipe (a YAML path or a preset name) plus
 ``--set key.path=value`` overrides; user mistakes exit with status 2 and a message naming the
-problem, and nothing heavy is imported before a command runs. The CLI and `recipes.pipeline`
+problem, and nothing heavy is imported before a command runs. The CLI and `recipes.runner`
 are the only places where `recipes` reaches into `tools`.
 """
 

@@ -84,7 +84,7 @@ def describe_os_error(exc: OSError) -> str:
     """One sentence for a file-system error: the path, the cause, and a file blocking the path."""
     path = Path(exc.filename) if exc.filename else None
     if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):
-        from recipes.paths import check_path_text
+        from curriculum.paths import check_path_text
 
         try:
             if path is not None:
@@ -108,8 +108,8 @@ def _blocking_file(path: Path) -> Path | None:
 
 def check_output_file(path: Path, what: str, inputs: dict[str, Path] | None = None) -> None:
     """Before any work: a file can be written at ``path``, and it is none of ``inputs`` (see
-    `recipes.paths.check_output_path`)."""
-    from recipes.paths import check_output_path
+    `curriculum.paths.check_output_path`)."""
+    from curriculum.paths import check_output_path
 
     check_output_path(path, what, inputs)
 

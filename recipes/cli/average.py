@@ -1,6 +1,6 @@
 """`currimix average`: a weighted average of checkpoints, streamed tensor by tensor, into a model folder.
 
-Weights use the presets of `recipes.averaging` (the same ones a recipe's ``averaging.weights``
+Weights use the presets of `tools.average.weights` (the same ones a recipe's ``averaging.weights``
 names); the averaging itself is `tools.average`.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -40,94 +40,111 @@ class OutputDtypeChoice(str, Enum):
     float64 = "float64"
 
 
+# The command's arguments and options (typer reads them from the annotations).
+InputsArg = Annotated[
+    Optional[list[Path]],
+    typer.Argument(
+        help="Checkpoint folders to average, oldest first: snapshots, save_pretrained folders "
+        "(safetensors, sharded or pytorch_model.bin) or Accelerate save_state folders. Leave out when using --run.",
+        show_default=False,
+    ),
+]
+OutputOpt = Annotated[
+    Path, typer.Option("--output", "-o", help="Folder to write the averaged model to (appears only when complete).")
+]
+RunOpt = Annotated[
+    Optional[Path],
+    typer.Option("--run", help="Run folder of `currimix train` to pick checkpoints from (with --last/--every)."),
+]
+LastOpt = Annotated[Optional[int], typer.Option("--last", min=1, help="With --run: average the K newest checkpoints.")]
+EveryOpt = Annotated[
+    Optional[int],
+    typer.Option("--every", min=1, help="With --run: only checkpoints whose step is a multiple of S."),
+]
+SourceOpt = Annotated[
+    SourceChoice,
+    typer.Option("--from", help="With --run: pick from snapshots (weights only) or checkpoints (save_state)."),
+]
+WeightsOpt = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        "-w",
+        help="'sma' (uniform), 'ema' (needs --alpha), 'wma' (linear), or one comma-separated weight per checkpoint, oldest first.",
+    ),
+]
+AlphaOpt = Annotated[
+    Optional[float], typer.Option("--alpha", help="EMA alpha in (0, 1]: w_i ~ (1-alpha)^(K-i), newest heaviest.")
+]
+EmaFormOpt = Annotated[
+    EMAFormChoice,
+    typer.Option(
+        "--ema-form",
+        help="normalized: w_i ~ (1-alpha)^(K-i), summing to 1; recursive: the EMA recursion seeded from the oldest checkpoint.",
+    ),
+]
+NormalizeOpt = Annotated[bool, typer.Option("--normalize/--no-normalize", help="Scale explicit weights to sum to 1.")]
+AccumulateDtypeOpt = Annotated[
+    AccumulateDtypeChoice, typer.Option("--accumulate-dtype", help="Dtype of the running sum: float32 or float64.")
+]
+OutputDtypeOpt = Annotated[
+    Optional[OutputDtypeChoice],
+    typer.Option("--output-dtype", help="Dtype to write floating tensors in; default: the inputs' dtype."),
+]
+ShardSizeOpt = Annotated[str, typer.Option("--shard-size", help="Largest output shard, e.g. 5GB (10^9 bytes) or 2GiB.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="Where to accumulate: cpu or cuda.")]
+ConfigFromOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--config-from",
+        help="Folder with config.json and tokenizer for inputs that lack them (save_state folders outside a run).",
+    ),
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an earlier averaged model at --output (never an input, a run's checkpoints or any other folder).",
+    ),
+]
+AllowNonfiniteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-nonfinite",
+        help="Write the average even when inputs hold NaN or inf values (they are listed); refused by default.",
+    ),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Check the inputs and print the weights without writing anything.")
+]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on stderr).")]
+
+
 @command("average")
 def average_command(
-    inputs: Annotated[
-        Optional[list[Path]],
-        typer.Argument(
-            help="Checkpoint folders to average, oldest first: snapshots, save_pretrained folders "
-            "(safetensors, sharded or pytorch_model.bin) or Accelerate save_state folders. Leave out when using --run.",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Folder to write the averaged model to (appears only when complete).")
-    ] = ...,  # type: ignore[assignment]
-    run: Annotated[
-        Optional[Path],
-        typer.Option("--run", help="Run folder of `currimix train` to pick checkpoints from (with --last/--every)."),
-    ] = None,
-    last: Annotated[
-        Optional[int], typer.Option("--last", min=1, help="With --run: average the K newest checkpoints.")
-    ] = None,
-    every: Annotated[
-        Optional[int],
-        typer.Option("--every", min=1, help="With --run: only checkpoints whose step is a multiple of S."),
-    ] = None,
-    source: Annotated[
-        SourceChoice,
-        typer.Option("--from", help="With --run: pick from snapshots (weights only) or checkpoints (save_state)."),
-    ] = SourceChoice.snapshots,
-    weights: Annotated[
-        str,
-        typer.Option(
-            "--weights",
-            "-w",
-            help="'sma' (uniform), 'ema' (needs --alpha), 'wma' (linear), or one comma-separated weight per checkpoint, oldest first.",
-        ),
-    ] = "sma",
-    alpha: Annotated[
-        Optional[float], typer.Option("--alpha", help="EMA alpha in (0, 1]: w_i ~ (1-alpha)^(K-i), newest heaviest.")
-    ] = None,
-    ema_form: Annotated[
-        EMAFormChoice,
-        typer.Option(
-            "--ema-form",
-            help="normalized: w_i ~ (1-alpha)^(K-i), summing to 1; recursive: the EMA recursion seeded from the oldest checkpoint.",
-        ),
-    ] = EMAFormChoice.normalized,
-    normalize: Annotated[
-        bool, typer.Option("--normalize/--no-normalize", help="Scale explicit weights to sum to 1.")
-    ] = True,
-    accumulate_dtype: Annotated[
-        AccumulateDtypeChoice, typer.Option("--accumulate-dtype", help="Dtype of the running sum: float32 or float64.")
-    ] = AccumulateDtypeChoice.float32,
-    output_dtype: Annotated[
-        Optional[OutputDtypeChoice],
-        typer.Option("--output-dtype", help="Dtype to write floating tensors in; default: the inputs' dtype."),
-    ] = None,
-    shard_size: Annotated[
-        str, typer.Option("--shard-size", help="Largest output shard, e.g. 5GB (10^9 bytes) or 2GiB.")
-    ] = "5GB",
-    device: Annotated[str, typer.Option("--device", help="Where to accumulate: cpu or cuda.")] = "cpu",
-    config_from: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--config-from",
-            help="Folder with config.json and tokenizer for inputs that lack them (save_state folders outside a run).",
-        ),
-    ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            help="Replace an earlier averaged model at --output (never an input, a run's checkpoints or any other folder).",
-        ),
-    ] = False,
-    allow_nonfinite: Annotated[
-        bool,
-        typer.Option(
-            "--allow-nonfinite",
-            help="Write the average even when inputs hold NaN or inf values (they are listed); refused by default.",
-        ),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Check the inputs and print the weights without writing anything.")
-    ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on stderr).")] = True,
+    inputs: InputsArg = None,
+    output: OutputOpt = ...,
+    run: RunOpt = None,
+    last: LastOpt = None,
+    every: EveryOpt = None,
+    source: SourceOpt = SourceChoice.snapshots,
+    weights: WeightsOpt = "sma",
+    alpha: AlphaOpt = None,
+    ema_form: EmaFormOpt = EMAFormChoice.normalized,
+    normalize: NormalizeOpt = True,
+    accumulate_dtype: AccumulateDtypeOpt = AccumulateDtypeChoice.float32,
+    output_dtype: OutputDtypeOpt = None,
+    shard_size: ShardSizeOpt = "5GB",
+    device: DeviceOpt = "cpu",
+    config_from: ConfigFromOpt = None,
+    overwrite: OverwriteOpt = False,
+    allow_nonfinite: AllowNonfiniteOpt = False,
+    dry_run: DryRunOpt = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Average checkpoints (uniform, EMA, linear or explicit weights) into a model folder that loads with transformers."""
     from tools.average import average_checkpoints, select_run_checkpoints
+    from tools.average.weights import parse_weight_text
 
     quiet_transformers()
     if run is not None:
@@ -138,24 +155,7 @@ def average_command(
         raise UserError("--last and --every pick from a run folder; add --run RUN_DIR")
     if not inputs:
         raise UserError("no checkpoints given; pass folders or --run RUN_DIR --last K")
-    spec: Any
-    if weights == "ema":
-        if alpha is None:
-            raise UserError("--weights ema needs --alpha (e.g. --alpha 0.2)")
-        spec = {"name": "ema", "alpha": alpha, "form": ema_form.value}
-    elif alpha is not None:
-        raise UserError(f"--alpha only applies to --weights ema, not {weights!r}")
-    elif weights in ("sma", "wma"):
-        spec = weights
-    else:
-        try:
-            values = [float(v) for v in weights.split(",")]
-        except ValueError:
-            raise UserError(
-                f"--weights {weights!r} is neither sma, ema, wma nor a comma-separated list of numbers"
-            ) from None
-        spec = {"name": "explicit", "values": values, "normalize": normalize}
-
+    spec = parse_weight_text(weights, alpha=alpha, ema_form=ema_form.value, normalize=normalize)
     report = average_checkpoints(
         inputs,
         output,

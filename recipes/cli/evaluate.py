@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from curriculum.files import write_json_atomic
 from recipes.cli.app import check_output_file, command, print_losses, quiet_transformers
 
 
@@ -26,7 +25,7 @@ def eval_(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON.")] = None,
 ) -> None:
     """Per-domain validation loss of one or more models, side by side."""
-    from tools.evaluate import evaluate_folder
+    from tools.evaluate.folders import evaluate_folder
 
     if json_out is not None:  # before any work, and never over a file of the models or the store it reads
         inputs = {f"the model folder {str(m)!r}": m for m in models}
@@ -45,6 +44,4 @@ def eval_(
     for m in diverged:
         typer.echo(f"note: {m}: a loss is NaN or inf (its weights hold non-finite values, or it diverged)", err=True)
     if json_out:
-        tmp = json_out.with_name(f".{json_out.name}.tmp-{os.getpid()}")  # atomic: a kill leaves no half file
-        tmp.write_text(json.dumps(results, indent=2))
-        os.replace(tmp, json_out)
+        write_json_atomic(json_out, results)  # atomic: a kill leaves no half file

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from curriculum.errors import UserError
+from curriculum.files import temp_name
 from recipes.cli.app import RecipeArg, SetOpt, check_output_file, command, console, load
 
 if TYPE_CHECKING:
-    from recipes.plan import Plan
+    from tools.train.plan import Plan
 
 
 @command()
@@ -36,8 +36,8 @@ def plan(
 ) -> None:
     """Print the run's timeline: LR, mixture, curriculum, repeats, averaging window (`--png` plots it)."""
     from recipes.loading import PRESETS_DIR, dump_recipe, resolve_recipe_path
-    from recipes.plan import build_plan
-    from recipes.plan_report import coverage_summary, plan_summary, print_coverage, print_summary
+    from tools.train.plan import build_plan
+    from tools.train.plan_report import coverage_summary, plan_summary, print_coverage, print_summary
 
     r = load(recipe, set_)
     inputs = {
@@ -95,4 +95,4 @@ def _write_together(p: "Plan", summary: dict, png: Path | None, json_out: Path |
 
 def _temp_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
+    return temp_name(path)

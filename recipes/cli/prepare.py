@@ -28,7 +28,7 @@ def prepare(
     """Documents -> scored, tokenized, score-ordered packed token store (the recipe's `data` section).
 
     Runs in units of work (one shard each) on all local cores; running it again resumes."""
-    from tools.prepare import prepare_store
+    from curriculum.store.prepare import prepare_store
 
     store = prepare_store(
         load(recipe, set_),

@@ -25,7 +25,7 @@ def results(
 ) -> None:
     """Run every grid the results page names (skipping recorded variants), then rewrite the page, its
     tables, CSVs and plots; the page names the commit and machine of every number."""
-    from tools.results import build_page
+    from recipes.results import build_page
 
     quiet_transformers()
     page = build_page(template, out, size=size, train_missing=not report_only, log=console.print)

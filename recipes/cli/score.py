@@ -12,7 +12,6 @@ never leaves a half-written file that looks finished.
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import urllib.parse
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from curriculum.errors import UserError
+from curriculum.files import atomic_path
 from recipes.cli.app import app as main_app
 from recipes.cli.app import command
 
@@ -138,9 +138,8 @@ def _write_atomic(ds: Any, out: Path) -> None:
     if out.exists():
         raise UserError(f"--out {out} already exists; give a new path (outputs are never overwritten)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     name = out.name.lower()
-    try:
+    with atomic_path(out) as tmp:
         if name.endswith((".jsonl", ".json")):
             ds.to_json(str(tmp), lines=True, force_ascii=False)
         elif name.endswith((".jsonl.gz", ".json.gz")):
@@ -150,13 +149,6 @@ def _write_atomic(ds: Any, out: Path) -> None:
             ds.to_parquet(str(tmp))
         else:
             ds.save_to_disk(str(tmp))
-        os.replace(tmp, out)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
-        raise
 
 
 # ----------------------------------------------------------------------------- commands

@@ -23,7 +23,7 @@ def verify(
     manifest (opening a store checks only sizes and sampled blocks). Exit 2 names each damaged file."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from curriculum.store import verify_store
+    from curriculum.store.reader import verify_store
 
     with Progress(
         "{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(), disable=not progress

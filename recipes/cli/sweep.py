@@ -35,7 +35,7 @@ def sweep(
     progress: ProgressOpt = False,
 ) -> None:
     """Run every variant of a grid not yet recorded, then write results.csv, results.md and plots."""
-    from tools.sweep import commands, load_grid, run_grid, write_report
+    from recipes.sweep import commands, load_grid, run_grid, write_report
 
     g = load_grid(grid, size, out)
     if print_commands:

@@ -43,11 +43,11 @@ def train(
 
     One `train` per run folder at a time (a second one exits naming the first); a folder that already
     holds a run needs --resume or --overwrite."""
-    from recipes.pretrain import train as run_training
+    from tools.train import pretrain
 
     quiet_transformers()
     r = load(recipe, set_)
-    summary = run_training(
+    summary = pretrain.train(
         r,
         resume=resume,
         overwrite=overwrite,
@@ -63,7 +63,7 @@ def train(
 def run_(recipe: RecipeArg, set_: SetOpt = None, progress: ProgressOpt = True) -> None:
     """Everything in one process: prepare (if needed), train (resuming), average the plan's snapshots,
     and compare the final and averaged models per domain."""
-    from recipes.pipeline import run_recipe
+    from recipes.runner import run_recipe
 
     quiet_transformers()
     _report(run_recipe(load(recipe, set_), progress=progress))
@@ -80,7 +80,7 @@ def quickstart(
     seed, random order vs ascending quality under a constant LR, then both compared on held-out clean
     code and on text like the training pool (final model and EMA of the last snapshots)."""
     from recipes.loading import preset_path
-    from recipes.pipeline import run_recipe
+    from recipes.runner import run_recipe
     from tools.corpus import build_corpus
     from tools.testbed import QualityDialConfig, build_quality_dial
 

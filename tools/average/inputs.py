@@ -34,7 +34,7 @@ import torch
 from safetensors import safe_open
 
 from curriculum.errors import UserError
-from recipes.checkpoint import MARKER_FILE, checkpoint_step, read_marker, verify_folder
+from tools.train.checkpoint import MARKER_FILE, checkpoint_step, read_marker, verify_folder
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from curriculum.errors import UserError
-from recipes.checkpoint import MARKER_FILE, checkpoint_step, read_marker
+from tools.train.checkpoint import MARKER_FILE, checkpoint_step, read_marker
 
 log = logging.getLogger(__name__)
 

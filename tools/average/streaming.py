@@ -26,7 +26,7 @@ From the command line (`recipes.cli.average`)::
     currimix average ckpt_a ckpt_b ckpt_c --weights 0.2,0.3,0.5 --output-dtype bfloat16 -o merged
 
 The ``currimix average`` command is `recipes.cli.average`. Weight presets live in
-`recipes.averaging` (shared with the recipe's averaging section), run-folder selection in
+`tools.average.weights` (shared with the recipe's averaging section), run-folder selection in
 `tools.average.select`, input formats in `tools.average.inputs`, the writer in `tools.average.writer`.
 """
 
@@ -46,19 +46,19 @@ import torch
 from pydantic import Field
 
 from curriculum.errors import UserError
+from curriculum.paths import describe, resolved
 from curriculum.registry import StrictModel
-from recipes.averaging import (
-    WeightSpec,
-    parse_weight_spec,
-    resolve_weights,
-)
-from recipes.paths import describe, resolved
 from tools.average.inputs import (
     MARKER_FILE,
     CheckpointSource,
     check_compatible,
     load_config,
     open_checkpoint,
+)
+from tools.average.weights import (
+    WeightSpec,
+    parse_weight_spec,
+    resolve_weights,
 )
 from tools.average.writer import (
     BackgroundWriter,

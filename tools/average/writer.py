@@ -23,7 +23,6 @@ import queue
 import re
 import shutil
 import struct
-import tempfile
 import threading
 import uuid
 from contextlib import ExitStack, contextmanager
@@ -35,9 +34,10 @@ import torch
 from safetensors import safe_open
 
 from curriculum.errors import UserError
+from curriculum.files import temp_name
 from curriculum.locks import folder_lock
-from recipes.checkpoint import MARKER_FILE, normalise_permissions
 from tools.average.inputs import SAFETENSORS_DTYPES, tensor_nbytes
+from tools.train.checkpoint import MARKER_FILE, normalise_permissions
 
 DTYPE_CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
 WRITEBACK_BYTES = 64 << 20
@@ -304,12 +304,13 @@ def atomic_output_dir(output: Path, overwrite: bool = False) -> Iterator[Path]:
             output.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(folder_lock(output, "average", "output folder"))
             check_output_folder(output, overwrite)  # again, under the lock: another run may have written it since
-            tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+            tmp = temp_name(output)
+            tmp.mkdir()
         except OSError as exc:
             raise UserError(f"cannot write the output folder {output}: {exc.strerror or exc}") from None
         try:
             yield tmp
-            normalise_permissions(tmp)  # mkdtemp makes 0700 folders; the output follows the umask like the rest
+            normalise_permissions(tmp)  # every file and folder follows the umask, like the rest of a run
             _fsync_dir(tmp)
             if output.exists():
                 old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
