@@ -6,7 +6,7 @@ The issue's speed target compares the heuristic with datatrove's Gopher quality 
 same run*. On a shared machine the load changes within minutes, so this script alternates: each
 round times datatrove's filter (in its side-car venv, installed on first use by
 `benchmarks/harness.py`; `benchmarks/scorers_datatrove.py`, spaCy warmed up first) and then
-every requested git revision of ``curriculum/scorers/heuristic.py``
+every requested git revision of the heuristic scorer
 (loaded as in `benchmarks/heuristic_versions.py`), all on the same 6,412 documents of the three
 human-label sets, one process each. Speed: documents per second for scoring only; the ratio is
 per round (heuristic / datatrove) and over all rounds (total time vs total time). The load

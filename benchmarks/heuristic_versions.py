@@ -2,8 +2,10 @@
 
     python benchmarks/heuristic_versions.py [REV ...]      (default: main HEAD; e.g. main 63c5b93 HEAD)
 
-Each revision's ``curriculum/scorers/heuristic.py`` is read with ``git show`` and loaded as its
-own module (its rules, cuts and weights; the rest of the package is this checkout's), then
+Each revision's heuristic scorer is read with ``git show`` and loaded as its own modules
+(``curriculum/scorers/heuristic.py``, and its ``heuristic_rules.py`` and ``heuristic_features.py``
+where the revision has them: its rules, cuts, weights and feature code; the rest of the package
+is this checkout's), then
 scored on the three human-label sets of `benchmarks/scorers.py` and on the report half of
 `benchmarks/corruption.py`. Speed: documents per second on the 6,412 label-set documents, the
 revisions timed alternately twice in one process, so load changes hit them alike.
@@ -34,22 +36,36 @@ from scorers import load_sets, metric  # noqa: E402
 
 from curriculum.scorers import registry  # noqa: E402
 
+#: The heuristic scorer's modules, each importing only those before it. Revisions before the
+#: split into rules, features and scorer have only the last.
+MODULES = ("heuristic_rules", "heuristic_features", "heuristic")
+
 
 def load_revision(rev: str, folder: Path):
-    """The heuristic module of git revision ``rev``, loaded under a private name."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:curriculum/scorers/heuristic.py"], cwd=HERE.parent, capture_output=True, text=True
-    )
-    if source.returncode != 0:
-        raise SystemExit(f"git show {rev}: {source.stderr.strip()}")
-    name = f"heuristic_at_{rev.replace('/', '_').replace('~', '_').replace('^', '_')}"
-    path = folder / f"{name}.py"
-    # A second registration of the name "heuristic" would clash with this checkout's.
-    path.write_text(source.stdout.replace('@SCORERS.register("heuristic", HeuristicConfig)', ""))
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    """The heuristic module of git revision ``rev`` (with its rules and features), loaded under private names."""
+    tag = rev.replace("/", "_").replace("~", "_").replace("^", "_")
+    loaded: dict[str, str] = {}  # module -> its private name
+    module = None
+    for stem in MODULES:
+        source = subprocess.run(
+            ["git", "show", f"{rev}:curriculum/scorers/{stem}.py"], cwd=HERE.parent, capture_output=True, text=True
+        )
+        if source.returncode != 0:
+            if stem != "heuristic":
+                continue  # a revision before the split: everything is in heuristic.py
+            raise SystemExit(f"git show {rev}: {source.stderr.strip()}")
+        text = source.stdout
+        for earlier, private in loaded.items():  # the revision's own rules and features, not this checkout's
+            text = text.replace(f"from curriculum.scorers.{earlier} import", f"from {private} import")
+        name = f"{stem}_at_{tag}"
+        path = folder / f"{name}.py"
+        # A second registration of the name "heuristic" would clash with this checkout's.
+        path.write_text(text.replace('@SCORERS.register("heuristic", HeuristicConfig)', ""))
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        loaded[stem] = name
     return module
 
 

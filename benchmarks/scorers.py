@@ -71,8 +71,7 @@ sys.path.insert(0, str(HERE))
 import harness  # noqa: E402
 import scorers_data  # noqa: E402
 
-from curriculum.scorers import Scorer, build_scorer  # noqa: E402
-from curriculum.scorers import heuristic as heuristic_rules  # noqa: E402
+from curriculum.scorers import Scorer, build_scorer, heuristic_rules  # noqa: E402
 from curriculum.scorers.combine import rank_normalise  # noqa: E402
 from curriculum.scorers.corruptions import BOILERPLATE_POOLS, CORRUPTIONS, boilerplate  # noqa: E402
 from curriculum.scorers.metrics import roc_auc, spearman  # noqa: E402

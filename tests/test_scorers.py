@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from curriculum.errors import UserError
-from curriculum.scorers import SCORERS, Scorer, build_scorer, load_scorer
-from curriculum.scorers import heuristic as heuristic_module
+from curriculum.scorers import SCORERS, Scorer, build_scorer, heuristic_features, load_scorer
 from curriculum.scorers.base import clean_texts
-from curriculum.scorers.heuristic import RULE_NAMES, rule_values
+from curriculum.scorers.heuristic_features import rule_values
+from curriculum.scorers.heuristic_rules import RULE_NAMES
 from curriculum.scorers.metrics import average_ranks, roc_auc, spearman
 from curriculum.scorers.ngram import BOS, NgramModel
 from tests.scorer_corpus import scorer_corpus
@@ -156,7 +156,7 @@ def test_heuristic_ngram_rules_match_a_plain_python_reference(corpus, monkeypatc
     texts = [" ".join(rng.choice(vocab, size=rng.integers(0, 60))) for _ in range(40)]
     texts += corpus["spam"][:10] + ["", "one", "x y"]
     # tiny chunks: documents split over several chunks must give the same values
-    monkeypatch.setattr(heuristic_module, "_MAX_DOCS_PER_CHUNK", 7)
+    monkeypatch.setattr(heuristic_features, "_MAX_DOCS_PER_CHUNK", 7)
     values = rule_values(texts)
     for i, text in enumerate(texts):
         for n in (5, 7, 10):
@@ -440,7 +440,7 @@ def test_heuristic_default_ignores_email_addresses_but_a_recipe_can_weight_them(
 
 
 def test_heuristic_badness_windows_rest_on_facts_of_ftfys_pattern():
-    """`heuristic._badness` searches ftfy's BADNESS_RE near non-ASCII characters only. That is exact
+    """`heuristic_features._badness` searches ftfy's BADNESS_RE near non-ASCII characters only. That is exact
     while every alternative of the pattern is at most _MOJIBAKE_WIDTH characters long, has a
     non-ASCII-only character class within its first _MOJIBAKE_LEAD + 1 characters, and uses no
     look-around or boundary other than "^" (checked here, so an ftfy update that breaks it fails)."""
@@ -464,7 +464,7 @@ def test_heuristic_badness_windows_rest_on_facts_of_ftfys_pattern():
 
     assert not BADNESS_RE.flags & re.IGNORECASE
     parsed = _parser.parse(BADNESS_RE.pattern, BADNESS_RE.flags)
-    assert parsed.getwidth()[0] >= 1 and parsed.getwidth()[1] <= heuristic_module._MOJIBAKE_WIDTH
+    assert parsed.getwidth()[0] >= 1 and parsed.getwidth()[1] <= heuristic_features._MOJIBAKE_WIDTH
     [(op, (_, alternatives))] = parsed.data
     assert op is sre.BRANCH and len(alternatives) > 30
     for alternative in alternatives:
@@ -474,7 +474,7 @@ def test_heuristic_badness_windows_rest_on_facts_of_ftfys_pattern():
                 assert av is sre.AT_BEGINNING, alternative  # "^": text start only, also with pos
                 continue
             if non_ascii_only(op, av):
-                anchored |= latest_start <= heuristic_module._MOJIBAKE_LEAD
+                anchored |= latest_start <= heuristic_features._MOJIBAKE_LEAD
             elif op is sre.MAX_REPEAT:
                 assert all(o in (sre.IN, sre.LITERAL) for o, _ in av[2].data), alternative
             else:
@@ -498,4 +498,4 @@ def test_heuristic_badness_matches_ftfy_on_mixed_text():
         ]
         texts.append("".join(parts))
     for text in texts + [t[i:] for t in texts[-20:] for i in (1, 2, 3)]:
-        assert heuristic_module._badness(text) == badness(text), text
+        assert heuristic_features._badness(text) == badness(text), text

@@ -100,7 +100,7 @@ def test_heuristic_scores_corrupted_copies_of_real_documents_lower(corpus):
 
 
 def test_heuristic_vocabulary_follows_the_configured_language():
-    from curriculum.scorers.heuristic import rule_values
+    from curriculum.scorers.heuristic_features import rule_values
 
     assert rule_values([GERMAN], language="de")["valid_word_ratio"][0] > 0.9
     assert rule_values([GERMAN], language="en")["valid_word_ratio"][0] < 0.6

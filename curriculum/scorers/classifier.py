@@ -31,7 +31,9 @@ from pydantic import Field
 from curriculum.errors import UserError
 from curriculum.registry import StrictModel
 from curriculum.scorers.base import FIT, Scorer, clean_texts
-from curriculum.scorers.heuristic import RULE_NAMES, rule_penalties, rule_values
+from curriculum.scorers.heuristic import rule_penalties
+from curriculum.scorers.heuristic_features import rule_values
+from curriculum.scorers.heuristic_rules import RULE_NAMES
 from curriculum.scorers.registry import SCORERS
 from curriculum.scorers.text import combine_hashes, hash_tokens, tokens
 

@@ -160,7 +160,7 @@ def list_scorers(
 ) -> None:
     """List the registered scorers (and, with --rules, the heuristic rules)."""
     from curriculum.scorers import SCORERS
-    from curriculum.scorers.heuristic import RULES
+    from curriculum.scorers.heuristic_rules import RULES
 
     for name in SCORERS.names():
         impl = SCORERS._lookup(name)[0]
@@ -268,7 +268,9 @@ def inspect(
     import numpy as np
 
     from curriculum.documents import load_documents
-    from curriculum.scorers.heuristic import RULES, rule_penalties, rule_values
+    from curriculum.scorers.heuristic import rule_penalties
+    from curriculum.scorers.heuristic_features import rule_values
+    from curriculum.scorers.heuristic_rules import RULES
 
     ds = load_documents(parse_source(source), source_name="input", cache_dir=scratch_cache())
     if len(ds) == 0:
