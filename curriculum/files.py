@@ -2,9 +2,10 @@
 final name, then one rename puts it in place, so a reader (or a kill) never sees half a file where
 a complete one is expected.
 
-- `temp_name`: the one temp-name scheme, ``.<name>.tmp-<pid>-<8 hex>``: unique across processes
+- `temp_name`: the temp-name scheme, ``.<name>.tmp-<pid>-<8 hex>``: unique across processes
   and hosts, and naming its process, so `curriculum.store.prepare.folders` can tell a killed
-  process's leftovers from a running one's.
+  process's leftovers from a running one's. `shared_temp_name` (``.<name>.tmp``) is the one other:
+  for a folder all ranks of a distributed save write together (checkpoints), under the run's lock.
 - `atomic_path`: a context manager yielding that temp path for the body to create (a file or a
   folder); renamed onto the final name when the body succeeds, removed when anything fails.
 - `write_atomic` / `write_json_atomic`: a whole file (text, bytes, or an object as JSON) at once.
@@ -25,6 +26,13 @@ def temp_name(final: Path) -> Path:
     """A hidden temp path beside ``final``, ``.<name>.tmp-<pid>-<hex>``: named by this process, so the
     next local `prepare` can tell a killed process's leftovers apart (`curriculum.store.prepare.folders`)."""
     return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def shared_temp_name(final: Path) -> Path:
+    """``.<name>.tmp`` beside ``final``: the temp name every rank of a distributed save computes alike
+    (a checkpoint folder is written by all ranks at once, so `temp_name`'s pid cannot be in it). Only
+    for writers that hold the folder's lock; a leftover is replaced by the next save of that name."""
+    return final.parent / f".{final.name}.tmp"
 
 
 def _remove(path: Path) -> None:

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from curriculum.errors import UserError
+from curriculum.files import shared_temp_name
 
 FORMAT = 1
 MARKER_FILE = "currimix.json"  # marks a folder complete; `currimix average` selects run folders by it
@@ -296,7 +297,7 @@ def save_checkpoint(
     marker so a resume under a different model is refused by name, not by a state-dict error."""
     parent = run_dir / "checkpoints"
     final = step_folder(parent, step)
-    tmp = parent / f".{final.name}.tmp"
+    tmp = shared_temp_name(final)
     with removed_on_failure(tmp, final, f"checkpoint of step {step}", accelerator.is_main_process):
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -335,7 +336,7 @@ def save_model_folder(
     accelerator: Accelerator, model: Any, tokenizer: PreTrainedTokenizerBase, final: Path, marker: dict[str, Any]
 ) -> Path:
     """Write a `save_pretrained` folder (weights, config, tokenizer) atomically; all ranks call this."""
-    tmp = final.parent / f".{final.name}.tmp"
+    tmp = shared_temp_name(final)
     state = accelerator.get_state_dict(model)  # gathers sharded (FSDP) weights; all ranks take part
     with removed_on_failure(
         tmp, final, f"{marker['kind']} model of step {marker['step']}", accelerator.is_main_process
@@ -366,7 +367,7 @@ def save_final_model(
     snapshot_marker = read_marker(snapshot)
     if snapshot_marker is None:
         return save_model_folder(accelerator, model, tokenizer, final, marker)
-    tmp = final.parent / f".{final.name}.tmp"
+    tmp = shared_temp_name(final)
     with removed_on_failure(tmp, final, f"final model of step {step}", accelerator.is_main_process):
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)

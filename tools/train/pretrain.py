@@ -15,8 +15,9 @@ synchronises with the GPU between log lines: losses, router counts and the gradi
 the device until a log record needs them; so does the non-finite guard (`tools/train/nonfinite.py`),
 which is read at log steps and before anything is saved.
 
-One process trains a run folder at a time (`curriculum.locks`), and a folder that already holds a
-run is continued (``resume``) or replaced (``overwrite``), never trained over (`tools/train/run_folder.py`).
+The run folder belongs to the checkpointer (`tools/train/checkpointer.py`): one process trains it at
+a time, a folder that already holds a run is continued (``resume``) or replaced (``overwrite``),
+never trained over, and resume points, checkpoints, snapshots and the final model go through it.
 """
 
 from __future__ import annotations
