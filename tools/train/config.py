@@ -18,6 +18,7 @@ from curriculum.errors import UserError
 from curriculum.registry import StrictModel
 from mixers.config import MixtureConfig
 from tools.average.config import AveragingConfig
+from tools.evaluate.config import EvaluationConfig
 from tools.train.schedules import SCHEDULES
 
 ScheduleSpec = SCHEDULES.config_union()
@@ -208,7 +209,12 @@ class TrainingConfig(StrictModel):
     eval_every_steps: int | None = Field(
         None, ge=1, description="Steps between validation passes; None = at the end only."
     )
-    eval_sequences_per_domain: int = Field(32, ge=1, description="Validation sequences per domain per pass.")
+    eval_sequences_per_domain: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on the sequences per domain of each evaluation set in the loop's passes (evenly "
+        "spaced); None = every sequence of each set (see the `evaluation` section).",
+    )
     trackers: list[Literal["jsonl", "tensorboard"]] = Field(
         ["jsonl", "tensorboard"], description="Where metrics go (in the run folder)."
     )
@@ -269,6 +275,7 @@ class TrainSections(StoreSections, Protocol):
     training: TrainingConfig | None
     checkpoint: CheckpointConfig
     averaging: AveragingConfig
+    evaluation: EvaluationConfig
 
     @property
     def run_path(self) -> Path: ...

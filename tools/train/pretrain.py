@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from curriculum.errors import UserError
 from curriculum.store.reader import TokenStore
 from curriculum.tokenizer import load_tokenizer
-from tools.evaluate.domains import evaluate_domains
+from tools.evaluate.evaluator import Evaluator
 from tools.train.checkpointer import Checkpointer, is_main_rank, model_settings
 from tools.train.config import TrainingConfig, TrainSections, training_section
 from tools.train.fused_loss import LossGroups, enable_fused_cross_entropy
@@ -68,6 +68,7 @@ class Run:
     flops_per_token: float
     peak_flops: float | None
     checkpointer: Checkpointer
+    evaluator: Evaluator | None = None  # the `evaluation` section's sets and probes, opened once
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.runtime.bf16)
@@ -201,6 +202,16 @@ def setup(spec: TrainSections, checkpointer: Checkpointer | None = None) -> Run:
         foreach=runtime.cpu,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
+    evaluation = spec.evaluation
+    evaluator = None
+    if evaluation.in_loop and (evaluation.sets or evaluation.probes):
+        evaluator = Evaluator.open(
+            evaluation,
+            training_store=spec.store_path,
+            tokenizer_dir=store.tokenizer_path,
+            max_len=store.seq_len,
+            per_domain=t.eval_sequences_per_domain,
+        )
     return Run(
         spec,
         t,
@@ -215,6 +226,7 @@ def setup(spec: TrainSections, checkpointer: Checkpointer | None = None) -> Run:
         flops_per_token=fpt,
         peak_flops=peak_flops(accelerator.device, t.peak_flops),
         checkpointer=checkpointer or Checkpointer(run_dir, spec.checkpoint, model_settings(spec.model, t)),
+        evaluator=evaluator,
     )
 
 
@@ -332,27 +344,25 @@ def log_train(
 
 
 def validate(run: Run, step: int) -> dict[str, float]:
+    """The `evaluation` section's metrics (per-set loss and bits per byte, probes), logged at ``step``."""
+    if run.evaluator is None:
+        return {}
     acc = run.accelerator
-    t = run.training
-    # Ranks split the validation sequences, except under FSDP: there every forward is collective,
-    # so every rank runs the same (whole) set and no reduction is needed.
+    # Ranks split the sequences, except under FSDP: there every forward is collective, so every
+    # rank runs the same (whole) set and no reduction is needed.
     split = acc.distributed_type != DistributedType.FSDP
-    losses = evaluate_domains(
+    metrics = run.evaluator.measure(
         run.model,
-        run.store.val,
-        per_domain=t.eval_sequences_per_domain,
-        micro_batch_size=t.micro_batch_size,
+        micro_batch_size=run.spec.evaluation.micro_batch_size or run.training.micro_batch_size,
         device=acc.device,
         rank=acc.process_index if split else 0,
         world_size=acc.num_processes if split else 1,
         reduce=(lambda x: acc.reduce(x, reduction="sum")) if split else None,
         autocast=run.autocast,
     )
-    if losses:
-        acc.log(
-            {f"val/{k}": v for k, v in losses.items()} | {"val/mean": float(np.mean(list(losses.values())))}, step=step
-        )
-    return losses
+    if metrics:
+        acc.log(metrics, step=step)
+    return metrics
 
 
 def train(
