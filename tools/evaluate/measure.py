@@ -83,3 +83,13 @@ def set_metrics(eval_set: EvalSet, losses: np.ndarray) -> dict[str, float]:
         out[f"bpb/{name}/{label}"] = bpb(eval_set.source == s)
     out[f"bpb/{name}"] = bpb(np.ones(len(losses), dtype=bool))
     return out
+
+
+def set_domain_losses(metrics: dict[str, float], name: str = "val") -> dict[str, float]:
+    """``{domain: loss}`` of set ``name`` out of flat metrics (what summaries and old readers call val_loss)."""
+    prefix = f"{name}/"
+    return {
+        k[len(prefix) :]: v
+        for k, v in metrics.items()
+        if k.startswith(prefix) and k.count("/") == 1 and k != f"{name}/mean"
+    }

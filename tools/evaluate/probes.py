@@ -69,8 +69,9 @@ def load_probe_file(path: str | Path, limit: int | None = None) -> list[ProbeExa
             problems.append(f"{path}:{number}: not JSON ({exc.msg})")
         except ValidationError as exc:
             for err in exc.errors():
-                key = ".".join(str(p) for p in err["loc"]) or "row"
-                problems.append(f"{path}:{number}: {key}: {err['msg']} (expected {{context, choices, label}})")
+                key = "".join(f"{p}: " for p in err["loc"][:1])  # the field; a whole-row check has none
+                what = err["msg"].removeprefix("Value error, ")
+                problems.append(f"{path}:{number}: {key}{what} (expected {{context, choices, label}})")
         if len(problems) >= 20:
             break
     if problems:

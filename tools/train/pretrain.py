@@ -38,6 +38,7 @@ from curriculum.errors import UserError
 from curriculum.store.reader import TokenStore
 from curriculum.tokenizer import load_tokenizer
 from tools.evaluate.evaluator import Evaluator
+from tools.evaluate.measure import set_domain_losses
 from tools.train.checkpointer import Checkpointer, is_main_rank, model_settings
 from tools.train.config import TrainingConfig, TrainSections, training_section
 from tools.train.fused_loss import LossGroups, enable_fused_cross_entropy
@@ -492,7 +493,8 @@ def train_loop(
         "final_model": str(saver.run_dir / "final"),
         "steps_done": stop,
         "total_steps": plan.total_steps,
-        "val_loss": val_losses,
+        "val_loss": set_domain_losses(val_losses),  # the `val` set's loss per domain
+        "eval": val_losses,  # every metric of the last evaluation
         "plan_fingerprint": plan.fingerprint,
         "processes": acc.num_processes,
     }
