@@ -15,6 +15,7 @@ so at quickstart size the probes are code the model never trained on. What each 
 from __future__ import annotations
 
 import ast
+import functools
 import random
 import re
 import sysconfig
@@ -43,12 +44,17 @@ BUILTINS = [
 CHOICES = 4
 
 
-def probe_sources(seed: int = 0) -> Iterator[tuple[Path, str]]:
-    """Stdlib modules from the end of the sorted list (away from the quickstart's training code)."""
+@functools.lru_cache(maxsize=1)
+def _stdlib_tail() -> tuple[Path, ...]:
     root = Path(sysconfig.get_paths()["stdlib"])
-    for path in sorted(root.rglob("*.py"), reverse=True):
-        if _SKIP_DIRS & set(path.relative_to(root).parts[:-1]):
-            continue
+    paths = sorted(root.glob("*.py"), reverse=True)  # top-level modules: no walk of the whole tree
+    return tuple(p for p in paths if not _SKIP_DIRS & set(p.relative_to(root).parts[:-1]))
+
+
+def probe_sources() -> Iterator[tuple[Path, str]]:
+    """Top-level stdlib modules from the end of the sorted list (away from the quickstart's training
+    code, which takes the start of the whole tree's sorted list)."""
+    for path in _stdlib_tail():
         source = read_source(path)
         if source:
             yield path, source
@@ -112,7 +118,7 @@ def stdlib_docstrings(n: int, seed: int = 0) -> list[ProbeExample]:
                 first = doc.strip().splitlines()[0].strip() if doc and doc.strip() else ""
                 if 20 <= len(first) <= 120 and node.lineno <= len(lines):
                     found.append((lines[node.lineno - 1].strip(), first))
-        if len(found) >= 4 * n:
+        if len(found) >= 2 * n:
             break
     rng.shuffle(found)
     docs = [doc for _, doc in found]
