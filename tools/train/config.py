@@ -215,8 +215,10 @@ class TrainingConfig(StrictModel):
         description="Cap on the sequences per domain of each evaluation set in the loop's passes (evenly "
         "spaced); None = every sequence of each set (see the `evaluation` section).",
     )
-    trackers: list[Literal["jsonl", "tensorboard"]] = Field(
-        ["jsonl", "tensorboard"], description="Where metrics go (in the run folder)."
+    trackers: list[Literal["jsonl", "tensorboard", "wandb", "mlflow"]] = Field(
+        ["jsonl", "tensorboard"],
+        description="Where metrics go: jsonl and tensorboard in the run folder; wandb (WANDB_MODE=offline keeps it "
+        "local) and mlflow (MLFLOW_TRACKING_URI, else <run_dir>/mlruns) need the `trackers` extra.",
     )
 
     @field_validator("trackers")

@@ -22,6 +22,7 @@ run is continued (``resume``) or replaced (``overwrite``), never trained over (`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import time
@@ -49,7 +50,7 @@ from tools.train.nonfinite import NonFiniteGuard
 from tools.train.plan import Plan, build_plan
 from tools.train.prefetch import BatchFeed, MicroBatch, StepData, load_step
 from tools.train.runtime import Runtime, resolve_runtime
-from tools.train.trackers import make_trackers
+from tools.train.trackers import check_trackers, make_trackers
 
 
 @dataclass
@@ -171,7 +172,7 @@ def setup(spec: TrainSections, checkpointer: Checkpointer | None = None) -> Run:
         mixed_precision="no",  # bf16 is the loop's own autocast (see the module docstring)
         fsdp_plugin=fsdp_plugin(runtime),
         project_dir=str(run_dir),
-        log_with=make_trackers(t.trackers, run_dir) if is_main_rank() else None,
+        log_with=make_trackers(t.trackers, run_dir, spec.name) if is_main_rank() else None,
     )
     set_seed(spec.seed)
     store = TokenStore(spec.store_path)
@@ -386,6 +387,7 @@ def train(
         raise UserError(f"--stop-after must be a number of steps >= 1, got {stop_after_steps!r}")
     training = training_section(spec)
     check_batch_divides(training)  # before any rank creates anything
+    check_trackers(training.trackers)
     checkpointer = Checkpointer(spec.run_path, spec.checkpoint, model_settings(spec.model, training))
     with checkpointer.claim(resume=resume, overwrite=overwrite):
         try:
@@ -439,7 +441,13 @@ def train_loop(
         saver.write_run_files(acc, run.model, run.tokenizer, run.spec.to_yaml())
     acc.init_trackers(
         "currimix",
-        config={"recipe": run.spec.name, "plan": plan.fingerprint, "processes": acc.num_processes, "start_step": start},
+        config={
+            "recipe": run.spec.name,
+            "recipe_fingerprint": hashlib.sha256(run.spec.to_yaml().encode()).hexdigest()[:16],  # the resolved recipe
+            "plan": plan.fingerprint,
+            "processes": acc.num_processes,
+            "start_step": start,
+        },
     )
     stop = plan.total_steps if stop_after_steps is None else min(plan.total_steps, stop_after_steps)
     tally = LogTally(len(plan.domains.names), acc.device)
