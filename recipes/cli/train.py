@@ -119,6 +119,14 @@ def _compare_orders(results: dict) -> None:
             a, b = random.val_loss[label][f"val/{domain}"], ascending.val_loss[label][f"val/{domain}"]
             table.add_row(label, name, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
     console.print(table)
+    extra = Table("model", "metric", "random", "ascending", "ascending - random", title="bits per byte and probes")
+    for label in random.val_loss:
+        for key in random.val_loss[label]:
+            if key.startswith(("bpb/", "probe/")) and key in ascending.val_loss[label]:
+                a, b = random.val_loss[label][key], ascending.val_loss[label][key]
+                extra.add_row(label, key, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+    if extra.row_count:
+        console.print(extra)
     console.print(
         "README (Quickstart) gives this difference over seeds 0-3 with its 95% interval; docs/results.md has "
         "the full grid (LR decay, averaging) on a larger testbed."
