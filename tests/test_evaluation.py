@@ -44,7 +44,7 @@ class UniformLM(torch.nn.Module):
         return out
 
 
-def held_out_store(tmp_path: Path, tiny_store: Path, n_docs: int = 30) -> Path:
+def held_out_store(tmp_path: Path, tiny_store: Path, n_docs: int = 30, val_fraction: float = 1.0) -> Path:
     """A store made only of held-out text (val_fraction 1) with the tiny store's tokenizer."""
     from curriculum.store.prepare import prepare_store
     from recipes.loading import recipe_from_dict
@@ -55,7 +55,7 @@ def held_out_store(tmp_path: Path, tiny_store: Path, n_docs: int = 30) -> Path:
         "data": {
             "store": str(tmp_path / "heldout-store"),
             "seq_len": 32,
-            "val_fraction": 1.0,
+            "val_fraction": val_fraction,
             "domains": {"prose": {"sources": [{"path": str(tmp_path / "heldout.jsonl")}]}},
         },
         "tokenizer": {"path": str(tiny_store / "tokenizer")},
@@ -251,3 +251,10 @@ def test_currimix_eval_on_a_held_out_store_with_probes_writes_json_and_markdown(
     markdown = (tmp_path / "out.md").read_text()
     assert markdown.startswith(f"| metric | {final} | {snapshot} |") and "| bpb/val/prose |" in markdown
     assert "train loss" not in result.output and n_val > 0
+
+
+def test_a_training_store_without_validation_sequences_has_no_val_set(tmp_path: Path, tiny_store: Path) -> None:
+    store = held_out_store(tmp_path, tiny_store, n_docs=10, val_fraction=0.0)
+    assert open_eval_set("val", EvalSetConfig(), store) is None  # nothing to measure, as before sets existed
+    with pytest.raises(UserError, match="holds no sequences to evaluate"):  # named explicitly: a mistake
+        open_eval_set("mine", EvalSetConfig(store=str(store), split="val"), None)

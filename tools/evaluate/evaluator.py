@@ -56,7 +56,7 @@ class Evaluator:
     ) -> "Evaluator":
         """Open ``config``'s sets (every store checked against ``tokenizer_dir``, the model's tokenizer)
         and its probes, tokenized for a context of ``max_len``; ``per_domain`` caps every set."""
-        sets = [
+        opened = [
             open_eval_set(
                 name,
                 spec,
@@ -67,6 +67,7 @@ class Evaluator:
             )
             for name, spec in config.sets.items()
         ]
+        sets = [s for s in opened if s is not None]
         tokenizer = load_tokenizer(tokenizer_dir) if config.probes else None
         probes = [
             tokenize_probes(name, probe_examples(spec), tokenizer, max_len) for name, spec in config.probes.items()

@@ -120,9 +120,10 @@ def open_eval_set(
     bits_per_byte: bool = True,
     per_domain: int | None = None,
     reference_tokenizer: str | Path | None = None,
-) -> EvalSet:
+) -> EvalSet | None:
     """Open set ``name``: its store (or ``training_store``), its sequences (capped by the set's and by
-    ``per_domain``, the smaller), their sources and, with ``bits_per_byte``, their bytes."""
+    ``per_domain``, the smaller), their sources and, with ``bits_per_byte``, their bytes. None when the
+    set reads the training store and its split is empty (a store without validation sequences)."""
     root = config.store or training_store
     if root is None:
         raise UserError(f"evaluation.sets.{name}: no store given and no training store to fall back on")
@@ -146,6 +147,8 @@ def open_eval_set(
         if tokenizer is not None:
             n_bytes.append(count_bytes(split, ids, tokenizer))
     if not parts:
+        if config.store is None:  # the training store has no such sequences (val_fraction 0): nothing to measure
+            return None
         where = f"store {str(store.root)!r}, split {split_name!r}"
         raise UserError(f"evaluation.sets.{name}: {where} holds no sequences to evaluate")
     domain = np.concatenate(domains)
