@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 from curriculum.errors import UserError
 from curriculum.store.reader import TokenStore
 from tools.evaluate.config import EvaluationConfig
-from tools.evaluate.domains import evaluate_domains, evaluate_quality
+from tools.evaluate.domains import evaluate_quality
 from tools.evaluate.evaluator import Evaluator
 
 
@@ -68,22 +68,6 @@ def _split(store: TokenStore, split: str):
     if split not in store.splits:
         raise UserError(f"split must be one of {sorted(store.splits)}, got {split!r}")
     return store.splits[split]
-
-
-def evaluate_folder(
-    model_dir: str | Path,
-    store_dir: str | Path,
-    *,
-    split: str = "val",
-    per_domain: int = 64,
-    micro_batch_size: int = 8,
-    device: str = "auto",
-) -> dict[str, float]:
-    """Per-domain loss of a saved model folder on a store split."""
-    store = TokenStore(store_dir)
-    data = _split(store, split)
-    model, dev = load_for_eval(model_dir, store, device)
-    return evaluate_domains(model, data, per_domain=per_domain, micro_batch_size=micro_batch_size, device=dev)
 
 
 def evaluate_folder_quality(
