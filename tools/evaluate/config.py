@@ -88,7 +88,11 @@ class EvaluationConfig(StrictModel):
     micro_batch_size: int | None = Field(
         None, ge=1, description="Sequences per evaluation forward pass; None = training.micro_batch_size (or 8)."
     )
-    in_loop: bool = Field(True, description="Evaluate the sets and probes in the training loop (else at the end only).")
+    in_loop: bool = Field(
+        True,
+        description="Evaluate the sets and probes in the training loop at training.eval_every_steps; false: only "
+        "`currimix run` (final and averaged models) and `currimix eval --recipe` measure them.",
+    )
 
     @field_validator("sets", "probes")
     @classmethod
