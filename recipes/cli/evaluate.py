@@ -139,7 +139,7 @@ def eval_(
     print_metrics(results, title="evaluation (loss: nats per token; bpb: bits per byte; acc: share correct)")
     diverged = [m for m, r in results.items() if any(isinstance(v, float) and not math.isfinite(v) for v in r.values())]
     for m in diverged:
-        typer.echo(f"note: {m}: a metric is NaN or inf (its weights hold non-finite values, or it diverged)", err=True)
+        typer.echo(f"note: {m}: a loss is NaN or inf (its weights hold non-finite values, or it diverged)", err=True)
     if json_out:
         write_json_atomic(json_out, results)  # atomic: a kill leaves no half file
     if markdown_out:
