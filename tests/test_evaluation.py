@@ -258,3 +258,35 @@ def test_a_training_store_without_validation_sequences_has_no_val_set(tmp_path: 
     assert open_eval_set("val", EvalSetConfig(), store) is None  # nothing to measure, as before sets existed
     with pytest.raises(UserError, match="holds no sequences to evaluate"):  # named explicitly: a mistake
         open_eval_set("mine", EvalSetConfig(store=str(store), split="val"), None)
+
+
+def test_bits_per_byte_per_source_of_a_domain_read_from_two_sources(tmp_path: Path, tiny_store: Path) -> None:
+    from curriculum.store.prepare import prepare_store
+    from recipes.loading import recipe_from_dict
+
+    write_domain(tmp_path / "a.jsonl", "prose", 20, seed=1)
+    write_domain(tmp_path / "b.jsonl", "code", 20, seed=2)  # code-like text under the same domain
+    raw = {
+        "name": "two-sources",
+        "data": {
+            "store": str(tmp_path / "store"),
+            "seq_len": 32,
+            "val_fraction": 1.0,
+            "domains": {
+                "mixed": {"sources": [{"path": str(tmp_path / "a.jsonl")}, {"path": str(tmp_path / "b.jsonl")}]}
+            },
+        },
+        "tokenizer": {"path": str(tiny_store / "tokenizer")},
+    }
+    prepare_store(recipe_from_dict(raw), show_progress=False)
+    eval_set = open_eval_set("two", EvalSetConfig(store=str(tmp_path / "store")), None)
+    assert eval_set.source_names == ["mixed/source0", "mixed/source1"]
+    losses = np.linspace(1.0, 3.0, len(eval_set))
+    metrics = set_metrics(eval_set, losses)
+    seq_nats = losses * 31
+    for s in (0, 1):
+        rows = eval_set.source == s
+        expected = seq_nats[rows].sum() / math.log(2) / eval_set.n_bytes[rows].sum()
+        assert metrics[f"bpb/two/mixed/source{s}"] == pytest.approx(expected)
+    pooled = seq_nats.sum() / math.log(2) / eval_set.n_bytes.sum()
+    assert metrics["bpb/two/mixed"] == pytest.approx(pooled) == pytest.approx(metrics["bpb/two"])
