@@ -78,9 +78,10 @@ class DataConfig(StrictModel):
     val_fraction: float = Field(
         0.02,
         ge=0,
-        lt=0.5,
+        le=1,
         description="Fraction of each domain's documents held out "
-        "(chosen by a hash of the document id) for validation.",
+        "(chosen by a hash of the document id) for validation; 1 = a store made only of held-out text, "
+        "e.g. an evaluation set (it needs tokenizer.path: the training store's tokenizer).",
     )
     num_proc: int | None = Field(
         None,

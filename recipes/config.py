@@ -6,7 +6,8 @@ composes them and checks what crosses sections (domain names):
 - ``data``, ``tokenizer``, ``curriculum``: `curriculum.config` (`prepare` takes data + tokenizer);
 - ``mixture``: `mixers.config`;
 - ``model``, ``schedule``, ``training``, ``checkpoint``: `tools.train.config`;
-- ``averaging``: `tools.average.config`.
+- ``averaging``: `tools.average.config`;
+- ``evaluation``: `tools.evaluate.config` (held-out sets and probes).
 
 Every registered scorer, mixer, ordering, LR schedule and averaging weighting is selected by its
 ``name:``. Reading YAML, ``extends``, ``--set`` overrides, presets and error reporting are in
@@ -27,6 +28,7 @@ from curriculum.paths import PLAIN_NAME
 from curriculum.registry import StrictModel
 from mixers.config import MixtureConfig
 from tools.average.config import AveragingConfig
+from tools.evaluate.config import EvaluationConfig
 from tools.train.config import CheckpointConfig, ModelConfig, ScheduleSpec, TrainingConfig
 from tools.train.schedules import SCHEDULES
 
@@ -36,6 +38,7 @@ __all__ = [
     "CheckpointConfig",
     "CurriculumConfig",
     "DataConfig",
+    "EvaluationConfig",
     "MixtureConfig",
     "ModelConfig",
     "Recipe",
@@ -73,6 +76,10 @@ class Recipe(StrictModel):
     )
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     averaging: AveragingConfig = Field(default_factory=AveragingConfig)
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig,
+        description="Held-out evaluation sets (loss, bits per byte) and probes: in the loop, `run` and `eval`.",
+    )
 
     @property
     def run_path(self) -> Path:

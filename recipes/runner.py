@@ -1,7 +1,7 @@
 """The one runner of a recipe's stages: prepare (if needed) -> train (resuming) -> average -> evaluate.
 
 `currimix run` and `currimix quickstart` call `run_recipe` with the defaults (the plan's averaging
-window, per-domain validation loss); the sweep calls it per variant with its grid's averaged
+window, the recipe's `evaluation` sets and probes on every sequence); the sweep calls it per variant with its grid's averaged
 models and its own metrics. Each stage is also its own command for clusters (prepare once,
 `accelerate launch ... train` on many GPUs, average). A finished stage is skipped: the store
 present, the run's final model written.
@@ -58,17 +58,17 @@ def run_recipe(
     recipe: Recipe,
     *,
     progress: bool = True,
-    eval_per_domain: int = 64,
+    eval_per_domain: int | None = None,
     models: Callable[[Recipe, Plan], dict[str, ModelChoice]] = plan_models,
     evaluate: Callable[[Path], dict[str, Any]] | None = None,
 ) -> PipelineResult:
     """Run every stage of ``recipe``; ``models`` picks what to average and evaluate (default:
-    `plan_models`), ``evaluate`` how (default: validation loss per domain, ``eval_per_domain``
-    sequences each)."""
+    `plan_models`), ``evaluate`` how (default: the recipe's `evaluation` section, sets and probes, on every
+    sequence or ``eval_per_domain`` per domain)."""
     from curriculum.store.prepare import prepare_store
     from curriculum.store.reader import is_complete_store
     from tools.average import average_checkpoints
-    from tools.evaluate.folders import evaluate_folder
+    from tools.evaluate.folders import evaluate_folders
     from tools.train.pretrain import train
 
     if not is_complete_store(recipe.store_path):
@@ -80,10 +80,17 @@ def run_recipe(
     train_seconds = time.perf_counter() - started
     plan = build_plan(recipe)
     if evaluate is None:
-        micro = recipe.training.micro_batch_size if recipe.training else 8
+        micro = recipe.evaluation.micro_batch_size or (recipe.training.micro_batch_size if recipe.training else 8)
 
         def evaluate(folder: Path) -> dict[str, Any]:
-            return evaluate_folder(folder, recipe.store_path, per_domain=eval_per_domain, micro_batch_size=micro)
+            measured = evaluate_folders(
+                [folder],
+                recipe.evaluation,
+                training_store=recipe.store_path,
+                per_domain=eval_per_domain,
+                micro_batch_size=micro,
+            )
+            return measured[str(folder)]
 
     chosen = models(recipe, plan)
     averaged = [c.folder for c in chosen.values() if c.snapshots]

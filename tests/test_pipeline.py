@@ -27,8 +27,12 @@ def test_run_recipe_end_to_end_on_the_quickstart_corpus(tmp_path: Path) -> None:
     result = run_recipe(recipe_from_dict(raw), progress=False, eval_per_domain=8)
 
     assert set(result.val_loss) == {"final", "averaged (ema of 3)"}
-    for losses in result.val_loss.values():
-        assert set(losses) == {"code", "prose", "web"} and all(np.isfinite(v) for v in losses.values())
+    for metrics in result.val_loss.values():  # the recipe's evaluation section: the `val` set, loss and bpb
+        domains = {"code", "prose", "web"}
+        assert {f"val/{d}" for d in domains} | {f"bpb/val/{d}" for d in domains} | {"val/mean", "bpb/val"} == set(
+            metrics
+        )
+        assert all(np.isfinite(v) for v in metrics.values())
     averaged = json.loads((result.averaged_model / "currimix.json").read_text())
     assert averaged["steps"] == [8, 10, 12]
     model = AutoModelForCausalLM.from_pretrained(str(result.averaged_model))

@@ -23,7 +23,11 @@ from tests.conftest import recipe_dict
 
 def write_grid(folder: Path, corpus: Path, store: Path, **changes) -> Path:
     base = recipe_dict(corpus, folder / "unused", store)
-    base["training"].update(steps=6, eval_every_steps=3)
+    base["training"].update(steps=6, eval_every_steps=2)
+    base["evaluation"] = {
+        "sets": {"val": {"sequences_per_domain": 8}},
+        "probes": {"kw": {"builtin": "python-keywords", "max_examples": 8}},
+    }
     base["checkpoint"] = {"keep_last": 1}
     base["averaging"] = {"snapshots": 2, "every_steps": 2, "weights": {"name": "ema", "alpha": 0.2}}
     (folder / "base.yaml").write_text(yaml.safe_dump(base))
@@ -70,6 +74,14 @@ def test_sweep_runs_each_variant_once_and_skips_on_rerun(corpus_dir, tiny_store,
     assert table.count(" ± ") >= 4 * 3 and "| order | averaging | n |" in table
     assert "Difference to the cell with order=random" in table and "Difference to the cell with averaging=last" in table
     assert files["curves"].stat().st_size < 200_000 and files["final"].stat().st_size < 200_000
+    # bits per byte and probes in every row; each metric's signal, noise and SNR across the cells
+    assert all(float(r["bpb/val/code"]) > 0 and 0 <= float(r["probe/kw/acc"]) <= 1 for r in rows)
+    noise = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines() if "|" in line}
+    for metric in ("val/mean", "bpb/val", "probe/kw/bpb"):
+        _, n_cells, signal, seed_noise, snr, ckpt_noise, ckpt_snr = noise[metric]
+        assert n_cells == "4" and float(signal) > 0 and float(seed_noise) > 0  # 2 orders x 2 averaged models
+        assert float(snr) == pytest.approx(float(signal) / float(seed_noise), rel=0.01)
+        assert float(ckpt_noise) > 0 and float(ckpt_snr.strip(" |")) > 0  # over the last in-loop evaluations
 
     # A rerun trains and evaluates nothing and writes the same tables.
     import tools.train.pretrain
@@ -215,3 +227,17 @@ def test_a_run_folder_from_another_plan_is_started_again(make_recipe, tmp_path: 
         json.dumps({"format": 1, "kind": "final", "step": 12, "plan_fingerprint": "0" * 16})
     )
     assert run_state(tmp_path / "run", recipe, print) == "new" and not (tmp_path / "run").exists()
+
+
+def test_signal_noise_follows_the_papers_definitions() -> None:
+    from recipes.sweep.stats import signal_noise
+
+    variants = [np.array([1.0, 1.2]), np.array([2.0, 2.2]), np.array([3.0, 3.2])]  # means 1.1, 2.1, 3.1
+    sn = signal_noise(variants, [np.array([1.0, 1.1, 1.2]), np.array([3.0, 3.0, 3.3])])
+    assert sn.signal == pytest.approx((3.1 - 1.1) / 2.1)
+    assert sn.seed_noise == pytest.approx(np.std([1.0, 1.2], ddof=1) / 2.1)
+    assert sn.seed_snr == pytest.approx(2.0 / np.std([1.0, 1.2], ddof=1))
+    ckpt = (np.std([1.0, 1.1, 1.2], ddof=1) + np.std([3.0, 3.0, 3.3], ddof=1)) / 2
+    assert sn.checkpoint_snr == pytest.approx(2.0 / ckpt)
+    one_seed = signal_noise([np.array([1.0]), np.array([2.0])])
+    assert one_seed.signal > 0 and np.isnan(one_seed.seed_snr) and np.isnan(one_seed.checkpoint_snr)

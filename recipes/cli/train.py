@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from recipes.cli.app import ProgressOpt, RecipeArg, SetOpt, command, console, load, print_losses, quiet_transformers
+from recipes.cli.app import ProgressOpt, RecipeArg, SetOpt, command, console, load, quiet_transformers
+from recipes.cli.evaluate import print_metrics
 
 
 @command()
@@ -55,8 +56,8 @@ def train(
         stop_after_steps=stop_after,
         show_progress=progress,
     )
-    if summary.get("val_loss") and int(os.environ.get("RANK", "0")) == 0:
-        print_losses({"final": summary["val_loss"]}, title=f"validation loss per domain ({summary['run_dir']})")
+    if summary.get("eval") and int(os.environ.get("RANK", "0")) == 0:
+        print_metrics({"final": summary["eval"]}, title=f"last evaluation ({summary['run_dir']})")
 
 
 @command("run")
@@ -115,9 +116,17 @@ def _compare_orders(results: dict) -> None:
     )
     for label in random.val_loss:
         for domain, name in (("clean", "clean code (never trained on)"), ("dial", "like the training pool")):
-            a, b = random.val_loss[label][domain], ascending.val_loss[label][domain]
+            a, b = random.val_loss[label][f"val/{domain}"], ascending.val_loss[label][f"val/{domain}"]
             table.add_row(label, name, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
     console.print(table)
+    extra = Table("model", "metric", "random", "ascending", "ascending - random", title="bits per byte and probes")
+    for label in random.val_loss:
+        for key in random.val_loss[label]:
+            if key.startswith(("bpb/", "probe/")) and key in ascending.val_loss[label]:
+                a, b = random.val_loss[label][key], ascending.val_loss[label][key]
+                extra.add_row(label, key, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+    if extra.row_count:
+        console.print(extra)
     console.print(
         "README (Quickstart) gives this difference over seeds 0-3 with its 95% interval; docs/results.md has "
         "the full grid (LR decay, averaging) on a larger testbed."
@@ -126,7 +135,7 @@ def _compare_orders(results: dict) -> None:
 
 
 def _report(result) -> None:
-    print_losses(result.val_loss, title=f"validation loss per domain ({result.run_dir})")
+    print_metrics(result.val_loss, title=f"evaluation of the final and averaged models ({result.run_dir})")
     console.print(f"final model:    {result.final_model}")
     if result.averaged_model:
         console.print(f"averaged model: {result.averaged_model}  (loads with AutoModelForCausalLM.from_pretrained)")

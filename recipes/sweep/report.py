@@ -1,6 +1,11 @@
 """A grid's results as files: a CSV (one row per model and seed), a Markdown table (mean and spread
 over seeds, and differences to the reference cell with their seed spread) and two plots.
 
+Which metrics can rank the grid's variants at all: a signal-and-noise table (recipes/sweep/stats.py,
+after "Signal and Noise", 2508.13144) gives, for each metric (the grid's, plus every bits-per-byte and
+probe metric the runs report), the relative dispersion of the cells' means, their relative seed sd and
+a run's relative sd over its last in-loop evaluations, and the two signal-to-noise ratios.
+
 Seed noise, stated once: a difference to the reference is paired by seed (same seed = same init
 and data order), so it is d_s = metric(cell, s) - metric(reference, s), reported as its mean and
 paired 95% t-interval (recipes/sweep/stats.py); it is **bold**, a finding, only when the interval
@@ -18,7 +23,7 @@ import numpy as np
 
 from curriculum.files import atomic_path, write_atomic
 from recipes.sweep.grid import Claim, Grid
-from recipes.sweep.stats import Paired, paired
+from recipes.sweep.stats import Paired, SignalNoise, paired, signal_noise
 
 Row = dict[str, Any]
 
@@ -113,8 +118,53 @@ def claims_table(grid: Grid, rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_table(grid: Grid, rows: list[Row]) -> str:
-    """Mean ± sd over seeds for the grid's metrics, and the paired difference to the reference."""
+NOISE_CHECKPOINTS = 3  # a run's last in-loop evaluations that its checkpoint noise is measured over
+
+
+def noise_metrics(grid: Grid, rows: list[Row]) -> list[str]:
+    """The grid's metrics, then every bits-per-byte and probe metric of the rows (sorted)."""
+    extra = sorted({k for r in rows for k in r if k.startswith(("bpb/", "probe/"))} - set(grid.config.metrics))
+    return [*grid.config.metrics, *extra]
+
+
+def last_checkpoints(results: list[dict[str, Any]], metric: str) -> list[np.ndarray]:
+    """Each run's values of ``metric`` at its last `NOISE_CHECKPOINTS` in-loop evaluations."""
+    out = []
+    for r in results:
+        values = [p[metric] for p in r.get("val_curve", []) if p.get(metric) is not None]
+        if len(values) > 1:
+            out.append(np.array(values[-NOISE_CHECKPOINTS:], dtype=np.float64))
+    return out
+
+
+def noise_table(grid: Grid, rows: list[Row], results: list[dict[str, Any]] | None = None) -> str:
+    """One row per metric: signal, seed and checkpoint noise, and the two SNRs over the grid's cells."""
+    grouped = cells(grid, rows)
+    lines = [
+        "| metric | cells | signal (max-min)/mean | seed noise sd/mean | SNR (seeds) | checkpoint noise | SNR (checkpoints) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def num(x: float, fmt: str) -> str:
+        return "-" if not np.isfinite(x) else format(x, fmt)
+
+    for m in noise_metrics(grid, rows):
+        by_cell = [
+            np.array([r[m] for r in by.values() if r.get(m) is not None], dtype=np.float64) for by in grouped.values()
+        ]
+        sn: SignalNoise = signal_noise([v for v in by_cell if len(v)], last_checkpoints(results or [], m))
+        if not sn.variants:
+            continue
+        lines.append(
+            f"| {m} | {sn.variants} | {num(sn.signal, '.4f')} | {num(sn.seed_noise, '.4f')} | {num(sn.seed_snr, '.2f')} "
+            f"| {num(sn.checkpoint_noise, '.4f')} | {num(sn.checkpoint_snr, '.2f')} |"
+        )
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
+def markdown_table(grid: Grid, rows: list[Row], results: list[dict[str, Any]] | None = None) -> str:
+    """Mean ± sd over seeds for the grid's metrics, the paired difference to the reference, the
+    claims, and the signal and noise of every metric (``results`` give the checkpoint noise)."""
     keys = cell_keys(grid)
     grouped = cells(grid, rows)
     metrics = grid.config.metrics
@@ -161,6 +211,17 @@ def markdown_table(grid: Grid, rows: list[Row]) -> str:
     claims = claims_table(grid, rows)
     if claims:
         lines += ["", "Claims, each a contrast of cells paired by seed (recipes/sweep/stats.py):", "", claims.rstrip()]
+    noise = noise_table(grid, rows, results)
+    if noise:
+        lines += [
+            "",
+            "Signal and noise of each metric across the cells (2508.13144): signal = (max - min of the cells' means) / "
+            "|mean|; noise = mean sd over seeds (or over a run's last "
+            f"{NOISE_CHECKPOINTS} in-loop evaluations) / |mean|; SNR = signal / noise. A metric with SNR near or "
+            "below 1 cannot rank these variants at this scale.",
+            "",
+            noise.rstrip(),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -241,7 +302,7 @@ def write_report(grid: Grid, results: list[dict[str, Any]]) -> dict[str, Path]:
     out = grid.out_dir
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "results.csv", "markdown": out / "results.md"}
-    for key, text in (("csv", write_csv(grid, rows)), ("markdown", markdown_table(grid, rows))):
+    for key, text in (("csv", write_csv(grid, rows)), ("markdown", markdown_table(grid, rows, results))):
         write_atomic(files[key], text)
     if rows:
         files["curves"] = plot_curves(grid, results, out / "curves.png")

@@ -277,7 +277,7 @@ def run_variant(
     filed under ``key`` (its `result_key`). ``trained``: `run_state` found the final model."""
     from recipes.runner import ModelChoice, run_recipe
     from tools.average import resolve_weights
-    from tools.evaluate.folders import evaluate_folder_quality
+    from tools.evaluate.folders import evaluate_folder_quality, evaluate_folders
     from tools.train.trackers import read_metrics
 
     run_dir = recipe.run_path
@@ -303,13 +303,18 @@ def run_variant(
             per_domain=grid.config.eval_sequences_per_domain,
             micro_batch_size=recipe.training.micro_batch_size,
         )
-        return flatten_metrics(losses)
+        metrics = flatten_metrics(losses)
+        # the recipe's evaluation section adds bits per byte, probes and other sets (its own `val/<domain>`
+        # losses, over every sequence, do not replace the grid's quality-binned ones of the same name)
+        measured = evaluate_folders([folder], recipe.evaluation, training_store=recipe.store_path)[str(folder)]
+        return metrics | {k: v for k, v in measured.items() if k not in metrics}
 
     ran = run_recipe(recipe, progress=progress, models=grid_models, evaluate=grid_metrics)
+    evaluated = ("val/", "bpb/", "probe/")  # the in-loop evaluations: the checkpoint noise of each metric
     curve = [
-        {k: v for k, v in r.items() if k == "step" or k.startswith("val/")}
+        {k: v for k, v in r.items() if k == "step" or k.startswith(evaluated)}
         for r in read_metrics(run_dir)
-        if any(k.startswith("val/") for k in r)
+        if any(k.startswith(evaluated) for k in r)
     ]
     return {
         "grid": grid.config.name,

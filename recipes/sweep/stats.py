@@ -63,3 +63,47 @@ def paired(differences: np.ndarray) -> Paired:
     half = t975(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
     agree = int(np.sum(np.sign(d) == np.sign(mean))) if mean != 0 else 0
     return Paired(mean, sd, mean - half, mean + half, n, agree)
+
+
+@dataclass(frozen=True)
+class SignalNoise:
+    """How well a metric separates a sweep's variants, as in "Signal and Noise" (Heineman et al.,
+    2508.13144): signal = relative dispersion of the variants' means, max - min over |mean of all|;
+    noise = relative standard deviation of one variant's runs, over seeds (sd across seeds) or over a
+    run's last checkpoints (sd across its last evaluations), averaged over variants or runs;
+    SNR = signal / noise (the |mean| cancels). At SNR below ~1, the metric cannot rank the variants at
+    this scale: its spread between recipes is the size of its spread within one."""
+
+    signal: float
+    seed_noise: float
+    checkpoint_noise: float
+    variants: int
+
+    @property
+    def seed_snr(self) -> float:
+        return _ratio(self.signal, self.seed_noise)
+
+    @property
+    def checkpoint_snr(self) -> float:
+        return _ratio(self.signal, self.checkpoint_noise)
+
+
+def _ratio(a: float, b: float) -> float:
+    if not (math.isfinite(a) and math.isfinite(b)) or b <= 0:
+        return math.nan
+    return a / b
+
+
+def signal_noise(by_variant: list[np.ndarray], last_checkpoints: list[np.ndarray] | None = None) -> SignalNoise:
+    """``by_variant``: each variant's values over seeds; ``last_checkpoints``: each run's values at its
+    last evaluations (in-loop). Noise needs >= 2 values per variant (or run); nan otherwise."""
+    means = np.array([v.mean() for v in by_variant if len(v)], dtype=np.float64)
+    scale = abs(float(means.mean())) if len(means) else math.nan
+    if not len(means) or scale == 0:
+        return SignalNoise(math.nan, math.nan, math.nan, len(means))
+    signal = float(means.max() - means.min()) / scale if len(means) > 1 else math.nan
+    seed_sds = [float(v.std(ddof=1)) for v in by_variant if len(v) > 1]
+    ckpt_sds = [float(v.std(ddof=1)) for v in (last_checkpoints or []) if len(v) > 1]
+    seed = float(np.mean(seed_sds)) / scale if seed_sds else math.nan
+    ckpt = float(np.mean(ckpt_sds)) / scale if ckpt_sds else math.nan
+    return SignalNoise(signal, seed, ckpt, len(means))

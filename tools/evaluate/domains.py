@@ -1,8 +1,8 @@
 """Evaluation on a token-store split: mean per-sequence loss per domain, and by quality quintile.
 
-`evaluate_domains` gives the per-domain numbers `currimix eval` reports for a model folder
-(`tools.evaluate.folders`), also computed on the live (possibly distributed) model during training.
-`evaluate_quality` adds the loss by **quality quintile of the held-out sequences** (within each
+`evaluate_domains` gives per-domain loss on a sample of a split (ranks sharing the work); the loop,
+`currimix eval` and `currimix run` measure the `evaluation` section's sets instead
+(`tools.evaluate.measure`, with bits per byte). `evaluate_quality` (the sweep's metrics) adds the loss by **quality quintile of the held-out sequences** (within each
 domain, by the sequences' scores), pooled over domains and per domain: whether a model is better
 on the high-quality text a curriculum ends on is a question about Q5, not about the mean.
 """

@@ -1,5 +1,5 @@
-"""Validation loss of any model folder on a token store: per domain (`currimix eval`) and by quality
-quintile of the held-out sequences (the sweep's metrics)."""
+"""Any model folder measured: on evaluation sets and probes (`currimix eval`, `currimix run`), and by
+quality quintile of the held-out sequences (the sweep's metrics)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from transformers import AutoModelForCausalLM
 
 from curriculum.errors import UserError
 from curriculum.store.reader import TokenStore
-from tools.evaluate.domains import evaluate_domains, evaluate_quality
+from tools.evaluate.config import EvaluationConfig
+from tools.evaluate.domains import evaluate_quality
+from tools.evaluate.evaluator import Evaluator
 
 
 def eval_device(device: str) -> torch.device:
@@ -28,7 +30,7 @@ def eval_device(device: str) -> torch.device:
 
 
 def load_for_eval(
-    model_dir: str | Path, store: TokenStore, device: str = "auto"
+    model_dir: str | Path, store: TokenStore | None, device: str = "auto"
 ) -> tuple[torch.nn.Module, torch.device]:
     """A saved model folder (anything `from_pretrained` loads) in fp32 on ``device``, checked against the store.
 
@@ -54,7 +56,7 @@ def load_for_eval(
             "damaged or do not belong together"
         ) from None
     model = model.to(dev)
-    if model.config.vocab_size < store.vocab_size:
+    if store is not None and model.config.vocab_size < store.vocab_size:
         raise UserError(
             f"model {str(model_dir)!r} has a vocabulary of {model.config.vocab_size}, the store's "
             f"tokenizer {store.vocab_size}: they were not trained together"
@@ -66,22 +68,6 @@ def _split(store: TokenStore, split: str):
     if split not in store.splits:
         raise UserError(f"split must be one of {sorted(store.splits)}, got {split!r}")
     return store.splits[split]
-
-
-def evaluate_folder(
-    model_dir: str | Path,
-    store_dir: str | Path,
-    *,
-    split: str = "val",
-    per_domain: int = 64,
-    micro_batch_size: int = 8,
-    device: str = "auto",
-) -> dict[str, float]:
-    """Per-domain loss of a saved model folder on a store split."""
-    store = TokenStore(store_dir)
-    data = _split(store, split)
-    model, dev = load_for_eval(model_dir, store, device)
-    return evaluate_domains(model, data, per_domain=per_domain, micro_batch_size=micro_batch_size, device=dev)
 
 
 def evaluate_folder_quality(
@@ -101,3 +87,56 @@ def evaluate_folder_quality(
         name: evaluate_quality(model, part, per_domain=per_domain, micro_batch_size=micro_batch_size, device=dev)
         for name, part in data.items()
     }
+
+
+def model_tokenizer(model_dir: Path, fallback: Path) -> Path:
+    """The tokenizer a model folder carries (currimix saves it beside the weights), else ``fallback``."""
+    return model_dir if (model_dir / "tokenizer.json").is_file() else fallback
+
+
+def evaluate_folders(
+    model_dirs: list[str | Path],
+    config: EvaluationConfig,
+    *,
+    training_store: str | Path | None = None,
+    per_domain: int | None = None,
+    micro_batch_size: int = 8,
+    device: str = "auto",
+) -> dict[str, dict[str, float]]:
+    """``{model folder: metrics}`` of ``config``'s sets and probes (every sequence unless ``per_domain``).
+
+    The sets are opened once (their byte counts computed once) and measured on each model; every set's
+    store must share the first model's tokenizer (the one it carries, else the first set's store's)."""
+    dirs = [Path(m) for m in model_dirs]
+    first_store = next((s.store for s in config.sets.values() if s.store), None) or training_store
+    fallback = Path(first_store) / "tokenizer" if first_store else dirs[0]
+    tokenizer_dir = model_tokenizer(dirs[0], fallback)
+    if not (tokenizer_dir / "tokenizer.json").is_file() and not (tokenizer_dir / "tokenizer_config.json").is_file():
+        raise UserError(f"no tokenizer for {str(dirs[0])!r}: the model folder carries none and no store gives one")
+    out: dict[str, dict[str, float]] = {}
+    evaluator: Evaluator | None = None
+    for model_dir in dirs:
+        model, dev = load_for_eval(model_dir, None, device)
+        if evaluator is None:
+            max_len = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 20)
+            evaluator = Evaluator.open(
+                config,
+                training_store=training_store,
+                tokenizer_dir=tokenizer_dir,
+                max_len=max_len,
+                per_domain=per_domain,
+            )
+        for eval_set in evaluator.sets:
+            if model.config.vocab_size < eval_set.store.vocab_size:
+                raise UserError(
+                    f"model {str(model_dir)!r} has a vocabulary of {model.config.vocab_size}, evaluation set "
+                    f"{eval_set.name!r} (store {str(eval_set.store.root)!r}) {eval_set.store.vocab_size}: "
+                    "they were not made with one tokenizer"
+                )
+        if (model_dir / "tokenizer.json").is_file() and model_dir != tokenizer_dir:
+            from tools.evaluate.sets import tokenizer_digest
+
+            if tokenizer_digest(model_dir) != tokenizer_digest(tokenizer_dir):
+                raise UserError(f"model {str(model_dir)!r} carries another tokenizer than {str(dirs[0])!r}")
+        out[str(model_dir)] = evaluator.measure(model, micro_batch_size=micro_batch_size, device=dev)
+    return out

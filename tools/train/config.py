@@ -18,6 +18,7 @@ from curriculum.errors import UserError
 from curriculum.registry import StrictModel
 from mixers.config import MixtureConfig
 from tools.average.config import AveragingConfig
+from tools.evaluate.config import EvaluationConfig
 from tools.train.schedules import SCHEDULES
 
 ScheduleSpec = SCHEDULES.config_union()
@@ -208,9 +209,16 @@ class TrainingConfig(StrictModel):
     eval_every_steps: int | None = Field(
         None, ge=1, description="Steps between validation passes; None = at the end only."
     )
-    eval_sequences_per_domain: int = Field(32, ge=1, description="Validation sequences per domain per pass.")
-    trackers: list[Literal["jsonl", "tensorboard"]] = Field(
-        ["jsonl", "tensorboard"], description="Where metrics go (in the run folder)."
+    eval_sequences_per_domain: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on the sequences per domain of each evaluation set in the loop's passes (evenly "
+        "spaced); None = every sequence of each set (see the `evaluation` section).",
+    )
+    trackers: list[Literal["jsonl", "tensorboard", "wandb", "mlflow"]] = Field(
+        ["jsonl", "tensorboard"],
+        description="Where metrics go: jsonl and tensorboard in the run folder; wandb (WANDB_MODE=offline keeps it "
+        "local) and mlflow (MLFLOW_TRACKING_URI, else <run_dir>/mlruns) need the `trackers` extra.",
     )
 
     @field_validator("trackers")
@@ -269,6 +277,7 @@ class TrainSections(StoreSections, Protocol):
     training: TrainingConfig | None
     checkpoint: CheckpointConfig
     averaging: AveragingConfig
+    evaluation: EvaluationConfig
 
     @property
     def run_path(self) -> Path: ...

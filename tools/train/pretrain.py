@@ -23,6 +23,7 @@ never trained over, and resume points, checkpoints, snapshots and the final mode
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import time
@@ -38,7 +39,8 @@ from tqdm.auto import tqdm
 from curriculum.errors import UserError
 from curriculum.store.reader import TokenStore
 from curriculum.tokenizer import load_tokenizer
-from tools.evaluate.domains import evaluate_domains
+from tools.evaluate.evaluator import Evaluator
+from tools.evaluate.measure import set_domain_losses
 from tools.train.checkpointer import Checkpointer, is_main_rank, model_settings
 from tools.train.config import TrainingConfig, TrainSections, training_section
 from tools.train.fused_loss import LossGroups, enable_fused_cross_entropy
@@ -49,7 +51,7 @@ from tools.train.nonfinite import NonFiniteGuard
 from tools.train.plan import Plan, build_plan
 from tools.train.prefetch import BatchFeed, MicroBatch, StepData, load_step
 from tools.train.runtime import Runtime, resolve_runtime
-from tools.train.trackers import make_trackers
+from tools.train.trackers import check_trackers, make_trackers
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Run:
     flops_per_token: float
     peak_flops: float | None
     checkpointer: Checkpointer
+    evaluator: Evaluator | None = None  # the `evaluation` section's sets and probes, opened once
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.runtime.bf16)
@@ -170,7 +173,7 @@ def setup(spec: TrainSections, checkpointer: Checkpointer | None = None) -> Run:
         mixed_precision="no",  # bf16 is the loop's own autocast (see the module docstring)
         fsdp_plugin=fsdp_plugin(runtime),
         project_dir=str(run_dir),
-        log_with=make_trackers(t.trackers, run_dir) if is_main_rank() else None,
+        log_with=make_trackers(t.trackers, run_dir, spec.name) if is_main_rank() else None,
     )
     set_seed(spec.seed)
     store = TokenStore(spec.store_path)
@@ -202,6 +205,16 @@ def setup(spec: TrainSections, checkpointer: Checkpointer | None = None) -> Run:
         foreach=runtime.cpu,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
+    evaluation = spec.evaluation
+    evaluator = None
+    if evaluation.in_loop and (evaluation.sets or evaluation.probes):
+        evaluator = Evaluator.open(
+            evaluation,
+            training_store=spec.store_path,
+            tokenizer_dir=store.tokenizer_path,
+            max_len=store.seq_len,
+            per_domain=t.eval_sequences_per_domain,
+        )
     return Run(
         spec,
         t,
@@ -216,6 +229,7 @@ def setup(spec: TrainSections, checkpointer: Checkpointer | None = None) -> Run:
         flops_per_token=fpt,
         peak_flops=peak_flops(accelerator.device, t.peak_flops),
         checkpointer=checkpointer or Checkpointer(run_dir, spec.checkpoint, model_settings(spec.model, t)),
+        evaluator=evaluator,
     )
 
 
@@ -333,27 +347,25 @@ def log_train(
 
 
 def validate(run: Run, step: int) -> dict[str, float]:
+    """The `evaluation` section's metrics (per-set loss and bits per byte, probes), logged at ``step``."""
+    if run.evaluator is None:
+        return {}
     acc = run.accelerator
-    t = run.training
-    # Ranks split the validation sequences, except under FSDP: there every forward is collective,
-    # so every rank runs the same (whole) set and no reduction is needed.
+    # Ranks split the sequences, except under FSDP: there every forward is collective, so every
+    # rank runs the same (whole) set and no reduction is needed.
     split = acc.distributed_type != DistributedType.FSDP
-    losses = evaluate_domains(
+    metrics = run.evaluator.measure(
         run.model,
-        run.store.val,
-        per_domain=t.eval_sequences_per_domain,
-        micro_batch_size=t.micro_batch_size,
+        micro_batch_size=run.spec.evaluation.micro_batch_size or run.training.micro_batch_size,
         device=acc.device,
         rank=acc.process_index if split else 0,
         world_size=acc.num_processes if split else 1,
         reduce=(lambda x: acc.reduce(x, reduction="sum")) if split else None,
         autocast=run.autocast,
     )
-    if losses:
-        acc.log(
-            {f"val/{k}": v for k, v in losses.items()} | {"val/mean": float(np.mean(list(losses.values())))}, step=step
-        )
-    return losses
+    if metrics:
+        acc.log(metrics, step=step)
+    return metrics
 
 
 def train(
@@ -376,6 +388,7 @@ def train(
         raise UserError(f"--stop-after must be a number of steps >= 1, got {stop_after_steps!r}")
     training = training_section(spec)
     check_batch_divides(training)  # before any rank creates anything
+    check_trackers(training.trackers)
     checkpointer = Checkpointer(spec.run_path, spec.checkpoint, model_settings(spec.model, training))
     with checkpointer.claim(resume=resume, overwrite=overwrite):
         try:
@@ -429,7 +442,13 @@ def train_loop(
         saver.write_run_files(acc, run.model, run.tokenizer, run.spec.to_yaml())
     acc.init_trackers(
         "currimix",
-        config={"recipe": run.spec.name, "plan": plan.fingerprint, "processes": acc.num_processes, "start_step": start},
+        config={
+            "recipe": run.spec.name,
+            "recipe_fingerprint": hashlib.sha256(run.spec.to_yaml().encode()).hexdigest()[:16],  # the resolved recipe
+            "plan": plan.fingerprint,
+            "processes": acc.num_processes,
+            "start_step": start,
+        },
     )
     stop = plan.total_steps if stop_after_steps is None else min(plan.total_steps, stop_after_steps)
     tally = LogTally(len(plan.domains.names), acc.device)
@@ -483,7 +502,8 @@ def train_loop(
         "final_model": str(saver.run_dir / "final"),
         "steps_done": stop,
         "total_steps": plan.total_steps,
-        "val_loss": val_losses,
+        "val_loss": set_domain_losses(val_losses),  # the `val` set's loss per domain
+        "eval": val_losses,  # every metric of the last evaluation
         "plan_fingerprint": plan.fingerprint,
         "processes": acc.num_processes,
     }

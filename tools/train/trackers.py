@@ -1,4 +1,12 @@
-"""Metric trackers for the Accelerate loop: a local JSONL file (always) and TensorBoard."""
+"""Metric trackers for the Accelerate loop: a local JSONL file, TensorBoard, and (when installed)
+Weights & Biases and MLflow through accelerate's own trackers.
+
+Every tracker gets the same records and the same run configuration (recipe name, recipe and plan
+fingerprints, processes, start step). Weights & Biases writes under ``<run_dir>/wandb`` and follows
+``WANDB_MODE`` (``offline`` keeps everything local; `wandb sync` uploads later); MLflow logs to
+``MLFLOW_TRACKING_URI`` when set, else to a local file store in ``<run_dir>/mlruns`` (`mlflow ui`
+reads it). A tracker named in the recipe but not installed is refused before training starts.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from accelerate.tracking import GeneralTracker, TensorBoardTracker
+
+from curriculum.errors import UserError
+
+# tracker name -> (the package it needs, the extra that installs it)
+OPTIONAL_TRACKERS = {"wandb": ("wandb", "trackers"), "mlflow": ("mlflow", "trackers")}
 
 
 class JSONLTracker(GeneralTracker):
@@ -47,14 +60,60 @@ class JSONLTracker(GeneralTracker):
         pass  # nothing held open
 
 
-def make_trackers(names: list[str], run_dir: Path) -> list[GeneralTracker]:
+def check_trackers(names: list[str]) -> None:
+    """Refuse trackers whose package is not installed (before any run folder is touched)."""
+    import importlib.util
+
+    missing = [n for n in names if n in OPTIONAL_TRACKERS and importlib.util.find_spec(OPTIONAL_TRACKERS[n][0]) is None]
+    if missing:
+        raise UserError(
+            f"training.trackers names {missing}, not installed here: pip install -e '.[trackers]' "
+            "(with PIP_CONSTRAINT=constraints.txt), or remove them from training.trackers"
+        )
+
+
+def make_trackers(names: list[str], run_dir: Path, run_name: str = "currimix") -> list[GeneralTracker]:
+    """The trackers ``names`` of a run writing into ``run_dir`` (rank 0 only)."""
+    check_trackers(names)
     trackers: list[GeneralTracker] = []
     for name in names:
         if name == "jsonl":
             trackers.append(JSONLTracker(run_dir))
         elif name == "tensorboard":
             trackers.append(TensorBoardTracker("tensorboard", run_dir))
+        elif name == "wandb":
+            trackers.append(wandb_tracker(run_dir, run_name))
+        elif name == "mlflow":
+            trackers.append(mlflow_tracker(run_dir, run_name))
     return trackers
+
+
+def wandb_tracker(run_dir: Path, run_name: str) -> GeneralTracker:
+    from accelerate.tracking import WandBTracker
+
+    (Path(run_dir) / "wandb").mkdir(parents=True, exist_ok=True)
+    return WandBTracker("currimix", name=run_name, dir=str(run_dir))
+
+
+def mlflow_tracker(run_dir: Path, run_name: str) -> GeneralTracker:
+    import os
+
+    from accelerate.tracking import MLflowTracker
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = (Path(run_dir).resolve() / "mlruns").as_uri()
+        # MLflow 3 keeps its local file store in maintenance mode behind this switch; a database
+        # backend (sqlite) would need SQLAlchemy and alembic, which mlflow-skinny does not install.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+    class DottedMLflowTracker(MLflowTracker):
+        """MLflow's file store keeps a metric as a file under its name, so ``loss`` and ``loss/code``
+        collide (a file and a folder): metric names go to MLflow with ``.`` for ``/``."""
+
+        def log(self, values: dict, step: int | None = None, **kwargs: Any) -> None:
+            super().log({k.replace("/", "."): v for k, v in values.items()}, step=step, **kwargs)
+
+    return DottedMLflowTracker(experiment_name="currimix", run_name=run_name)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

@@ -65,6 +65,11 @@ def check_inputs(data: DataConfig, tokenizer: TokenizerConfig, label: str = "the
                     f"data.domains.{name}.sources.{i}.tokens_field: pre-tokenized documents need "
                     "tokenizer.path (the tokenizer that made them)"
                 )
+    if data.val_fraction >= 1 and not tokenizer.path:
+        problems.append(
+            "data.val_fraction: 1 holds every document out, leaving no text to train a tokenizer on; set "
+            "tokenizer.path to the tokenizer of the models it will evaluate (e.g. <training store>/tokenizer)"
+        )
     if tokenizer.path and not Path(tokenizer.path).is_dir():
         what = "is a file, not a folder" if Path(tokenizer.path).exists() else "does not exist"
         problems.append(f"tokenizer.path: folder {tokenizer.path!r} {what}")

@@ -84,7 +84,8 @@ def finalize_store(
     for d in domains:  # units ran independently: ids are checked across the whole domain here
         check_domain_ids_unique(root, [u for u, info in zip(units, infos) if info["domain"] == d], d)
     empty = [d for d in domains if stats["train"][d]["sequences"] == 0]
-    if empty:
+    held_out_only = len(empty) == len(domains) and all(stats["val"][d]["sequences"] for d in domains)
+    if empty and not held_out_only:  # a store of held-out text only (val_fraction 1) is an evaluation set
         raise UserError(
             f"domains {empty} have fewer than {seq_len} training tokens in any unit of work; "
             "add documents, lower data.seq_len or raise data.unit_bytes"
