@@ -39,8 +39,8 @@ from curriculum.store.reader import TokenStore
 from curriculum.tokenizer import load_tokenizer
 from tools.evaluate.domains import evaluate_domains
 from tools.train.checkpointer import Checkpointer, is_main_rank, model_settings
-from tools.train.control import STATE_FILE, MixtureControl, dump_state, load_state
 from tools.train.config import TrainingConfig, TrainSections, training_section
+from tools.train.control import STATE_FILE, MixtureControl, dump_state, load_state
 from tools.train.fused_loss import LossGroups, enable_fused_cross_entropy
 from tools.train.losses import sequence_losses
 from tools.train.model import build_model, flops_per_token, peak_flops, prepare_for_speed
