@@ -88,7 +88,7 @@ def recipe(workdir: Path, arm: str, seed: int, steps: int) -> dict:
                 for n in ("noise", "pattern", "markov")
             },
         },
-        "tokenizer": {"vocab_size": 256, "min_frequency": 2},
+        "tokenizer": {"vocab_size": 320, "min_frequency": 2},
         "model": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128},
         "mixture": {"mixer": {"name": "static", "weights": "uniform"}, "controller": controller, "on_cap": "warn"},
         "curriculum": {"order": {"name": "random"}},
