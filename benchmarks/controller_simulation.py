@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import harness  # noqa: E402
 from mixers.base import DomainInfo  # noqa: E402
 from mixers.controllers import build_controller  # noqa: E402
 from mixers.controllers.simulate import Curves, optimal_mixture, simulate  # noqa: E402
@@ -44,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=150)
     args = parser.parse_args()
+    print(harness.header("controller (a): ADO on simulated domains with an analytic optimum"))
     print("| curves | tau | noise | optimum | controller | realised | gap closed |")
     print("|---|---|---|---|---|---|---|")
     closed_by: dict[str, list[float]] = {v: [] for v in VARIANTS}

@@ -30,6 +30,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import harness  # noqa: E402
+
 LETTERS = "abcdefghijkl"
 DOCS_PER_DOMAIN = 400
 DOC_CHARS = 1500
@@ -120,10 +122,11 @@ def main() -> None:
     from tools.train.trackers import read_metrics
 
     work = args.workdir.resolve()
+    print(harness.header("controller (b): ADO vs static on noise / pattern / order-2 Markov"))
     if not (work / "store" / "manifest.json").exists():
         write_corpus(work / "corpus")
         prepare_store(recipe_from_dict(recipe(work, "static", 0, args.steps)), show_progress=False)
-    rows, trajectories = [], {}
+    rows, trajectories, overheads = [], {}, []
     for seed in args.seeds:
         for arm in ("static", "ado"):
             raw = recipe(work, arm, seed, args.steps)
@@ -134,6 +137,7 @@ def main() -> None:
             metrics = read_metrics(Path(raw["run_dir"]))
             updates = [r for r in metrics if "control/update" in r]
             final = {n: updates[-1][f"control/{n}/weight"] for n in ("noise", "pattern", "markov")} if updates else None
+            overheads.append((arm, sum(r["control/seconds"] for r in updates), wall, len(updates)))
             if arm == "ado" and seed == args.seeds[0]:
                 trajectories = {r["control/update"]: r for r in updates}
             rows.append((seed, arm, summary["val_loss"], final, wall))
@@ -156,6 +160,12 @@ def main() -> None:
     for n in ("noise", "pattern", "markov"):
         d = np.array([val[(s, "ado")][n] - val[(s, "static")][n] for s in args.seeds])
         print(f"| {n} | {paired(d).text(4)} | {', '.join(f'{x:+.4f}' for x in d)} |")
+    print()
+    print("| arm | updates | time in updates (reduce + fit + rounding) | wall of the run | share |")
+    print("|---|---|---|---|---|")
+    for arm, spent, wall, n in overheads:
+        if n:
+            print(f"| {arm} | {n} | {spent:.3f} s | {wall:.0f} s | {spent / wall:.2%} |")
     print()
     print("| update after step | noise | pattern | markov | loss noise | loss pattern | loss markov |")
     print("|---|---|---|---|---|---|---|")

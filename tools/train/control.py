@@ -23,6 +23,7 @@ window's partial loss sums (reduced, so a run may resume on another number of pr
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,7 @@ class MixtureControl:
         alloc = self.allocation
         if done >= self.plan.total_steps or done != alloc.edges[alloc.window_of(done)]:
             return
+        started = time.perf_counter()
         sums, counts = self._reduced(acc)
         self.loss_sum.zero_()
         self.count.zero_()
@@ -94,7 +96,7 @@ class MixtureControl:
         weights = self.controller.update(obs)
         chosen = round_counts(weights, alloc.slots(window), self.plan.capacity(consumed))
         alloc.decide(window, chosen)
-        record: dict[str, Any] = {"control/update": done}
+        record: dict[str, Any] = {"control/update": done, "control/seconds": time.perf_counter() - started}
         for d, name in enumerate(self.plan.domains.names):
             record[f"control/{name}/weight"] = float(weights[d])
             record[f"control/{name}/count"] = int(chosen[d])
