@@ -52,6 +52,14 @@ def test_resume_is_bitwise_mid_window_and_across_an_update(make_recipe, tmp_path
     assert sorted(want[0]) == list(range(12)) and sorted(want[2]) == [2, 4, 6, 8, 10]
     moved = [want[2][s]["control/code/weight"] for s in (6, 8, 10)]
     assert all(abs(w - 0.3) > 1e-3 for w in moved), "the controller never moved: the test would prove nothing"
+    from tools.plotting import controller_weights, plot_controller, plot_plan
+    from tools.train.plan import build_plan
+
+    names = ("code", "prose", "web")
+    starts, weights = controller_weights(tmp_path / "full", names)
+    assert starts.tolist() == [2, 4, 6, 8, 10] and weights[3, 0] == want[2][8]["control/code/weight"]
+    assert plot_plan(build_plan(full), tmp_path / "plan.png").stat().st_size > 10_000  # prior + the chosen weights
+    assert plot_controller(tmp_path / "full", names, tmp_path / "weights.png").stat().st_size > 10_000
     for stop in (7, 8):  # 7: mid-window, the resumed run makes the update at 8; 8: right at an update
         split = make_recipe(run_dir=str(tmp_path / f"split{stop}"), **CONTROLLED)
         train(split, stop_after_steps=stop, show_progress=False)
