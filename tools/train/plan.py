@@ -318,7 +318,8 @@ class Plan:
             "sequences": self.domains.sequences.tolist(),
             "seq_len": self.store.seq_len,
             "seed": spec.seed,
-            "mixture": dump(spec.mixture),
+            # A recipe without a controller keeps the fingerprint it had before the key existed.
+            "mixture": {k: v for k, v in dump(spec.mixture).items() if k != "controller" or v is not None},
             "curriculum": dump(spec.curriculum),
             "schedule": dump(spec.schedule),
             "averaging": dump(spec.averaging),
