@@ -247,7 +247,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             f"max change {control['max_change'] if control['max_change'] is not None else 'none'}, prior "
             + ", ".join(f"{n} {w:.3f}" for n, w in control["prior"].items())
             + f"; {', '.join(f'{k} {v}' for k, v in extra.items())}. The timeline above is the prior's: the "
-            "controller sets each later window's counts from the training losses"
+            "controller sets each later window's counts from the training losses. The curriculum coverage below "
+            "is of each domain's stream, built for the most the controller could give it; a run that takes less "
+            "sees the stream's start"
         )
     avg = summary["averaging"]
     if avg:
