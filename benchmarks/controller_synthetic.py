@@ -8,12 +8,14 @@ A synthetic corpus of three domains, generated here (no download):
   per context): learnable, slowly (144 contexts to learn).
 
 A sensible controller moves weight to ``markov``. The same tiny Llama trains on each arm from the
-same seed: ``static`` (uniform, the baseline, in the same run) and ``ado`` (uniform prior). The table
+same seed: ``static`` (uniform, the baseline, in the same run) and ADO from the uniform prior, once per
+warmup (``ado-w20``: first update after step 20; ``ado-w60``: after 60, as the paper ignores its first
+steps, when every loss falls fast). The table
 gives each arm's final held-out loss per domain and the controller's weights at the end; a second
 table the weight of each domain at every update (ADO, first seed). Wall time per arm is printed so
 the controller's overhead can be read off (its updates are timed in the metrics too).
 
-    python benchmarks/controller_synthetic.py [--seeds 0 1 2] [--steps 300] [--workdir runs/bench/controller-synthetic]
+    python benchmarks/controller_synthetic.py [--seeds 0 1 2] [--steps 300] [--ado-warmups 20 60] [--skip-static]
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def write_corpus(folder: Path) -> None:
 
 
 def recipe(workdir: Path, arm: str, seed: int, steps: int) -> dict:
-    controller = {"name": "ado", "every_steps": 10, "warmup_steps": 20} if arm == "ado" else None
+    """``arm``: ``static`` or ``ado-w<N>`` (ADO, updates every 10 steps from step N on)."""
+    warmup = int(arm.removeprefix("ado-w")) if arm.startswith("ado-w") else None
+    controller = {"name": "ado", "every_steps": 10, "warmup_steps": warmup} if warmup is not None else None
     return {
         "name": f"{arm}-{seed}",
         "seed": seed,
@@ -113,11 +117,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--ado-warmups", type=int, nargs="+", default=[20, 60], help="one ADO arm per warmup")
+    parser.add_argument("--skip-static", action="store_true", help="reuse static runs already in the workdir")
     parser.add_argument("--workdir", type=Path, default=REPO / "runs" / "bench" / "controller-synthetic")
     args = parser.parse_args()
 
     from curriculum.store.prepare import prepare_store
     from recipes.loading import recipe_from_dict
+    from recipes.sweep.stats import paired
     from tools.train.pretrain import train
     from tools.train.trackers import read_metrics
 
@@ -126,57 +133,54 @@ def main() -> None:
     if not (work / "store" / "manifest.json").exists():
         write_corpus(work / "corpus")
         prepare_store(recipe_from_dict(recipe(work, "static", 0, args.steps)), show_progress=False)
+    names = ("noise", "pattern", "markov")
+    arms = ["static", *(f"ado-w{w}" for w in args.ado_warmups)]
     rows, trajectories, overheads = [], {}, []
     for seed in args.seeds:
-        for arm in ("static", "ado"):
+        for arm in arms:
             raw = recipe(work, arm, seed, args.steps)
-            shutil.rmtree(raw["run_dir"], ignore_errors=True)
-            started = time.perf_counter()
-            summary = train(recipe_from_dict(raw), show_progress=False)
-            wall = time.perf_counter() - started
-            metrics = read_metrics(Path(raw["run_dir"]))
-            updates = [r for r in metrics if "control/update" in r]
-            final = {n: updates[-1][f"control/{n}/weight"] for n in ("noise", "pattern", "markov")} if updates else None
-            overheads.append((arm, sum(r["control/seconds"] for r in updates), wall, len(updates)))
-            if arm == "ado" and seed == args.seeds[0]:
-                trajectories = {r["control/update"]: r for r in updates}
+            run_dir = Path(raw["run_dir"])
+            if arm == "static" and args.skip_static and (run_dir / "summary.json").exists():
+                summary, wall = json.loads((run_dir / "summary.json").read_text()), float("nan")
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                started = time.perf_counter()
+                summary = train(recipe_from_dict(raw), show_progress=False)
+                wall = time.perf_counter() - started
+            updates = [r for r in read_metrics(run_dir) if "control/update" in r]
+            final = {n: updates[-1][f"control/{n}/weight"] for n in names} if updates else None
+            if updates:
+                overheads.append((f"{arm} seed {seed}", sum(r["control/seconds"] for r in updates), wall, len(updates)))
+                if seed == args.seeds[0]:
+                    trajectories[arm] = {r["control/update"]: r for r in updates}
             rows.append((seed, arm, summary["val_loss"], final, wall))
     print(
         "| seed | arm | val noise | val pattern | val markov | val mean | final weights noise/pattern/markov | wall s |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for seed, arm, val, final, wall in rows:
-        weights = "uniform" if final is None else " / ".join(f"{final[n]:.3f}" for n in ("noise", "pattern", "markov"))
-        mean = np.mean(list(val.values()))
-        print(
-            f"| {seed} | {arm} | {val['noise']:.4f} | {val['pattern']:.4f} | {val['markov']:.4f} | {mean:.4f} | {weights} | {wall:.0f} |"
-        )
-    from recipes.sweep.stats import paired
-
+        weights = "uniform" if final is None else " / ".join(f"{final[n]:.3f}" for n in names)
+        cells = " | ".join(f"{val[n]:.4f}" for n in names)
+        print(f"| {seed} | {arm} | {cells} | {np.mean(list(val.values())):.4f} | {weights} | {wall:.0f} |")
     val = {(seed, arm): v for seed, arm, v, _, _ in rows}
-    print()
-    print("| domain | ado - static held-out loss: mean [95% paired t-interval] | per seed |")
-    print("|---|---|---|")
-    for n in ("noise", "pattern", "markov"):
-        d = np.array([val[(s, "ado")][n] - val[(s, "static")][n] for s in args.seeds])
-        print(f"| {n} | {paired(d).text(4)} | {', '.join(f'{x:+.4f}' for x in d)} |")
-    print()
-    print("| arm | updates | time in updates (reduce + fit + rounding) | wall of the run | share |")
+    print("\n| arm | domain | arm - static held-out loss: mean [95% paired t-interval] | per seed |")
+    print("|---|---|---|---|")
+    for arm in arms[1:]:
+        for n in names:
+            d = np.array([val[(s, arm)][n] - val[(s, "static")][n] for s in args.seeds])
+            print(f"| {arm} | {n} | {paired(d).text(4)} | {', '.join(f'{x:+.4f}' for x in d)} |")
+    print("\n| run | updates | time in updates (reduce + fit + rounding) | wall of the run | share |")
     print("|---|---|---|---|---|")
-    for arm, spent, wall, n in overheads:
-        if n:
-            print(f"| {arm} | {n} | {spent:.3f} s | {wall:.0f} s | {spent / wall:.2%} |")
-    print()
-    print("| update after step | noise | pattern | markov | loss noise | loss pattern | loss markov |")
-    print("|---|---|---|---|---|---|---|")
-    for step, r in sorted(trajectories.items()):
-        print(
-            f"| {step} | "
-            + " | ".join(f"{r[f'control/{n}/weight']:.3f}" for n in ("noise", "pattern", "markov"))
-            + " | "
-            + " | ".join(f"{r.get(f'control/{n}/loss', float('nan')):.3f}" for n in ("noise", "pattern", "markov"))
-            + " |"
-        )
+    for what, spent, wall, n in overheads:
+        print(f"| {what} | {n} | {spent:.3f} s | {wall:.0f} s | {spent / wall:.2%} |")
+    for arm, trajectory in trajectories.items():
+        print(f"\n{arm}, seed {args.seeds[0]}: the weights chosen at each update and the last window's mean losses\n")
+        print("| update after step | noise | pattern | markov | loss noise | loss pattern | loss markov |")
+        print("|---|---|---|---|---|---|---|")
+        for step, r in sorted(trajectory.items()):
+            weights = " | ".join(f"{r[f'control/{n}/weight']:.3f}" for n in names)
+            losses = " | ".join(f"{r.get(f'control/{n}/loss', float('nan')):.3f}" for n in names)
+            print(f"| {step} | {weights} | {losses} |")
 
 
 if __name__ == "__main__":
