@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--ado-warmups", type=int, nargs="+", default=[20, 60], help="one ADO arm per warmup")
     parser.add_argument("--skip-static", action="store_true", help="reuse static runs already in the workdir")
-    parser.add_argument("--workdir", type=Path, default=REPO / "runs" / "bench" / "controller-synthetic")
+    parser.add_argument("--workdir", type=Path, default=None, help="default: <benchmark cache>/controller-synthetic")
     args = parser.parse_args()
 
     from curriculum.store.prepare import prepare_store
@@ -128,7 +128,7 @@ def main() -> None:
     from tools.train.pretrain import train
     from tools.train.trackers import read_metrics
 
-    work = args.workdir.resolve()
+    work = (args.workdir or harness.cache_dir("controller-synthetic")).resolve()
     print(harness.header("controller (b): ADO vs static on noise / pattern / order-2 Markov"))
     if not (work / "store" / "manifest.json").exists():
         write_corpus(work / "corpus")
