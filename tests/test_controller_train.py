@@ -52,6 +52,9 @@ def test_resume_is_bitwise_mid_window_and_across_an_update(make_recipe, tmp_path
     assert sorted(want[0]) == list(range(12)) and sorted(want[2]) == [2, 4, 6, 8, 10]
     moved = [want[2][s]["control/code/weight"] for s in (6, 8, 10)]
     assert all(abs(w - 0.3) > 1e-3 for w in moved), "the controller never moved: the test would prove nothing"
+    for r in read_metrics(tmp_path / "full"):  # the realised-vs-planned report holds for what was decided
+        for name in ("code", "prose", "web"):
+            assert abs(r[f"mix/{name}/realised"] - r[f"mix/{name}/planned"]) < 1
     from tools.plotting import controller_weights, plot_controller, plot_plan
     from tools.train.plan import build_plan
 
