@@ -63,6 +63,10 @@ def check_plan_budget(spec: TrainSections) -> None:
     if spec.training is None:
         return  # a recipe for `prepare` alone; commands that plan refuse it (`training_section`)
     steps, resolution = spec.training.steps, spec.mixture.resolution_steps
+    windows_key, raise_it = f"mixture.resolution_steps={resolution}", "mixture.resolution_steps (at most 4096)"
+    if spec.mixture.controller is not None:  # its windows are its cadence
+        resolution = spec.mixture.controller.every_steps
+        windows_key, raise_it = f"mixture.controller.every_steps={resolution}", "mixture.controller.every_steps"
     snapshots = spec.averaging.snapshots or 0
     if snapshots > steps:  # refused here: the window would list every snapshot step before saying so
         raise UserError(
@@ -82,8 +86,8 @@ def check_plan_budget(spec: TrainSections) -> None:
     _, asks, fix = max(
         (
             window_mb,
-            f"training.steps: {steps:,} steps in windows of mixture.resolution_steps={resolution}",
-            "train fewer steps, raise mixture.resolution_steps (at most 4096)",
+            f"training.steps: {steps:,} steps in windows of {windows_key}",
+            f"train fewer steps, raise {raise_it}",
         ),
         (snapshot_mb, f"averaging.snapshots: {snapshots:,} averaging snapshots", "average fewer snapshots"),
         (batch_mb, f"training.global_batch_size: batches of {batch:,} sequences", "use a smaller batch"),
