@@ -36,7 +36,9 @@ def _record(run_dir: Path) -> tuple[dict, dict, dict]:
     losses = {r["step"]: r["loss"] for r in metrics if "loss" in r}
     batches = {r["step"]: r["batch_ids"] for r in metrics if "batch_ids" in r}
     control = {
-        r["control/update"]: {k: v for k, v in r.items() if k.startswith(("control/", "ado/"))}
+        r["control/update"]: {
+            k: v for k, v in r.items() if k.startswith(("control/", "ado/")) and k != "control/seconds"
+        }
         for r in metrics
         if "control/update" in r
     }
