@@ -7,9 +7,11 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from curriculum.registry import StrictModel
+from mixers.controllers import CONTROLLERS
 from mixers.registry import MIXERS
 
 MixerSpec = MIXERS.config_union()
+ControllerSpec = CONTROLLERS.config_union()
 
 
 class MixtureConfig(StrictModel):
@@ -18,6 +20,11 @@ class MixtureConfig(StrictModel):
     mixer: MixerSpec = Field(
         default_factory=lambda: MIXERS.parse({"name": "static"}),
         description="The domain-weight schedule w_d(t) (static, temperature, upsample, ...).",
+    )
+    controller: ControllerSpec | None = Field(  # type: ignore[valid-type]
+        None,
+        description="An online controller (e.g. {name: ado, every_steps: 50}) that sets the mixture every K "
+        "steps from the per-domain training losses, starting from `mixer` as its prior; null = the mixer alone.",
     )
     realise: Literal["sample", "weight"] = Field(
         "sample",

@@ -1,4 +1,7 @@
-"""Plots: the plan's timeline (LR, domain weights, batch quality, snapshots) as one PNG."""
+"""Plots: the plan's timeline (LR, domain weights, batch quality, snapshots) as one PNG.
+
+Under an online controller the mixture panel stacks the prior and, once the run folder holds a log,
+draws the weights the controller chose at each update over it (`controller_weights`)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np  # noqa: E402
 from curriculum.files import atomic_path  # noqa: E402
 from tools.train.plan import Plan  # noqa: E402
 from tools.train.plan_report import sequence_quantiles, timeline_segments  # noqa: E402
+from tools.train.trackers import read_metrics  # noqa: E402
 
 MAX_POINTS = 2000
 
@@ -31,6 +35,14 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
     axes[1].stackplot(steps, planned.T, labels=plan.domains.names, alpha=0.8)
     if plan.spec.mixture.realise == "weight":
         axes[1].set_title("target mixture (batches follow the natural mix; losses are weighted)", fontsize=9)
+    chosen = controller_weights(plan.spec.run_path, plan.domains.names) if plan.controller is not None else None
+    if chosen is not None:
+        starts, weights = chosen
+        for d in range(len(plan.domains.names)):
+            axes[1].step(starts, np.cumsum(weights, axis=1)[:, d], where="post", color="black", lw=1)
+        axes[1].set_title(
+            "prior (filled) and the controller's cumulative weights (lines, from the run's log)", fontsize=9
+        )
     axes[1].set_ylabel("domain weight")
     axes[1].set_ylim(0, 1)
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
@@ -54,3 +66,37 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
         fig.savefig(tmp, dpi=110, format="png")  # a PNG whatever ``path`` ends in, as before
         plt.close(fig)
     return path
+
+
+def controller_weights(run_dir: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The steps where the controller's windows began and the weights it chose for them (from the
+    run's metrics.jsonl), or None before the run has logged an update."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    records = [r for r in read_metrics(run_dir) if "control/update" in r]
+    if not records:
+        return None
+    starts = np.array([r["control/update"] for r in records])
+    weights = np.array([[r[f"control/{n}/weight"] for n in names] for r in records])
+    return starts, weights
+
+
+def plot_controller(run_dir: Path, names: tuple[str, ...], path: str | Path, title: str = "") -> Path:
+    """The controller's weights at every update of a run, one line per domain (PNG, written atomically)."""
+    chosen = controller_weights(run_dir, names)
+    if chosen is None:
+        raise ValueError(f"{run_dir} has no controller updates in its log")
+    starts, weights = chosen
+    fig, ax = plt.subplots(figsize=(8, 3.5), constrained_layout=True)
+    for d, name in enumerate(names):
+        ax.step(starts, weights[:, d], where="post", label=name)
+    ax.set_xlabel("step (the window the weights were chosen for starts here)")
+    ax.set_ylabel("weight")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(title or f"controller weights: {Path(run_dir).name}", fontsize=10)
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+    return Path(path)

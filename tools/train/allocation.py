@@ -16,15 +16,25 @@ Two levels keep it fast for any run length:
 * **Within a window** the plan's target rate is constant (the window total spread evenly), the
   window's start and end targets are integers, and EDF in exact integer arithmetic spreads the total
   over the steps. Any step's counts cost at most one window of work, whatever the step number.
+
+Under an online controller (`ControlledAllocation`) the windows are its update cadence and each
+window's integer totals are *decided* while training runs: the controller's float64 weights are
+rounded to counts by largest remainders (`round_counts`), then spread over the window's steps as
+above. Until a window is decided it holds the prior's counts (what `currimix plan` shows).
 """
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from functools import lru_cache
 from typing import Callable
 
 import numpy as np
+
+from mixers.controllers.rounding import round_counts
+
+__all__ = ["Allocation", "ControlledAllocation", "edf_window_counts", "round_counts"]
 
 # Targets within this distance of an integer are that integer (float sums of weights are inexact).
 SNAP = 1e-9
@@ -167,3 +177,56 @@ class Allocation:
         window = int(np.searchsorted(self.edges, step, side="right") - 1)
         steps = self.edges[window + 1] - self.edges[window]
         return self.window_counts[window] / (steps * self.batch_size)
+
+
+class ControlledAllocation(Allocation):
+    """An `Allocation` whose window totals an online controller decides as training runs.
+
+    Windows ``[0, decided]`` are decided; the others hold the prior's counts. Once the trainer
+    marks it ``live``, asking for a step past the decided windows waits until the controller has
+    decided them (the prefetch thread asks ahead of the loop), so no batch is ever drawn from
+    counts that are about to change.
+    """
+
+    def __init__(self, edges: np.ndarray, prior_counts: np.ndarray, batch_size: int):
+        super().__init__(edges, prior_counts, batch_size)
+        self.decided = 0  # window 0 follows the prior
+        self.live = False
+        self._changed = threading.Condition()
+
+    def window_of(self, step: int) -> int:
+        return int(np.searchsorted(self.edges, step, side="right") - 1)
+
+    def slots(self, window: int) -> int:
+        return int(self.edges[window + 1] - self.edges[window]) * self.batch_size
+
+    def _known(self, step: int) -> bool:
+        return step <= self.edges[min(self.decided + 1, len(self.edges) - 1)]
+
+    def consumed_before(self, step: int) -> np.ndarray:
+        with self._changed:
+            if self.live:
+                self._changed.wait_for(lambda: self._known(step))
+            return super().consumed_before(step)
+
+    def decide(self, window: int, counts: np.ndarray, start: np.ndarray | None = None) -> None:
+        """Fix window ``window``'s totals (and, on resume, the counts consumed before it)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        assert counts.sum() == self.slots(window) and (counts >= 0).all(), (counts, self.slots(window))
+        with self._changed:
+            self.window_counts[window] = counts
+            if start is not None:
+                self.window_start[window] = np.asarray(start, dtype=np.int64)
+            self.window_start[window + 1 :] = self.window_start[window] + np.cumsum(self.window_counts[window:], axis=0)
+            self.decided = window
+            self._spread.cache_clear()
+            self._changed.notify_all()
+
+    def state(self) -> dict[str, list[int] | int]:
+        """The decided window, its totals and what was consumed before it: batch t of that window
+        is a pure function of these (and the recipe)."""
+        j = self.decided
+        return {"window": j, "start": self.window_start[j].tolist(), "counts": self.window_counts[j].tolist()}
+
+    def restore(self, state: dict) -> None:
+        self.decide(int(state["window"]), np.array(state["counts"]), np.array(state["start"]))

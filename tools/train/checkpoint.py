@@ -290,8 +290,11 @@ def save_checkpoint(
     plan_fingerprint: str,
     keep_last: int,
     settings: dict[str, Any] | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
     """A resumable checkpoint after ``step`` completed steps; keeps the newest ``keep_last``.
+    ``extra_files`` ({name: text}, e.g. a mixture controller's state) are written beside the state
+    by rank 0 and checksummed in the marker like every other file.
 
     ``settings`` (the model and optimizer settings, `tools.train.plan.model_settings`) go into the
     marker so a resume under a different model is refused by name, not by a state-dict error."""
@@ -304,6 +307,9 @@ def save_checkpoint(
             tmp.mkdir(parents=True)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            for name, text in (extra_files or {}).items():
+                (tmp / name).write_text(text)
         marker = {"kind": "checkpoint", "step": step, "plan_fingerprint": plan_fingerprint}
         if settings is not None:
             marker["settings"] = settings

@@ -134,6 +134,16 @@ class Checkpointer:
             ) from None
         check_weights_finite(acc, model, folder)
 
+    def read_file(self, folder: Path, name: str) -> str:
+        """A text file a checkpoint was saved with (`save`'s ``extra_files``; verified with the folder)."""
+        path = folder / name
+        if not path.is_file():
+            raise UserError(
+                f"checkpoint {str(folder)!r} has no {name}, which this recipe needs to resume (it was "
+                "written by a run without it); resume it with the recipe that wrote it"
+            )
+        return path.read_text()
+
     def write_run_files(self, acc: Accelerator, model: Any, tokenizer: Any, recipe_yaml: str) -> None:
         """The resolved recipe and the model's config + tokenizer, for averaging and inspection (rank 0)."""
         if not acc.is_main_process:
@@ -144,10 +154,15 @@ class Checkpointer:
         acc.unwrap_model(model).config.save_pretrained(str(config_dir))
         tokenizer.save_pretrained(str(config_dir))
 
-    def save(self, acc: Accelerator, step: int, plan_fingerprint: str) -> Path:
-        """A resumable checkpoint after ``step`` steps (keeping ``checkpoint.keep_last``). Once the new
-        run can resume, an --overwrite's old run is no longer needed and goes."""
-        folder = save_checkpoint(acc, self.run_dir, step, plan_fingerprint, self.config.keep_last, self.settings)
+    def save(
+        self, acc: Accelerator, step: int, plan_fingerprint: str, extra_files: dict[str, str] | None = None
+    ) -> Path:
+        """A resumable checkpoint after ``step`` steps (keeping ``checkpoint.keep_last``), with
+        ``extra_files`` ({name: text}) beside the state. Once the new run can resume, an
+        --overwrite's old run is no longer needed and goes."""
+        folder = save_checkpoint(
+            acc, self.run_dir, step, plan_fingerprint, self.config.keep_last, self.settings, extra_files
+        )
         self._discard_previous()
         return folder
 

@@ -24,9 +24,10 @@ from curriculum.permutation import derive_key
 from curriculum.store.reader import TokenStore
 from mixers import DomainInfo, Mixer, Phase, build_mixer
 from mixers.base import boundary_step
+from mixers.controllers import Controller, build_controller
 from mixers.static import StaticConfig, StaticMixer
 from tools.average.window import averaging_window
-from tools.train.allocation import Allocation, edf_window_counts
+from tools.train.allocation import Allocation, ControlledAllocation, edf_window_counts
 from tools.train.config import TrainSections, training_section
 from tools.train.sampler import GlobalBatch, Sampler
 from tools.train.schedules import Schedule, build_schedule
@@ -62,6 +63,10 @@ def check_plan_budget(spec: TrainSections) -> None:
     if spec.training is None:
         return  # a recipe for `prepare` alone; commands that plan refuse it (`training_section`)
     steps, resolution = spec.training.steps, spec.mixture.resolution_steps
+    windows_key, raise_it = f"mixture.resolution_steps={resolution}", "mixture.resolution_steps (at most 4096)"
+    if spec.mixture.controller is not None:  # its windows are its cadence
+        resolution = spec.mixture.controller.every_steps
+        windows_key, raise_it = f"mixture.controller.every_steps={resolution}", "mixture.controller.every_steps"
     snapshots = spec.averaging.snapshots or 0
     if snapshots > steps:  # refused here: the window would list every snapshot step before saying so
         raise UserError(
@@ -81,8 +86,8 @@ def check_plan_budget(spec: TrainSections) -> None:
     _, asks, fix = max(
         (
             window_mb,
-            f"training.steps: {steps:,} steps in windows of mixture.resolution_steps={resolution}",
-            "train fewer steps, raise mixture.resolution_steps (at most 4096)",
+            f"training.steps: {steps:,} steps in windows of {windows_key}",
+            f"train fewer steps, raise {raise_it}",
         ),
         (snapshot_mb, f"averaging.snapshots: {snapshots:,} averaging snapshots", "average fewer snapshots"),
         (batch_mb, f"training.global_batch_size: batches of {batch:,} sequences", "use a smaller batch"),
@@ -167,11 +172,22 @@ class Plan:
         natural = StaticMixer(StaticConfig(weights="natural"), self.domains)
         self.sampling_mixer = natural if spec.mixture.realise == "weight" else self.mixer
 
+        control = spec.mixture.controller
+        self.controller: Controller | None = None
+        if control is not None:
+            check_controller(spec, self.domains, self.total_steps * self.batch_size)
+            self.controller = build_controller(control, self.domains)
         breakpoints = [boundary_step(f, self.total_steps) for f in self.mixer.breakpoints()]
-        edges = window_edges(self.total_steps, spec.mixture.resolution_steps, breakpoints)
+        edges = (
+            window_edges(self.total_steps, spec.mixture.resolution_steps, breakpoints)
+            if control is None
+            else window_edges(self.total_steps, control.every_steps, [])  # the update cadence
+        )
         self.cum_targets = cumulative_targets(self.sampling_mixer, self.total_steps, self.batch_size, edges)
         slots = np.diff(edges) * self.batch_size
-        self.allocation = Allocation(edges, edf_window_counts(self.cum_targets, slots), self.batch_size)
+        counts = edf_window_counts(self.cum_targets, slots)
+        allocation = Allocation if control is None else ControlledAllocation
+        self.allocation = allocation(edges, counts, self.batch_size)
 
         self.schedule: Schedule = build_schedule(
             spec.schedule, self.total_steps, self.phases, tokens_per_step=self.batch_size * store.seq_len
@@ -193,6 +209,8 @@ class Plan:
         """Each domain's stream over exactly the samples the run takes from it (its budget)."""
         cur = self.spec.curriculum
         budget = self.allocation.consumed_before(self.total_steps)
+        if self.controller is not None:  # unknown before training: the most the controller could take
+            budget = controlled_budgets(self.spec, self.domains, self.total_steps * self.batch_size)
         out = []
         for d, name in enumerate(self.domains.names):
             out.append(
@@ -229,6 +247,8 @@ class Plan:
         return self.allocation.consumed_before(self.total_steps) / self.domains.sequences
 
     def check_caps(self) -> None:
+        """Refuse (or warn about) a plan that repeats a domain past its cap. Under a controller this is
+        the prior's plan; the controller's own counts are held under the caps as it decides them."""
         cur, mix = self.spec.curriculum, self.spec.mixture
         over = []
         for name, epochs in zip(self.domains.names, self.epochs()):
@@ -265,8 +285,14 @@ class Plan:
         return self.allocation.consumed_before(step)
 
     def target_weights(self, step: int) -> np.ndarray:
-        """The mixture the loss sees at ``step`` (the mixer's weights)."""
+        """The mixture the loss sees at ``step`` (the mixer's weights; under a controller, the window's)."""
+        if self.controller is not None:
+            return self.allocation.target_weights(step)
         return self.mixer.weights(np.array([step / self.total_steps]))[0]
+
+    def capacity(self, consumed: np.ndarray) -> np.ndarray:
+        """Samples each domain may still take under `mixture.max_epochs` (and `past_epoch: stop`)."""
+        return controlled_budgets(self.spec, self.domains, self.total_steps * self.batch_size) - consumed
 
     # ------------------------------------------------------------------ timing: what happens after a step
     # Each takes the number of completed steps (1-based) and is true when that action is due; the
@@ -296,7 +322,8 @@ class Plan:
             "sequences": self.domains.sequences.tolist(),
             "seq_len": self.store.seq_len,
             "seed": spec.seed,
-            "mixture": dump(spec.mixture),
+            # A recipe without a controller keeps the fingerprint it had before the key existed.
+            "mixture": {k: v for k, v in dump(spec.mixture).items() if k != "controller" or v is not None},
             "curriculum": dump(spec.curriculum),
             "schedule": dump(spec.schedule),
             "averaging": dump(spec.averaging),
@@ -304,6 +331,51 @@ class Plan:
             "batch": self.training.global_batch_size,
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def domain_caps(spec: TrainSections, domains: DomainInfo) -> np.ndarray:
+    """Each domain's cap in passes (`mixture.max_epochs`, 1 under `past_epoch: stop`; inf = none)."""
+    mix = spec.mixture
+    caps = np.array([mix.max_epochs.get(n, mix.max_epochs.get("default", np.inf)) for n in domains.names])
+    return np.minimum(caps, 1.0) if spec.curriculum.past_epoch == "stop" else caps
+
+
+def controlled_budgets(spec: TrainSections, domains: DomainInfo, total_samples: int) -> np.ndarray:
+    """Under a controller, the most samples each domain can be given: the whole run, or its cap."""
+    caps = domain_caps(spec, domains) * domains.sequences
+    return np.minimum(total_samples, np.floor(caps + 1e-9)).astype(np.int64)
+
+
+def check_controller(spec: TrainSections, domains: DomainInfo, total_samples: int) -> None:
+    """Refuse, naming the key, what a controller cannot honour: its weights are known only while the
+    run trains, so nothing may depend on a domain's budget or on where a step falls in a domain."""
+    control, cur = spec.mixture.controller, spec.curriculum
+    problems = []
+    if spec.mixture.realise == "weight":
+        problems.append("mixture.realise: a controller sets the sampled mixture; use realise: sample")
+    if control.floor * len(domains.names) > 1 + 1e-12:
+        problems.append(
+            f"mixture.controller.floor: {control.floor} x {len(domains.names)} domains is over 1; "
+            f"use at most {1 / len(domains.names):.4g}"
+        )
+    orders = {"curriculum.order": cur.order} | {f"curriculum.per_domain.{k}": v for k, v in cur.per_domain.items()}
+    for key, order in orders.items():
+        if order.name == "phased":
+            problems.append(
+                f"{key}: `phased` places its boundaries by the samples taken before a step, which a "
+                "controller decides only while training; use one ordering per domain"
+            )
+    if cur.past_epoch == "sweep":
+        problems.append(
+            "curriculum.past_epoch: `sweep` orders a domain's whole budget at once, which a controller "
+            "does not know in advance; use reshuffle or repeat"
+        )
+    if int(controlled_budgets(spec, domains, total_samples).sum()) < total_samples:
+        problems.append(
+            f"mixture.max_epochs: the caps allow fewer samples than the run's {total_samples:,}; raise them"
+        )
+    if problems:
+        raise UserError("this recipe cannot run under mixture.controller:", problems)
 
 
 def build_plan(spec: TrainSections, store: TokenStore | None = None) -> Plan:

@@ -140,6 +140,23 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
             "weights": [round(w, 6) for w in plan.averaging.weights],
         },
         "sampled_positions_per_domain": SAMPLES_PER_DOMAIN,
+        "controller": controller_summary(plan),
+    }
+
+
+def controller_summary(plan: Plan) -> dict[str, Any] | None:
+    """The online controller's settings, its prior (the mixer at step 0) and how often it updates.
+    The timeline above is the prior's: the controller decides the rest while the run trains."""
+    if plan.controller is None:
+        return None
+    config = plan.controller.config
+    every = config.every_steps
+    first = -(-config.warmup_steps // every) * every
+    prior = plan.mixer.weights(np.array([0.0]))[0]
+    return {
+        **config.model_dump(mode="json"),
+        "prior": {n: round(float(w), 6) for n, w in zip(plan.domains.names, prior)},
+        "updates": len(range(max(first, every), plan.total_steps, every)),
     }
 
 
@@ -171,6 +188,9 @@ def print_table(table: Table, console: Console) -> None:
         console.print(table)
     finally:
         console.width = saved
+
+
+CONTROL_SHOWN = {"name", "every_steps", "updates", "warmup_steps", "floor", "max_change", "prior"}
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
@@ -218,6 +238,19 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     )
     quint.add_row(*(f"{v:.3g} ({v / max(lr_tokens.sum(), 1e-30):.0%})" for v in lr_tokens))
     print_table(quint, console)
+    control = summary.get("controller")
+    if control:
+        extra = {k: v for k, v in control.items() if k not in CONTROL_SHOWN}
+        console.print(
+            f"controller {control['name']}: every {control['every_steps']} steps ({control['updates']} updates, "
+            f"the first after step {max(control['warmup_steps'], control['every_steps'])}), floor {control['floor']}, "
+            f"max change {control['max_change'] if control['max_change'] is not None else 'none'}, prior "
+            + ", ".join(f"{n} {w:.3f}" for n, w in control["prior"].items())
+            + f"; {', '.join(f'{k} {v}' for k, v in extra.items())}. The timeline above is the prior's: the "
+            "controller sets each later window's counts from the training losses. The curriculum coverage below "
+            "is of each domain's stream, built for the most the controller could give it; a run that takes less "
+            "sees the stream's start"
+        )
     avg = summary["averaging"]
     if avg:
         console.print(

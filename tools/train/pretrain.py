@@ -43,6 +43,7 @@ from tools.evaluate.evaluator import Evaluator
 from tools.evaluate.measure import set_domain_losses
 from tools.train.checkpointer import Checkpointer, is_main_rank, model_settings
 from tools.train.config import TrainingConfig, TrainSections, training_section
+from tools.train.control import STATE_FILE, MixtureControl, dump_state, load_state
 from tools.train.fused_loss import LossGroups, enable_fused_cross_entropy
 from tools.train.losses import sequence_losses
 from tools.train.model import build_model, flops_per_token, peak_flops, prepare_for_speed
@@ -72,6 +73,7 @@ class Run:
     peak_flops: float | None
     checkpointer: Checkpointer
     evaluator: Evaluator | None = None  # the `evaluation` section's sets and probes, opened once
+    control: MixtureControl | None = None  # the online mixture controller's side, when the recipe has one
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.runtime.bf16)
@@ -230,6 +232,7 @@ def setup(spec: TrainSections, checkpointer: Checkpointer | None = None) -> Run:
         peak_flops=peak_flops(accelerator.device, t.peak_flops),
         checkpointer=checkpointer or Checkpointer(run_dir, spec.checkpoint, model_settings(spec.model, t)),
         evaluator=evaluator,
+        control=MixtureControl.of(plan, accelerator.device),
     )
 
 
@@ -264,6 +267,8 @@ def accumulate_gradients(run: Run, data: StepData, tally: LogTally, guard: NonFi
         if guard is not None:
             guard.add_losses(losses, micro.rows.sequence_ids, micro.rows.domains)
         tally.loss_sum.index_add_(0, domains, losses.detach().double())
+        if run.control is not None:
+            run.control.add(domains, losses)
         tally.count.index_add_(0, domains, torch.ones(len(domains), dtype=torch.float64, device=domains.device))
         tally.tokens += tokens.numel()
         tally.sequence_ids.append(micro.rows.sequence_ids)
@@ -438,6 +443,8 @@ def train_loop(
     if found:
         start, folder = found
         saver.load(acc, run.model, folder)
+        if run.control is not None:
+            run.control.restore(acc, load_state(saver.read_file(folder, STATE_FILE), str(folder / STATE_FILE)))
     else:
         saver.write_run_files(acc, run.model, run.tokenizer, run.spec.to_yaml())
     acc.init_trackers(
@@ -471,6 +478,8 @@ def train_loop(
         data = feed.get(step)
         grad_norm = train_step(run, data, tally, guard)
         done = step + 1
+        if run.control is not None:  # at a window edge: the reduced losses set the next window's mixture
+            run.control.after_step(acc, done)
         logs, evals, snaps = plan.is_log_step(done), plan.is_eval_step(done), plan.is_snapshot_step(done)
         saves = plan.is_checkpoint_step(done, stop_at=stop)
         if logs or evals or snaps or saves or done == stop:  # nothing is logged or saved from bad steps
@@ -483,7 +492,7 @@ def train_loop(
         if snaps:
             saver.snapshot(acc, run.model, run.tokenizer, done, plan.fingerprint)
         if saves:
-            saver.save(acc, done, plan.fingerprint)
+            saver.save(acc, done, plan.fingerprint, run.control and {STATE_FILE: dump_state(run.control.state(acc))})
     bar.close()
     feed.close()
     if start == stop:
