@@ -121,7 +121,10 @@ def test_decay_to_zero_is_finite() -> None:
         (lambda cs: cs[:1], "1 loss curve\\(s\\) given, a fit needs at least 2"),
         (lambda cs: [cs[0], Curve("again", cs[0].lr, cs[0].steps, cs[0].loss, cs[0].window)], "constant LR"),
         (lambda cs: [cs[0], Curve("short", cs[1].lr, cs[1].steps[-5:], cs[1].loss[-5:])], "'short' has 5 observations"),
-        (lambda cs: [cs[0], Curve("nan", cs[1].lr, cs[1].steps, np.where(cs[1].steps == 199, np.nan, cs[1].loss))], "step 199"),
+        (
+            lambda cs: [cs[0], Curve("nan", cs[1].lr, cs[1].steps, np.where(cs[1].steps == 199, np.nan, cs[1].loss))],
+            "step 199",
+        ),
         (lambda cs: [cs[0], Curve("zero", cs[1].lr, cs[1].steps, 0 * cs[1].loss)], "not finite or not positive"),
         (lambda cs: [cs[0], cs[0]], "distinct names"),
     ],
@@ -133,7 +136,9 @@ def test_degenerate_curves_are_refused(change, match) -> None:  # noqa: ANN001
 
 
 def test_unknown_law_is_refused() -> None:
-    with pytest.raises(UserError, match="unknown loss-curve law 'chinchilla'; choose one of: annealing_area, multi_power"):
+    with pytest.raises(
+        UserError, match="unknown loss-curve law 'chinchilla'; choose one of: annealing_area, multi_power"
+    ):
         fit_law({"name": "chinchilla"}, generated("annealing_area", noise=0.0))
 
 

@@ -123,23 +123,19 @@ def _print_fits(ranking) -> None:  # noqa: ANN001 (a tools.planner.plan.Ranking;
 
 
 def _print_table(ranking, top: int) -> None:  # noqa: ANN001
-    from rich.table import Table
-
-    table = Table(
-        title=f"final loss predicted at step {ranking.target_steps} (± = half the range over both laws "
-        "and every leave-one-run-out refit)"
-    )
-    for column in ("#", "candidate", "multi-power", "annealing-area", "predicted", "±"):
-        table.add_column(column, justify="left" if column == "candidate" else "right")
-    for i, row in enumerate(ranking.rows[:top], 1):
-        table.add_row(
-            str(i),
-            row.candidate.label,
-            f"{row.by_law['multi_power']:.4f}",
-            f"{row.by_law['annealing_area']:.4f}",
-            f"{row.predicted:.4f}",
-            f"{row.uncertainty:.4f}",
+    """Plain aligned text (never wrapped, so a label stays on one line in logs and narrow terminals)."""
+    rows = ranking.rows[:top]
+    width = max(len("candidate"), *(len(r.candidate.label) for r in rows))
+    lines = [
+        f"final loss predicted at step {ranking.target_steps}, best first "
+        "(± = half the range over both laws and every leave-one-run-out refit)",
+        f"{'#':>3}  {'candidate':<{width}}  {'multi-power':>11}  {'annealing-area':>14}  {'predicted':>9}  {'±':>7}",
+    ]
+    for i, row in enumerate(rows, 1):
+        lines.append(
+            f"{i:>3}  {row.candidate.label:<{width}}  {row.by_law['multi_power']:>11.4f}  "
+            f"{row.by_law['annealing_area']:>14.4f}  {row.predicted:>9.4f}  {row.uncertainty:>7.4f}"
         )
-    console.print(table)
     if len(ranking.rows) > top:
-        console.print(f"({len(ranking.rows) - top} more; --top to show them)", markup=False, highlight=False)
+        lines.append(f"({len(ranking.rows) - top} more; --top to show them)")
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)

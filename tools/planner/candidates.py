@@ -56,7 +56,7 @@ def merging_candidate(steps: int, fraction: float, base: dict[str, Any]) -> Cand
     k = min(MERGE_SNAPSHOTS, duration + 1)
     if k < 2:
         return None
-    spacing = duration // (k - 1)
+    spacing = max(1, int(round(duration / (k - 1))))  # the merge spans ~the asked fraction
     snapshots = [steps - (k - 1 - i) * spacing for i in range(k)]
     if snapshots[0] < 1:
         return None
