@@ -32,10 +32,12 @@ class FitConfig(StrictModel):
     adam_iterations: int = Field(150, ge=0, le=100_000, description="Adam steps from each start.")
     lbfgs_iterations: int = Field(200, ge=0, le=100_000, description="L-BFGS steps after Adam, from the best start.")
     starts: int = Field(8, ge=1, le=256, description="Starting points tried (a small grid around the data's scale).")
-    max_terms: int = Field(
-        1_000_000,
-        ge=10_000,
-        description="Cap on observation x LR-change terms per curve; longer curves are thinned evenly to fit it.",
+    max_lr_changes: int = Field(
+        4096,
+        ge=64,
+        le=1_000_000,
+        description="Cap on the LR changes a curve's decay terms sum over; a longer decay's consecutive changes "
+        "are merged into this many blocks (a 24k-step cosine: 6 steps per block).",
     )
 
 

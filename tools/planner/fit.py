@@ -34,9 +34,11 @@ class Fit:
     objective: float
     curves: list[str] = field(default_factory=list)
 
+    max_lr_changes: int | None = None
+
     def predict(self, curve: Curve) -> np.ndarray:
         """Predicted value of each observation of ``curve`` (its steps and windows)."""
-        terms = Terms.of(curve, self.ref_lr)
+        terms = self.law.terms(curve, self.ref_lr, self.max_lr_changes)
         with torch.no_grad():
             values = {k: torch.tensor(v, dtype=torch.float64) for k, v in self.params.items()}
             return terms.observe(self.law.per_step(values, terms)).numpy()
@@ -100,7 +102,7 @@ def fit_law(law_config: BaseModel | dict, curves: list[Curve], config: FitConfig
     cut = check_curves(curves, config)
     ref_lr = max(float(c.lr.max()) for c in cut)
     starts = law.starts(cut, ref_lr)[: config.starts]  # also sets law-specific bounds from the curves
-    terms = [Terms.of(c, ref_lr, config.max_terms) for c in cut]
+    terms = [law.terms(c, ref_lr, config.max_lr_changes) for c in cut]
 
     def run_adam(z: torch.Tensor, iterations: int) -> tuple[torch.Tensor, float]:
         z = z.clone().requires_grad_(True)
@@ -154,4 +156,4 @@ def fit_law(law_config: BaseModel | dict, curves: list[Curve], config: FitConfig
         raise UserError(f"the {parsed.name} law could not be fitted to {[c.name for c in cut]}: the loss is not finite")
     with torch.no_grad():
         params = {k: float(v) for k, v in law.unpack(z.detach()).items()}
-    return Fit(law, parsed.name, params, ref_lr, best, [c.name for c in cut])  # type: ignore[attr-defined]
+    return Fit(law, parsed.name, params, ref_lr, best, [c.name for c in cut], config.max_lr_changes)  # type: ignore[attr-defined]

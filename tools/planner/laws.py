@@ -30,7 +30,7 @@ class Terms:
     """A curve's precomputed sums (float64 tensors) in units of ``ref_lr``."""
 
     s1: torch.Tensor  # (E,) LR area of steps 0..t, warmup included (the paper's S1 + S_W)
-    delta: torch.Tensor  # (K,) eta_{k-1} - eta_k for each post-warmup step k whose LR changes
+    delta: torch.Tensor  # (K,) eta_{k-1} - eta_k for each step k whose LR changes (after warmup, or all)
     lr_k: torch.Tensor  # (K,) eta_k
     area: torch.Tensor  # (E, K) sum of eta over k..t, 0 where k > t
     lag: torch.Tensor  # (E, K) t - k + 1, 0 where k > t
@@ -40,18 +40,18 @@ class Terms:
     observed: torch.Tensor  # (O,) observed losses
 
     @classmethod
-    def of(cls, curve: Curve, ref_lr: float, max_terms: int | None = None) -> "Terms":
+    def of(cls, curve: Curve, ref_lr: float, max_changes: int | None = None, warmup: bool = False) -> "Terms":
+        """``warmup``: the LR increases of the warmup count as (negative) changes too."""
         u = curve.lr / ref_lr
         cum = np.cumsum(u)
-        start = curve.warmup_end + 1
+        start = 1 if warmup else curve.warmup_end + 1
         k = np.arange(start, len(u))
         delta = u[k - 1] - u[k] if len(k) else np.zeros(0)
         changed = np.abs(delta) > 1e-12
         k, delta = k[changed], delta[changed]
+        if max_changes and len(k) > max_changes:
+            k, delta = coarsened(k, delta, max_changes)
         steps, window, loss = curve.steps, curve.window, curve.loss
-        if max_terms and 2 * len(steps) * max(len(k), 1) > max_terms:
-            keep = np.unique(np.linspace(0, len(steps) - 1, max(max_terms // max(len(k), 1), 2)).round().astype(int))
-            steps, window, loss = steps[keep], window[keep], loss[keep]
         # A window's mean is taken at its centre (the mean of the one or two middle steps): the laws are
         # smooth over a log interval, and this keeps the cost at two evaluations per observation.
         centre = steps - (window - 1) / 2.0
@@ -81,6 +81,15 @@ class Terms:
         return total / self.window
 
 
+def coarsened(k: np.ndarray, delta: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``blocks`` LR changes: runs of consecutive changes merged into one at the run's middle step,
+    carrying their summed size. A long cosine (tens of thousands of changes, each tiny) then costs a few
+    thousand terms; each term moves by at most half a block's steps, far below what a fit resolves."""
+    edges = np.unique(np.linspace(0, len(k), blocks + 1).round().astype(int))
+    middle = k[(edges[:-1] + edges[1:] - 1) // 2]
+    return middle, np.add.reduceat(delta, edges[:-1])
+
+
 @dataclass(frozen=True)
 class Param:
     """One parameter: its name and the map from an unconstrained number to its (bounded) value."""
@@ -105,6 +114,10 @@ class Law(ABC):
     """A loss-curve law: named, bounded parameters; per-step predictions from a curve's `Terms`."""
 
     params: tuple[Param, ...]
+    warmup_changes = False  # whether the warmup's LR increases enter the sum over changes
+
+    def terms(self, curve: Curve, ref_lr: float, max_changes: int | None = None) -> Terms:
+        return Terms.of(curve, ref_lr, max_changes, warmup=self.warmup_changes)
 
     def __init__(self, config: object):
         self.config = config

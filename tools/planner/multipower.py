@@ -4,7 +4,9 @@ Rate Schedules", arXiv 2503.12811; public code thu-yao-01-luo/MultiPowerLaw):
     L(t) = L0 + A * (S1(t) + S_W)^-alpha - B * sum_{k<=t} (eta_{k-1} - eta_k) * G(eta_k^-gamma * S_k(t))
     G(x) = 1 - (C*x + 1)^-beta,   S_k(t) = sum_{tau=k..t} eta_tau
 
-Seven parameters. Each LR decrease lowers the loss by up to B times its size, reached as a power law
+Seven parameters. The sum runs over every step from the first, warmup included (as the paper's code
+does: a warmup's LR increases add B * eta_peak * G to the loss, which the published parameters carry;
+leaving them out shifts its predictions by ~3%). Each LR decrease lowers the loss by up to B times its size, reached as a power law
 in the LR area trained since it (faster at a smaller LR through eta_k^-gamma). As in the paper's code,
 the starting points come from a log-log fit of the power-law part; the decay part starts at C = 1,
 beta = gamma = 1/2 in the paper's units, converted to ours.
@@ -32,6 +34,7 @@ class MultiPower(Law):
         Param("beta", 0.0, 3.0),
         Param("gamma", 0.0, 2.0),
     )
+    warmup_changes = True
 
     def per_step(self, p: dict[str, torch.Tensor], terms: Terms) -> torch.Tensor:
         power = p["L0"] + p["A"] * terms.s1 ** (-p["alpha"])
