@@ -39,10 +39,11 @@ def plot_fit(curves: list[Curve], ranking: Ranking, path: str | Path) -> Path:
     best = ranking.best.candidate
     grid = dense(Curve("best", best.lr, np.array([0]), np.array([1.0])))
     fit = ranking.fits["multi_power"]
-    ax.plot(grid.steps, fit.predict(grid), ":", color="black", lw=1.5, label=f"best: {best.label} (multi-power)")
+    predicted = fit.predict(grid)
+    ax.plot(grid.steps, predicted, ":", color="black", lw=1.5, label=f"best: {best.label} (multi-power)")
     for name, style in STYLES.items():
         ax.plot([], [], style, color="grey", label=f"{name} fit")
-    low = min(float(c.loss.min()) for c in curves)
+    low = min(min(float(c.loss.min()) for c in curves), float(predicted.min()))
     high = float(np.percentile(np.concatenate([c.loss for c in curves]), 95))
     ax.set_ylim(low - 0.1 * (high - low) - 0.02, high + 0.1 * (high - low) + 0.02)
     ax.set_xlabel("step")
