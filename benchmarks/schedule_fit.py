@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the repo root
 
+from benchmarks import harness  # noqa: E402
 from tests.multipower_curves import FIT, PUBLISHED, TEST, published_curve  # noqa: E402
 from tools.planner import LAWS  # noqa: E402
 from tools.planner.config import FitConfig  # noqa: E402
@@ -207,7 +208,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)  # two shared cores: one is enough for these sizes
-    results: dict = {}
+    print(f"commit {harness.commit()} | {harness.machine()} | torch {torch.__version__}, 1 thread")
+    results: dict = {"provenance": harness.provenance()}
     if not args.skip_published:
         results["published"] = published(args.sizes)
     if not args.skip_runs:
