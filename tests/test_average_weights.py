@@ -16,7 +16,7 @@ from tools.average.weights import WEIGHTINGS, EMAWeights, resolve_weights
 
 
 def test_presets_are_registered():
-    assert WEIGHTINGS.names() == ["ema", "explicit", "sma", "wma"]
+    assert WEIGHTINGS.names() == ["ema", "explicit", "sma", "wma", "wsm"]
 
 
 def test_sma_wma_explicit():

@@ -1,7 +1,8 @@
 """The `currimix` command line (Typer), one module per command group.
 
 `recipe` (presets, recipe show), `prepare`, `store` (store verify), `plan`, `train` (train, run, quickstart),
-`sweep`, `results` (docs/results.md from the grids), `evaluate` (eval), `average`, `score`. Every command
+`sweep`, `results` (docs/results.md from the grids), `evaluate` (eval), `average`, `score`, `schedule`
+(loss-curve laws fitted to finished runs, ranked candidate schedules). Every command
 takes a recipe (a YAML path or a preset name) plus
 ``--set key.path=value`` overrides; user mistakes exit with status 2 and a message naming the
 problem, and nothing heavy is imported before a command runs. The CLI and `recipes.runner`
@@ -17,7 +18,7 @@ from recipes.cli.offline import enforce_offline
 # commands below; each command calls `enforce_offline` again for in-process callers.
 enforce_offline()
 
-from recipes.cli import average, evaluate, plan, prepare, recipe, results, score, store, sweep, train  # noqa: E402,F401  (each registers its commands)
+from recipes.cli import average, evaluate, plan, prepare, recipe, results, schedule, score, store, sweep, train  # noqa: E402,F401  (each registers its commands)
 from recipes.cli.app import app  # noqa: E402
 
 __all__ = ["app", "main"]

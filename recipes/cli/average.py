@@ -70,7 +70,8 @@ WeightsOpt = Annotated[
     typer.Option(
         "--weights",
         "-w",
-        help="'sma' (uniform), 'ema' (needs --alpha), 'wma' (linear), or one comma-separated weight per checkpoint, oldest first.",
+        help="'sma' (uniform), 'ema' (needs --alpha), 'wma' (linear), 'wsm' (merge emulating a decay: "
+        "--wsm-shape, --wsm-final), or one comma-separated weight per checkpoint, oldest first.",
     ),
 ]
 AlphaOpt = Annotated[
@@ -82,6 +83,15 @@ EmaFormOpt = Annotated[
         "--ema-form",
         help="normalized: w_i ~ (1-alpha)^(K-i), summing to 1; recursive: the EMA recursion seeded from the oldest checkpoint.",
     ),
+]
+WSMShapeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--wsm-shape", help="With --weights wsm: the decay shape the merge emulates (linear, cosine, 1-sqrt)."
+    ),
+]
+WSMFinalOpt = Annotated[
+    Optional[float], typer.Option("--wsm-final", help="With --weights wsm: LR / peak the emulated decay ends at.")
 ]
 NormalizeOpt = Annotated[bool, typer.Option("--normalize/--no-normalize", help="Scale explicit weights to sum to 1.")]
 AccumulateDtypeOpt = Annotated[
@@ -131,6 +141,8 @@ def average_command(
     weights: WeightsOpt = "sma",
     alpha: AlphaOpt = None,
     ema_form: EmaFormOpt = EMAFormChoice.normalized,
+    wsm_shape: WSMShapeOpt = None,
+    wsm_final: WSMFinalOpt = None,
     normalize: NormalizeOpt = True,
     accumulate_dtype: AccumulateDtypeOpt = AccumulateDtypeChoice.float32,
     output_dtype: OutputDtypeOpt = None,
@@ -142,7 +154,7 @@ def average_command(
     dry_run: DryRunOpt = False,
     progress: ProgressOpt = True,
 ) -> None:
-    """Average checkpoints (uniform, EMA, linear or explicit weights) into a model folder that loads with transformers."""
+    """Average checkpoints (uniform, EMA, linear, WSM or explicit weights) into a model folder that loads with transformers."""
     from tools.average import average_checkpoints, select_run_checkpoints
     from tools.average.weights import parse_weight_text
 
@@ -155,7 +167,9 @@ def average_command(
         raise UserError("--last and --every pick from a run folder; add --run RUN_DIR")
     if not inputs:
         raise UserError("no checkpoints given; pass folders or --run RUN_DIR --last K")
-    spec = parse_weight_text(weights, alpha=alpha, ema_form=ema_form.value, normalize=normalize)
+    spec = parse_weight_text(
+        weights, alpha=alpha, ema_form=ema_form.value, normalize=normalize, wsm_shape=wsm_shape, wsm_final=wsm_final
+    )
     report = average_checkpoints(
         inputs,
         output,

@@ -29,7 +29,8 @@ class AveragingConfig(StrictModel):
     weights: WeightSpec = Field(
         default_factory=lambda: EMAWeights(alpha=0.2),
         description="How the snapshots are weighted, oldest first: {name: ema, alpha: 0.2} (w_i ~ "
-        "(1-alpha)^(K-i), newest heaviest; `form: recursive` for the recursion), {name: sma}, {name: wma} or "
+        "(1-alpha)^(K-i), newest heaviest; `form: recursive` for the recursion), {name: sma}, {name: wma}, "
+        "{name: wsm, decay_shape: linear, final_lr_ratio: 0} (a merge emulating a decay) or "
         "{name: explicit, values: [...]}; the same presets as `currimix average` (tools/average/weights.py).",
     )
 

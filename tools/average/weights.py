@@ -13,6 +13,15 @@ weights in that order. Conventions, stated once here and nowhere else:
   the mass an infinite history would have spread over still older ones, so with few checkpoints
   the two differ (alpha=0.2, K=6: newest 0.271 normalized vs 0.200 recursive; oldest 0.089 vs 0.328).
 - ``explicit``: the given values, scaled to sum to 1 unless ``normalize=False``.
+- ``wsm`` (WSM, arXiv 2507.17634): merging checkpoints of a constant-LR run in place of a decay. Averaging
+  checkpoints 1..K with weights c_i applies every update between checkpoints m and m+1 with the LR
+  scaled by the weight of the checkpoints after it, sum_{i>m} c_i. So c_i are chosen to make that
+  multiplier follow a decay shape d(q) (``decay_shape`` from 1 to ``final_lr_ratio``, the same shapes
+  as the LR schedules) sampled at the middle of each of the K-1 gaps: c_K = d(q_{K-1}), c_i =
+  d(q_{i-1}) - d(q_i), c_1 = 1 - d(q_1), with q_m = (m - 1/2) / (K - 1). All weights are >= 0 and the
+  newest weighs most only when the emulated decay ends high. The knobs of WSM are the shape, the
+  count K (``averaging.snapshots`` / ``--last``), the spacing (``averaging.every_steps`` /
+  ``--every``) and so the merge duration (K - 1) x spacing, which the paper finds matters most.
 
 Presets are registered in `WEIGHTINGS`: the recipe's ``averaging.weights`` and ``currimix average``
 use the same configs (``{name: ema, alpha: 0.2}``). `tools.average.window` places a run's snapshots
@@ -24,10 +33,12 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Sequence, Union
 
+import numpy as np
 from pydantic import Field, ValidationError
 
 from curriculum.errors import UserError
 from curriculum.registry import Registry, StrictModel, validation_problems
+from tools.train.schedules import decay_curve
 
 WEIGHTINGS: Registry[list[float]] = Registry("weighting")
 
@@ -64,7 +75,19 @@ class ExplicitWeights(StrictModel):
     normalize: bool = Field(True, description="Scale the values to sum to 1.")
 
 
-WeightSpec = Union[SMAWeights, WMAWeights, EMAWeights, ExplicitWeights]
+class WSMWeights(StrictModel):
+    """Weights that make a merge of constant-LR checkpoints emulate an LR decay (see the module docstring)."""
+
+    name: Literal["wsm"] = "wsm"
+    decay_shape: Literal["linear", "cosine", "1-sqrt"] = Field(
+        "linear", description="Decay shape the merge emulates over its window (as in `schedule.decay_shape`)."
+    )
+    final_lr_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="LR / peak the emulated decay ends at (0 = decay to zero)."
+    )
+
+
+WeightSpec = Union[SMAWeights, WMAWeights, EMAWeights, ExplicitWeights, WSMWeights]
 
 
 @WEIGHTINGS.register("sma", SMAWeights)
@@ -86,6 +109,16 @@ def ema_weights(config: EMAWeights, k: int) -> list[float]:
     raw = [decay ** (k - i) for i in range(1, k + 1)]
     total = math.fsum(raw)
     return [r / total for r in raw]
+
+
+@WEIGHTINGS.register("wsm", WSMWeights)
+def wsm_weights(config: WSMWeights, k: int) -> list[float]:
+    if k == 1:
+        return [1.0]
+    q = (np.arange(1, k) - 0.5) / (k - 1)
+    tail = decay_curve(q, config.decay_shape, config.final_lr_ratio)  # tail[m-1] = sum of c_i, i > m
+    weights = np.concatenate([[1.0 - tail[0]], tail[:-1] - tail[1:], [tail[-1]]])
+    return [float(w) for w in np.maximum(weights, 0.0)]  # exact zeros, never -1e-17, for a flat shape
 
 
 @WEIGHTINGS.register("explicit", ExplicitWeights)
@@ -126,11 +159,23 @@ def parse_weight_spec(spec: WeightSpec | str | Sequence[float] | dict[str, Any])
 
 
 def parse_weight_text(
-    text: str, *, alpha: float | None = None, ema_form: str = "normalized", normalize: bool = True
+    text: str,
+    *,
+    alpha: float | None = None,
+    ema_form: str = "normalized",
+    normalize: bool = True,
+    wsm_shape: str | None = None,
+    wsm_final: float | None = None,
 ) -> WeightSpec:
     """A weighting as a command line writes it (``--weights``): a preset name (``ema`` with its
-    ``alpha`` and ``ema_form``) or one comma-separated weight per checkpoint, oldest first
-    (``normalize``: scaled to sum to 1). The result goes through `parse_weight_spec`."""
+    ``alpha`` and ``ema_form``; ``wsm`` with its ``wsm_shape`` and ``wsm_final``) or one
+    comma-separated weight per checkpoint, oldest first (``normalize``: scaled to sum to 1). The
+    result goes through `parse_weight_spec`."""
+    wsm_given = {k: v for k, v in (("decay_shape", wsm_shape), ("final_lr_ratio", wsm_final)) if v is not None}
+    if text == "wsm":
+        return parse_weight_spec({"name": "wsm", **wsm_given})
+    if wsm_given:
+        raise UserError(f"--wsm-shape and --wsm-final only apply to --weights wsm, not {text!r}")
     if text == "ema":
         if alpha is None:
             raise UserError("--weights ema needs --alpha (e.g. --alpha 0.2)")
@@ -142,7 +187,9 @@ def parse_weight_text(
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise UserError(f"--weights {text!r} is neither sma, ema, wma nor a comma-separated list of numbers") from None
+        raise UserError(
+            f"--weights {text!r} is neither sma, ema, wma, wsm nor a comma-separated list of numbers"
+        ) from None
     return parse_weight_spec({"name": "explicit", "values": values, "normalize": normalize})
 
 
