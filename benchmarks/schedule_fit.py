@@ -10,7 +10,8 @@ Two tables, each fitting both laws (tools/planner) on three curves and predictin
    implementation (a check that our law is theirs).
 2. CPU runs of the testbed (benchmarks/schedule_runs.py, then the wsm-vs-wsd grid for seeds): fit on
    constant / cosine / WSD at seed 0, predict the final loss of three held-out schedules and a 2x
-   longer cosine, for random and ascending-quality order, on the training loss and on val/dial;
+   longer cosine, for random and ascending-quality order and with end-of-training upsampling of the
+   clean domain, on the training loss, val/dial and val/clean;
    the seed-to-seed spread of the same final losses is read from the grid's seeds 0-2.
 
     python benchmarks/schedule_fit.py [--skip-published] [--skip-runs] [--json out.json]
@@ -48,7 +49,9 @@ GRID = Path("runs/sweeps/wsm-vs-wsd/cpu")
 HELD_OUT = {
     "random": ("wsd-linear-third", "wsd-cosine-10", "linear-zero", "cosine-long"),
     "ascending": ("wsd-linear-third",),
+    "upsample": ("wsd-linear-third",),
 }
+METRICS = ("loss", "val/dial", "val/clean")  # val/clean: the domain upsampling adds late
 
 
 def errors(fit: Fit, curves: list) -> dict[str, float]:
@@ -130,7 +133,7 @@ def cpu_runs() -> dict:
         if not all((r / "final").is_dir() for r in fit_runs):
             print(f"{order}: fit runs missing; run benchmarks/schedule_runs.py first")
             continue
-        for metric in ("loss", "val/dial"):
+        for metric in METRICS:
             curves = [read_run_curve(r, metric, name=r.parent.name) for r in fit_runs]
             for name in LAWS_RUN:
                 fit = fit_law({"name": name}, curves, config)
@@ -159,9 +162,9 @@ def cpu_runs() -> dict:
                         f"{order:<10} {metric:<9} {name:<15} {'mean / worst':<18} {summary['mean']:>19.4f} {summary['worst']:>8.4f}"
                     )
     print("\n== the fixed-data assumption: in-sample fit (mean |rel residual|) by order, and random-order fits")
-    print("   predicting the ascending runs (planning with random-order runs, then training a curriculum)")
+    print("   predicting the ascending / upsampling runs (planning with fixed-data runs, then changing the data)")
     out["by_order"] = {}
-    for metric in ("loss", "val/dial"):
+    for metric in METRICS:
         fits = {}
         for order in HELD_OUT:
             runs = [BENCH / order / s / "seed-0" for s in ("constant", "cosine", "wsd")]
@@ -175,22 +178,23 @@ def cpu_runs() -> dict:
                 resid = float(np.mean([np.mean(np.abs(fit.predict(c) - c.loss) / c.loss) for c in cut]))
                 out["by_order"].setdefault(metric, {}).setdefault(order, {})[name] = {"in_sample": resid}
                 print(f"{metric:<9} {order:<10} {name:<15} in-sample mean |rel residual| {resid:.4f}")
-        asc = [BENCH / "ascending" / s / "seed-0" for s in ("constant", "cosine", "wsd", *HELD_OUT["ascending"])]
-        asc = [r for r in asc if (r / "final").is_dir()]
-        for name in LAWS_RUN:
-            if ("random", name) not in fits or not asc:
-                continue
-            errs = []
-            for run in asc:
-                curve = read_run_curve(run, metric)
-                errs.append(float(abs(fits["random", name].predict(curve)[-1] - curve.loss[-1]) / curve.loss[-1]))
-            out["by_order"][metric]["random->ascending " + name] = {"mean": float(np.mean(errs)), "worst": max(errs)}
-            print(
-                f"{metric:<9} random fit -> {len(errs)} ascending runs {name:<15} final rel err mean {np.mean(errs):.4f} worst {max(errs):.4f}"
-            )
+        for order in [o for o in HELD_OUT if o != "random"]:
+            runs = [BENCH / order / s / "seed-0" for s in ("constant", "cosine", "wsd", *HELD_OUT[order])]
+            runs = [r for r in runs if (r / "final").is_dir()]
+            for name in LAWS_RUN:
+                if ("random", name) not in fits or not runs:
+                    continue
+                errs = []
+                for run in runs:
+                    curve = read_run_curve(run, metric)
+                    errs.append(float(abs(fits["random", name].predict(curve)[-1] - curve.loss[-1]) / curve.loss[-1]))
+                out["by_order"][metric][f"random->{order} {name}"] = {"mean": float(np.mean(errs)), "worst": max(errs)}
+                print(
+                    f"{metric:<9} random fit -> {len(errs)} {order} runs {name:<15} final rel err mean {np.mean(errs):.4f} worst {max(errs):.4f}"
+                )
     print("\n== seed-to-seed spread of the same final values (wsm-vs-wsd grid, random order)")
     out["seed_spread"] = {}
-    for metric in ("loss", "val/dial"):
+    for metric in METRICS:
         spread = seed_spread(metric)
         out["seed_spread"][metric] = spread
         for label, s in spread.items():
