@@ -1,8 +1,7 @@
 """Evaluation on a token-store split: mean per-sequence loss per domain, and by quality quintile.
 
-`evaluate_domains` gives per-domain loss on a sample of a split (ranks sharing the work); the loop,
-`currimix eval` and `currimix run` measure the `evaluation` section's sets instead
-(`tools.evaluate.measure`, with bits per byte). `evaluate_quality` (the sweep's metrics) adds the loss by **quality quintile of the held-out sequences** (within each
+The loop, `currimix eval` and `currimix run` measure the `evaluation` section's sets
+(`tools.evaluate.measure`, with bits per byte); `evaluate_quality` (the sweep's metrics) adds the loss by **quality quintile of the held-out sequences** (within each
 domain, by the sequences' scores), pooled over domains and per domain: whether a model is better
 on the high-quality text a curriculum ends on is a question about Q5, not about the mean.
 """
@@ -110,35 +109,3 @@ def evaluate_quality(
         "quintile": {f"q{q + 1}": float(np.concatenate(v).mean()) for q, v in enumerate(pooled) if v},
         "domain_quintile": by_cell,
     }
-
-
-@torch.no_grad()
-def evaluate_domains(
-    model: PreTrainedModel,
-    split: TokenSplit,
-    *,
-    per_domain: int,
-    micro_batch_size: int,
-    device: torch.device,
-    rank: int = 0,
-    world_size: int = 1,
-    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    autocast: Callable[[], object] | None = None,
-) -> dict[str, float]:
-    """Mean per-sequence loss for each domain of ``split``; ranks share the work when ``reduce`` sums."""
-    was_training = model.training
-    model.eval()
-    n_domains = len(split.domain_names)
-    sums = torch.zeros(n_domains, dtype=torch.float64, device=device)
-    counts = torch.zeros(n_domains, dtype=torch.float64, device=device)
-    for d, ids in eval_sequence_ids(split, per_domain).items():
-        mine = ids[rank::world_size]
-        for losses in batch_losses(
-            model, split, mine, micro_batch_size=micro_batch_size, device=device, autocast=autocast
-        ):
-            sums[d] += losses.sum().double()
-            counts[d] += len(losses)
-    if reduce is not None:
-        sums, counts = reduce(sums), reduce(counts)
-    model.train(was_training)
-    return {name: float(sums[d] / counts[d]) for d, name in enumerate(split.domain_names) if counts[d] > 0}
