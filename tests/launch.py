@@ -37,3 +37,22 @@ def run_command(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Co
     """Run with this checkout first on the path and one OpenMP thread per process (two ranks share 2 cores)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def train_with_processes(raw: dict, world: int, tmp_path: Path) -> dict:
+    """`currimix train` of the recipe mapping ``raw`` on ``world`` (1 or 2) CPU processes; asserts it
+    ran on that many and returns its summary.json."""
+    import json
+
+    import yaml
+
+    path = tmp_path / f"recipe{world}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cmd = [sys.executable, "-m", "recipes.cli", "train", str(path), "--no-progress"]
+    if world == 2:
+        cmd = two_cpu_ranks("train", str(path), "--no-progress")
+    proc = run_command(cmd, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-12000:]
+    summary = json.loads((Path(raw["run_dir"]) / "summary.json").read_text())
+    assert summary["processes"] == world
+    return summary

@@ -4,15 +4,13 @@ ranks draw exactly the batches of one process, and `currimix plan` shows the con
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from tests.conftest import recipe_dict
-from tests.launch import needs_accelerate, run_command, two_cpu_ranks
+from tests.launch import needs_accelerate, train_with_processes
 from tools.train.trackers import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -119,14 +117,7 @@ def test_two_ranks_draw_the_batches_of_one_process_with_the_controller_on(
     for world in (1, 2):
         raw = recipe_dict(corpus_dir, tmp_path / f"run{world}", tiny_store, **CONTROLLED)
         raw["training"].update(device="cpu")
-        path = tmp_path / f"recipe{world}.yaml"
-        path.write_text(yaml.safe_dump(raw))
-        cmd = [sys.executable, "-m", "recipes.cli", "train", str(path), "--no-progress"]
-        if world == 2:
-            cmd = two_cpu_ranks("train", str(path), "--no-progress")
-        proc = run_command(cmd, tmp_path)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-12000:]
-        assert json.loads((tmp_path / f"run{world}" / "summary.json").read_text())["processes"] == world
+        train_with_processes(raw, world, tmp_path)
         results[world] = _record(tmp_path / f"run{world}")
     (loss1, batches1, control1), (loss2, batches2, control2) = results[1], results[2]
     assert sorted(batches1) == list(range(12)) and batches1 == batches2

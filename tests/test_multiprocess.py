@@ -7,15 +7,12 @@ world size the run recorded, so it cannot pass on a single process.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import recipe_dict
-from tests.launch import needs_accelerate, run_command, two_cpu_ranks
+from tests.launch import needs_accelerate, train_with_processes
 from tools.train.trackers import read_metrics
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
@@ -29,15 +26,7 @@ def test_two_ranks_train_on_the_same_global_batches(corpus_dir: Path, tiny_store
         raw["training"].update(device="cpu", log_batch_ids=True, steps=6, eval_every_steps=None)
         raw["checkpoint"] = {"every_steps": None}
         raw["averaging"] = {"snapshots": None}
-        path = tmp_path / f"recipe{world}.yaml"
-        path.write_text(yaml.safe_dump(raw))
-        cmd = [sys.executable, "-m", "recipes.cli", "train", str(path), "--no-progress"]
-        if world == 2:
-            cmd = two_cpu_ranks("train", str(path), "--no-progress")
-        proc = run_command(cmd, tmp_path)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-12000:]
-        summary = json.loads((tmp_path / f"run{world}" / "summary.json").read_text())
-        assert summary["processes"] == world
+        summary = train_with_processes(raw, world, tmp_path)
         results[world] = (read_metrics(tmp_path / f"run{world}"), summary)
     one, two = results[1][0], results[2][0]
     assert [r["step"] for r in one if "batch_ids" in r] == list(range(6))
